@@ -1,0 +1,55 @@
+"""mergekit-arm: Activation-guided Rotation-aware Merging (ARM) and Streaming Merging.
+
+Importing this package is cheap (no torch, no mergekit); heavy submodules load on
+first attribute access. After ``pip install``, ``merge_method: arm`` is registered
+with MergeKit automatically when ``mergekit.merge_methods`` is imported. Where the
+start-up hook cannot run (``python -S``, ``pip install --target``), call
+:func:`register` yourself before merging.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it (loaded lazily, like lm-eval's registry).
+_LAZY: dict[str, str] = {
+    "arm_update": "mergekit_arm.rotation",
+    "principal_rotation": "mergekit_arm.rotation",
+    "ActivationStatistics": "mergekit_arm.statistics",
+    "LayerStatistics": "mergekit_arm.statistics",
+    "load_statistics": "mergekit_arm.statistics",
+    "calibrate": "mergekit_arm.calibrate",
+    "CalibrationOptions": "mergekit_arm.calibrate",
+    "load_calibration_texts": "mergekit_arm.data",
+    "run_stream": "mergekit_arm.stream",
+    "StreamConfig": "mergekit_arm.stream",
+    "ArmError": "mergekit_arm.errors",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mergekit_arm.calibrate import CalibrationOptions, calibrate
+    from mergekit_arm.data import load_calibration_texts
+    from mergekit_arm.errors import ArmError
+    from mergekit_arm.rotation import arm_update, principal_rotation
+    from mergekit_arm.statistics import ActivationStatistics, LayerStatistics, load_statistics
+    from mergekit_arm.stream import StreamConfig, run_stream
+
+
+def register() -> None:
+    """Register mergekit-arm's merge methods with MergeKit (idempotent)."""
+    from mergekit_arm.merge_methods import register_all
+
+    register_all()
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mergekit_arm' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["__version__", "register", *_LAZY]

@@ -1,0 +1,347 @@
+"""Calibration: principal subspaces of every linear layer's inputs, written as a statistics file.
+
+For each linear weight ``W`` (``y = W x``) the pass accumulates, over all non-padding
+calibration tokens, ``C = E[x x^T] = (1/N) sum_t x_t x_t^T`` in float32, then keeps
+the top ``rank`` eigenvectors (``basis``), their eigenvalues and ``trace(C)``.
+Linears fed the very same input tensor (q/k/v, gate/up) are measured once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from mergekit_arm import __version__
+from mergekit_arm.data import TextMode, load_calibration_texts
+from mergekit_arm.errors import CalibrationError
+from mergekit_arm.statistics import (
+    LayerStatistics,
+    StatisticsContent,
+    fingerprint_tensors,
+    weight_probe,
+    write_statistics,
+)
+
+
+class CalibrationOptions(BaseModel):
+    """Options of one calibration pass (the flags of ``arm-calibrate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str | None = Field(None, description="calibration data; None = shipped corpus")
+    samples: int = Field(128, ge=1, description="number of texts used")
+    max_length: int = Field(512, ge=2, description="tokens per text (truncated)")
+    batch_size: int = Field(8, ge=1)
+    rank: int = Field(64, ge=1, description="eigenvectors stored per input (r_max)")
+    device: str = "auto"
+    dtype: str = "auto"
+    text_mode: TextMode = "paragraph"
+    trust_remote_code: bool = False
+
+
+# -- tokens --------------------------------------------------------------------------
+
+
+def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, truncated to ``max_length``; texts with no token dropped."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
+    return [list(ids) for ids in encoded["input_ids"] if len(ids) > 0]
+
+
+def calibration_fingerprint(token_lists: Sequence[Sequence[int]]) -> str:
+    """SHA-256 of the exact token sequences (two files agree iff they saw the same tokens)."""
+    digest = hashlib.sha256()
+    for ids in token_lists:
+        digest.update(len(ids).to_bytes(4, "little"))
+        digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def iter_batches(
+    token_lists: Sequence[Sequence[int]], batch_size: int, pad_id: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Right-padded ``(input_ids, attention_mask)`` batches in the given order."""
+    for start in range(0, len(token_lists), batch_size):
+        chunk = token_lists[start : start + batch_size]
+        width = max(len(ids) for ids in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, seq in enumerate(chunk):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        yield ids, mask
+
+
+# -- math ----------------------------------------------------------------------------
+
+
+def principal_subspace(second_moment: torch.Tensor, rank: int) -> LayerStatistics:
+    """Top-``rank`` eigenpairs of a symmetric PSD matrix ``C`` (eigh in float64).
+
+    Columns are ordered by descending eigenvalue and signed so that each column's
+    largest-magnitude entry is positive (a deterministic, sign-free convention).
+    """
+    c = second_moment.to(torch.float64)
+    c = 0.5 * (c + c.T)
+    eigenvalues, vectors = torch.linalg.eigh(c)
+    r = min(rank, c.shape[0])
+    eigenvalues = eigenvalues.flip(0)[:r].clamp_min(0.0)
+    vectors = vectors.flip(1)[:, :r]
+    pivot = vectors.abs().argmax(dim=0)
+    signs = torch.sign(vectors[pivot, torch.arange(r, device=vectors.device)])
+    signs[signs == 0] = 1.0
+    vectors = vectors * signs
+    return LayerStatistics(
+        basis=vectors.to(torch.float32).cpu().contiguous(),
+        eigenvalues=eigenvalues.to(torch.float32).cpu().contiguous(),
+        trace=torch.diagonal(c).sum().to(torch.float32).cpu(),
+    )
+
+
+# -- hooks ---------------------------------------------------------------------------
+
+
+def linear_modules(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, bool]]:
+    """``weight name -> (module, transposed)`` for every ``nn.Linear`` and GPT-2 ``Conv1D``."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover
+        Conv1D = ()  # noqa: N806
+    found = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            found[f"{name}.weight"] = (module, False)
+        elif Conv1D and isinstance(module, Conv1D):
+            found[f"{name}.weight"] = (module, True)
+    return found
+
+
+@dataclass
+class _Accumulator:
+    total: torch.Tensor  # sum_t x_t x_t^T, float32
+    count: int = 0
+
+
+class InputSecondMoments:
+    """Forward pre-hooks accumulating ``sum x x^T`` per distinct linear input.
+
+    Call :meth:`set_mask` with the batch's attention mask before each forward so
+    padding tokens are excluded. A module whose input is the very tensor object the
+    previous hooked module received (q/k/v, gate/up) is recorded as an alias.
+    """
+
+    def __init__(self, modules: dict[str, tuple[torch.nn.Module, bool]]) -> None:
+        self.modules = modules
+        self.accumulators: dict[str, _Accumulator] = {}
+        self.aliases: dict[str, str] = {}
+        self._mask: torch.Tensor | None = None
+        self._last_input: torch.Tensor | None = None
+        self._last_owner: str | None = None
+        self._handles: list = []
+
+    def __enter__(self) -> InputSecondMoments:
+        for name, (module, _) in self.modules.items():
+            self._handles.append(module.register_forward_pre_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._last_input = None
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        self._mask = mask.bool()
+        self._last_input = None
+
+    def _select_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self._mask
+        if mask is not None:
+            if x.ndim == 3 and tuple(x.shape[:2]) == tuple(mask.shape):
+                return x[mask.to(x.device)]
+            if x.ndim == 2 and x.shape[0] == mask.numel():
+                return x[mask.reshape(-1).to(x.device)]
+        return x.reshape(-1, x.shape[-1])
+
+    def _hook(self, name: str):
+        def hook(module, args):
+            if not args:
+                return
+            x = args[0]
+            if x is self._last_input and self._last_owner is not None:
+                owner = self._last_owner
+                if self.aliases.setdefault(name, owner) != owner:
+                    raise CalibrationError(f"input sharing of {name} changed between batches")
+                return
+            self._last_input, self._last_owner = x, name
+            if name in self.aliases:
+                raise CalibrationError(f"input sharing of {name} changed between batches")
+            tokens = self._select_tokens(x.detach()).to(torch.float32)
+            acc = self.accumulators.get(name)
+            if acc is None:
+                dim = tokens.shape[-1]
+                acc = _Accumulator(torch.zeros(dim, dim, dtype=torch.float32, device=tokens.device))
+                self.accumulators[name] = acc
+            acc.total.addmm_(tokens.T, tokens)
+            acc.count += int(tokens.shape[0])
+
+        return hook
+
+
+# -- the pass ------------------------------------------------------------------------
+
+
+@dataclass
+class CalibrationResult:
+    """What a pass produced, with timings (seconds) and counts."""
+
+    path: Path
+    num_samples: int
+    num_tokens: int
+    seconds_forward: float
+    seconds_eigen: float
+
+
+def collect_statistics(
+    model: torch.nn.Module,
+    token_lists: Sequence[Sequence[int]],
+    pad_id: int,
+    rank: int = 64,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[StatisticsContent, dict[str, float]]:
+    """Run ``model`` over the token lists and return the statistics (no file I/O)."""
+    modules = linear_modules(model)
+    if not modules:
+        raise CalibrationError("the model has no nn.Linear layers to calibrate")
+    device = next(model.parameters()).device
+    timings = {"forward": 0.0, "eigen": 0.0}
+    moments = InputSecondMoments(modules)
+    start = time.perf_counter()
+    bar = tqdm(total=len(token_lists), unit="sample", desc="calibration", disable=not progress)
+    with torch.inference_mode(), moments:
+        for ids, mask in iter_batches(token_lists, batch_size, pad_id):
+            moments.set_mask(mask)
+            model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            bar.update(ids.shape[0])
+    bar.close()
+    timings["forward"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    layers: dict[str, LayerStatistics] = {}
+    for name, acc in moments.accumulators.items():
+        if acc.count == 0:
+            raise CalibrationError(f"no tokens reached {name}; the calibration data yields no tokens")
+        layers[name] = principal_subspace(acc.total / acc.count, rank)
+    timings["eigen"] = time.perf_counter() - start
+
+    missing = [n for n in modules if n not in layers and n not in moments.aliases]
+    if missing:
+        raise CalibrationError(
+            f"{len(missing)} linear layers never ran during calibration (e.g. {missing[0]}); "
+            "the model's forward skips them"
+        )
+    linear_names = set(modules)
+    probes = {name: weight_probe(module.weight) for name, (module, _) in modules.items()}
+    other_2d = [
+        name for name, p in model.named_parameters() if p.ndim == 2 and name not in linear_names
+    ]
+    probe_dtype = next(iter(modules.values()))[0].weight.dtype
+    content = StatisticsContent(
+        layers=layers,
+        probes=probes,
+        aliases=dict(moments.aliases),
+        transposed=[name for name, (_, transposed) in modules.items() if transposed],
+        other_2d_weights=other_2d,
+        metadata={"probe_dtype": str(probe_dtype).replace("torch.", "")},
+    )
+    return content, timings
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 over every parameter's name, shape and probe values."""
+    return fingerprint_tensors(
+        (name, weight_probe(p)) for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0])
+    )
+
+
+def calibrate(
+    model: str | os.PathLike | torch.nn.Module,
+    out: str | os.PathLike,
+    options: CalibrationOptions | None = None,
+    *,
+    tokenizer=None,
+    texts: Sequence[str] | None = None,
+    model_label: str | None = None,
+    progress: bool = True,
+) -> CalibrationResult:
+    """Compute the activation statistics of ``model`` and write them to ``out`` atomically.
+
+    ``model`` is a model folder or an already loaded module (then pass ``tokenizer``).
+    ``texts`` overrides ``options.data``.
+    """
+    from mergekit_arm.models import load_causal_lm, load_tokenizer
+
+    options = options or CalibrationOptions()
+    if isinstance(model, torch.nn.Module):
+        if tokenizer is None:
+            raise CalibrationError("calibrate() with a loaded model needs its tokenizer")
+        label = model_label or getattr(model.config, "_name_or_path", "in-memory model")
+    else:
+        label = model_label or str(Path(model).expanduser().resolve())
+        if tokenizer is None:
+            tokenizer = load_tokenizer(model, trust_remote_code=options.trust_remote_code)
+        model = load_causal_lm(model, options.dtype, options.device, options.trust_remote_code)
+    if texts is None:
+        texts = load_calibration_texts(options.data, options.samples, options.text_mode)
+    else:
+        texts = [t for t in texts if t.strip()][: options.samples]
+    source = options.data or "mergekit-arm default corpus"
+    token_lists = tokenize_texts(tokenizer, texts, options.max_length)
+    if not token_lists:
+        raise CalibrationError(f"calibration data {source} yields no tokens with this tokenizer")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    content, timings = collect_statistics(
+        model, token_lists, pad_id, options.rank, options.batch_size, progress
+    )
+    num_tokens = sum(len(ids) for ids in token_lists)
+    content.metadata.update(
+        {
+            "model": label,
+            "model_fingerprint": model_fingerprint(model),
+            "calibration_fingerprint": calibration_fingerprint(token_lists),
+            "calibration_source": str(source),
+            "num_samples": str(len(token_lists)),
+            "num_tokens": str(num_tokens),
+            "max_length": str(options.max_length),
+            "rank": str(options.rank),
+            "created_by": f"mergekit-arm {__version__}",
+        }
+    )
+    path = write_statistics(out, content)
+    return CalibrationResult(
+        path=path,
+        num_samples=len(token_lists),
+        num_tokens=num_tokens,
+        seconds_forward=timings["forward"],
+        seconds_eigen=timings["eigen"],
+    )
+
+
+__all__ = [
+    "CalibrationOptions",
+    "CalibrationResult",
+    "calibrate",
+    "calibration_fingerprint",
+    "collect_statistics",
+    "principal_subspace",
+    "tokenize_texts",
+]

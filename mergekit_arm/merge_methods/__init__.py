@@ -1,0 +1,39 @@
+"""mergekit-arm's merge methods and their (idempotent) registration with MergeKit."""
+
+from __future__ import annotations
+
+import threading
+
+_LOCK = threading.Lock()
+
+
+def methods() -> dict:
+    """Name -> MergeKit method object of every method this package provides."""
+    from mergekit_arm.merge_methods.arm import arm_merge_method
+
+    return {arm_merge_method.spec.name: arm_merge_method}
+
+
+def register_all() -> None:
+    """Register every method with ``mergekit.merge_methods.registry`` once.
+
+    A name MergeKit already knows is left alone when it is our own object, and is
+    an error when it is someone else's (two plugins claiming ``arm``).
+    """
+    from mergekit.merge_methods import registry
+
+    with _LOCK:
+        for name, method in methods().items():
+            existing = registry._METHODS.get(name)
+            if existing is None:
+                registry.register(method)
+            elif existing is not method and getattr(existing, "implementation", None) is not getattr(
+                method, "implementation", None
+            ):
+                raise RuntimeError(
+                    f"another package already registered a MergeKit method named {name!r} "
+                    f"({existing!r}); uninstall it or rename ours"
+                )
+
+
+__all__ = ["methods", "register_all"]

@@ -1,0 +1,236 @@
+"""``merge_method: arm``: thin MergeKit glue around :mod:`mergekit_arm.rotation`.
+
+Roles of the inputs of one tensor group:
+
+* ``base_model`` is ``W_cur``, the model that is updated;
+* the input with ``origin: true`` is ``W_from`` (none: the base is its own origin);
+* every other input is a target ``W_to_j`` with ``weight`` ``w_j``; with no such
+  input the base itself is the single target (single-shot, ExPO-like use).
+
+``W_new = W_cur + learning_rate * d_A`` with ``d_A`` the displacement rotated from
+the origin's activation subspace into the base's (see ``docs/method.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from mergekit.merge_methods.base import (
+    BasePolicy,
+    InputContract,
+    OptionalTensorPolicy,
+    PerInput,
+    TensorEntry,
+    TensorGroup,
+)
+from mergekit.merge_methods.easy_define import merge_method
+
+from mergekit_arm.errors import ArmConfigError, NonFiniteError, StatisticsError
+from mergekit_arm.rotation import arm_update, combine_displacements, select_subspace
+from mergekit_arm.statistics import ActivationStatistics, load_statistics
+
+PAPER_URL = "https://arxiv.org/abs/2602.03237"
+MISSING_STATISTICS_CHOICES = ("error", "plain")
+
+
+@dataclass(frozen=True)
+class ArmRoles:
+    """Which entry of a tensor group plays which part in the step."""
+
+    cur: TensorEntry
+    origin: TensorEntry  # may be ``cur`` itself
+    targets: tuple[TensorEntry, ...]
+
+
+def _label(entry: TensorEntry) -> str:
+    return str(entry.id)
+
+
+def assign_roles(group: TensorGroup, origin: dict) -> ArmRoles:
+    """Split a group into current model, origin and targets (see module docstring)."""
+    cur = group.base
+    if cur is None:
+        raise ArmConfigError(
+            "merge_method: arm needs `base_model:` (the model the step is applied to)"
+        )
+    origins = [entry for entry in group.entries if origin[entry.id]]
+    if len(origins) > 1:
+        names = ", ".join(_label(e) for e in origins)
+        raise ArmConfigError(
+            f"merge_method: arm: {len(origins)} inputs are marked `origin: true` ({names}); "
+            "mark exactly one (the model the displacement starts from), or none to use base_model"
+        )
+    origin_entry = origins[0] if origins else cur
+    targets = tuple(
+        entry for entry in group.entries if entry is not cur and entry is not origin_entry
+    )
+    if not targets:
+        if origin_entry is cur:
+            raise ArmConfigError(
+                "merge_method: arm has nothing to merge: the only input is base_model. Add the "
+                "origin model (with `origin: true`) and/or the checkpoints to step towards"
+            )
+        targets = (cur,)
+    return ArmRoles(cur=cur, origin=origin_entry, targets=targets)
+
+
+def _check_finite(entry: TensorEntry, name: str) -> None:
+    tensor = entry.tensor
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise NonFiniteError(
+            f"tensor {name} of model {_label(entry)} holds {bad} NaN/Inf values; "
+            "the checkpoint is corrupt or diverged: use another checkpoint"
+        )
+
+
+def _validate_parameters(
+    learning_rate: float,
+    rank: int,
+    energy: float | None,
+    rotation_strength: float,
+    off_subspace: float,
+    missing_statistics: str,
+) -> None:
+    if not math.isfinite(learning_rate):
+        raise ArmConfigError(f"arm: learning_rate must be a finite number, got {learning_rate}")
+    if rank < 1:
+        raise ArmConfigError(f"arm: rank must be >= 1, got {rank}")
+    if energy is not None and not 0.0 < energy <= 1.0:
+        raise ArmConfigError(f"arm: energy must be in (0, 1] or null, got {energy}")
+    if not math.isfinite(rotation_strength):
+        raise ArmConfigError(f"arm: rotation_strength must be finite, got {rotation_strength}")
+    if not (math.isfinite(off_subspace) and off_subspace >= 0.0):
+        raise ArmConfigError(f"arm: off_subspace must be >= 0, got {off_subspace}")
+    if missing_statistics not in MISSING_STATISTICS_CHOICES:
+        raise ArmConfigError(
+            f"arm: missing_statistics must be one of {MISSING_STATISTICS_CHOICES}, "
+            f"got {missing_statistics!r}"
+        )
+
+
+def _open_statistics(path: str | None, entry: TensorEntry, role: str) -> ActivationStatistics | None:
+    if path is None or path == "":
+        return None
+    try:
+        return load_statistics(path)
+    except StatisticsError as error:
+        raise StatisticsError(f"{error} (the `activations` of {role} {_label(entry)})") from error
+
+
+def _needs_statistics(name: str, tensor: torch.Tensor, stats: list[ActivationStatistics], vocab_axis) -> bool:
+    """A 2-D weight that is a linear map (not an embedding) needs statistics."""
+    if tensor.ndim != 2 or vocab_axis is not None:
+        return False
+    return not any(name in s.other_2d_weights for s in stats)
+
+
+def arm_kernel(
+    group: TensorGroup,
+    learning_rate: float,
+    origin: PerInput[bool] = False,
+    weight: PerInput[float] = 1.0,
+    activations: PerInput[str | None] = None,
+    rank: int = 64,
+    energy: float | None = None,
+    rotation_strength: float = 1.0,
+    off_subspace: float = 1.0,
+    normalize: bool = True,
+    missing_statistics: str = "error",
+    strict_calibration: bool = True,
+    verify_statistics: bool = True,
+) -> torch.Tensor:
+    """One ARM step for one output tensor (see module docstring and docs/method.md)."""
+    _validate_parameters(learning_rate, rank, energy, rotation_strength, off_subspace, missing_statistics)
+    name = group.metadata.name or "<unnamed tensor>"
+    roles = assign_roles(group, origin)
+    for entry in group.entries:
+        _check_finite(entry, name)
+    cur_tensor = roles.cur.tensor
+    d = combine_displacements(
+        roles.origin.tensor,
+        [entry.tensor for entry in roles.targets],
+        [float(weight[entry.id]) for entry in roles.targets],
+        normalize=normalize,
+    )
+
+    s_from = s_cur = None
+    rotates = roles.origin is not roles.cur and (rotation_strength != 0.0 or off_subspace != 1.0)
+    guides = off_subspace != 1.0
+    if cur_tensor.ndim == 2 and (rotates or guides):
+        cur_path = activations[roles.cur.id]
+        from_path = activations[roles.origin.id] if roles.origin is not roles.cur else cur_path
+        if rotates and roles.origin is not roles.cur and from_path and from_path == cur_path:
+            raise ArmConfigError(
+                f"arm: the origin {_label(roles.origin)} uses the same `activations` file as "
+                f"base_model ({cur_path}); it most likely inherited the top-level value because "
+                "it sets none of its own, which would turn the rotation off. Give the origin its "
+                "own statistics: `parameters: {origin: true, activations: <origin stats>}`"
+            )
+        cur_stats = _open_statistics(cur_path, roles.cur, "base_model")
+        from_stats = _open_statistics(from_path, roles.origin, "origin") if rotates else cur_stats
+        have = [s for s in (cur_stats, from_stats) if s is not None]
+        missing_file = cur_stats is None or (rotates and from_stats is None)
+        needs = _needs_statistics(name, cur_tensor, have, group.metadata.vocabulary_axis)
+        has_entry = not missing_file and all(name in s for s in have)
+        if has_entry:
+            if strict_calibration and rotates and cur_stats.calibration_fingerprint != from_stats.calibration_fingerprint:
+                raise StatisticsError(
+                    f"arm: {cur_stats.path} and {from_stats.path} were computed on different "
+                    "calibration tokens; subspaces from different samples differ by noise about as "
+                    "large as the SFT drift. Re-run arm-calibrate on both models with the same "
+                    "--data/--samples/--max-length (or set strict_calibration: false)"
+                )
+            if verify_statistics:
+                cur_stats.check_weight(name, cur_tensor, _label(roles.cur))
+                if rotates:
+                    from_stats.check_weight(name, roles.origin.tensor, _label(roles.origin))
+            transposed = name in cur_stats.transposed
+            cur_layer = cur_stats[name]
+            from_layer = from_stats[name]
+            s_cur = select_subspace(cur_layer.basis, cur_layer.eigenvalues, cur_layer.trace, rank, energy)
+            s_from = select_subspace(from_layer.basis, from_layer.eigenvalues, from_layer.trace, rank, energy)
+            s_cur = s_cur.to(cur_tensor.device)
+            s_from = s_from.to(cur_tensor.device)
+            if transposed:
+                d = d.T
+        elif needs and missing_statistics == "error":
+            where = (
+                "no `activations` file was given for "
+                + ("base_model" if cur_stats is None else f"the origin {_label(roles.origin)}")
+                if missing_file
+                else "not found in " + " / ".join(str(s.path) for s in have if name not in s)
+            )
+            raise StatisticsError(
+                f"arm: no activation statistics for the linear weight {name}: {where}. Run "
+                "arm-calibrate on the model(s) and set `activations`, or set "
+                "`missing_statistics: plain` to take the plain step W_cur + eta*d for it"
+            )
+
+    if s_cur is not None and s_cur.shape[0] != d.shape[1]:
+        raise StatisticsError(
+            f"arm: statistics for {name} have input size {s_cur.shape[0]} but the weight is "
+            f"{tuple(cur_tensor.shape)}; the statistics come from another architecture"
+        )
+    w_cur = cur_tensor.T if (s_cur is not None and d.shape != cur_tensor.shape) else cur_tensor
+    result = arm_update(w_cur, d, s_from, s_cur, learning_rate, rotation_strength, off_subspace)
+    if result.shape != cur_tensor.shape:
+        result = result.T
+    if not bool(torch.isfinite(result).all()):
+        raise NonFiniteError(
+            f"arm produced NaN/Inf for {name} (learning_rate={learning_rate}); lower the "
+            "learning rate or check the inputs"
+        )
+    return result.to(dtype=cur_tensor.dtype).contiguous()
+
+
+arm_merge_method = merge_method(
+    arm_kernel,
+    name="arm",
+    pretty_name="ARM (Activation-guided Rotation-aware Merging)",
+    reference_url=PAPER_URL,
+    contract=InputContract(base=BasePolicy.REQUIRED, min_inputs=1),
+    optional_tensor_policy=OptionalTensorPolicy.PASSTHROUGH_BASE_SINGLETON,
+)

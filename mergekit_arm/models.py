@@ -1,0 +1,107 @@
+"""Loading causal language models and their tokenizers, with clear errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from mergekit_arm.errors import ModelLoadError
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"--device {device} was asked for but no CUDA GPU is available; use cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
+    """``auto`` (or None) keeps the checkpoint's dtype; names map to torch dtypes."""
+    if dtype is None or dtype == "auto":
+        return "auto"
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(DTYPES)}") from None
+
+
+def check_model_folder(path: str | os.PathLike) -> Path:
+    """Raise unless ``path`` is a folder with a ``config.json`` (a Hugging Face model)."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise ModelLoadError(f"model path {folder} does not exist")
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise ModelLoadError(
+            f"{folder} is not a Hugging Face model folder (no config.json); pass the folder "
+            "written by save_pretrained / the Trainer"
+        )
+    return folder
+
+
+def load_causal_lm(
+    path: str | os.PathLike,
+    dtype: str | torch.dtype | None = "auto",
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+):
+    """Load a causal LM from a local folder in eval mode, on ``device``."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = check_model_folder(path)
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as error:
+        raise ModelLoadError(f"cannot read the config of {folder}: {error}") from error
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            folder,
+            config=config,
+            dtype=resolve_dtype(dtype),
+            trust_remote_code=trust_remote_code,
+            local_files_only=True,
+        )
+    except ValueError as error:
+        raise ModelLoadError(
+            f"{folder} is not a causal language model that transformers can load "
+            f"(model_type={getattr(config, 'model_type', '?')!r}): {error}"
+        ) from error
+    except (OSError, RuntimeError) as error:
+        raise ModelLoadError(f"cannot load the weights of {folder}: {error}") from error
+    return model.to(resolve_device(device)).eval()
+
+
+def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
+    """The model folder's tokenizer, with a pad token (eos) if it had none."""
+    from transformers import AutoTokenizer
+
+    folder = Path(path).expanduser()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, trust_remote_code=trust_remote_code, local_files_only=True
+        )
+    except Exception as error:
+        raise ModelLoadError(
+            f"cannot load a tokenizer from {folder} ({error}); copy the tokenizer files into the "
+            "model folder or pass --tokenizer"
+        ) from error
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelLoadError(f"the tokenizer of {folder} has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer

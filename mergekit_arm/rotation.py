@@ -1,0 +1,258 @@
+"""The ARM step as pure tensor math: no I/O, no mergekit, float32, device of the inputs.
+
+Notation (one 2-D weight ``W`` of shape ``out x in`` acting on inputs ``x``):
+
+* ``d``: the displacement to apply, ``sum_j w_j (W_to_j - W_from) / sum_j w_j``.
+* ``S_from``, ``S_cur``: orthonormal bases (``in x r``) of the principal subspaces
+  of ``E[x x^T]`` for this weight's input, measured on the ``from`` model and on
+  the current model.
+* Principal-vector pairing: ``S_from^T S_cur = P diag(c) Q^T``, ``A = S_from P``,
+  ``B = S_cur Q``, angles ``phi_i = arccos(c_i)``.
+* Direct rotation ``R``: in each plane ``(e_i, f_i)`` with ``e_i = a_i`` and
+  ``f_i = (b_i - c_i a_i) / sin(phi_i)`` turn by ``gamma * phi_i``; identity off
+  ``span(A, B)``. Applied to the rows of ``d`` as ``d R^T`` in low rank.
+* Guidance: ``d_A = d_R S S^T + beta d_R (I - S S^T)`` with ``S = S_cur``.
+* Step: ``W_new = W_cur + eta d_A``.
+
+This is the project's reconstruction of ARM (the paper's equations are not
+public); see ``docs/method.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+# Pairs whose sine is below this are treated as already aligned (no turn).
+DEFAULT_EPS = 1e-5
+
+
+def _f32(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor if tensor.dtype == torch.float32 else tensor.to(torch.float32)
+
+
+def select_rank(
+    eigenvalues: torch.Tensor,
+    trace: torch.Tensor | float | None = None,
+    rank: int = 64,
+    energy: float | None = None,
+) -> int:
+    """Number of leading directions to keep.
+
+    ``r = min(rank, len(eigenvalues))``; with ``energy`` set, the smallest ``r`` whose
+    leading eigenvalues sum to at least ``energy * trace`` (``trace`` defaults to the
+    sum of the stored eigenvalues), still capped by ``rank``.
+    """
+    if rank < 1:
+        raise ValueError(f"rank must be >= 1, got {rank}")
+    available = int(eigenvalues.shape[0])
+    r = min(rank, available)
+    if energy is None:
+        return r
+    if not 0.0 < energy <= 1.0:
+        raise ValueError(f"energy must be in (0, 1], got {energy}")
+    total = float(eigenvalues.sum()) if trace is None else float(trace)
+    if total <= 0.0:
+        return r
+    cumulative = torch.cumsum(_f32(eigenvalues).clamp_min(0), 0)
+    reached = torch.nonzero(cumulative >= energy * total * (1 - 1e-6))
+    needed = int(reached[0, 0]) + 1 if reached.numel() else available
+    return max(1, min(r, needed))
+
+
+def select_subspace(
+    basis: torch.Tensor,
+    eigenvalues: torch.Tensor,
+    trace: torch.Tensor | float | None = None,
+    rank: int = 64,
+    energy: float | None = None,
+) -> torch.Tensor:
+    """First ``select_rank(...)`` columns of ``basis`` (``in x r``), in float32."""
+    r = select_rank(eigenvalues, trace, rank=rank, energy=energy)
+    return _f32(basis[:, :r])
+
+
+class PrincipalPairing(NamedTuple):
+    """Principal vectors of two subspaces: ``a_i = A[:, i]`` pairs with ``b_i``."""
+
+    a: torch.Tensor  # in x k, orthonormal, in span(S_from)
+    b: torch.Tensor  # in x k, orthonormal, in span(S_cur)
+    cos: torch.Tensor  # k, descending cosines c_i = a_i . b_i in [0, 1]
+
+
+def principal_pairing(s_from: torch.Tensor, s_cur: torch.Tensor) -> PrincipalPairing:
+    """SVD pairing ``S_from^T S_cur = P diag(c) Q^T``; ``A = S_from P``, ``B = S_cur Q``."""
+    s_from, s_cur = _f32(s_from), _f32(s_cur)
+    if s_from.shape[0] != s_cur.shape[0]:
+        raise ValueError(
+            f"subspaces live in different spaces: {tuple(s_from.shape)} vs {tuple(s_cur.shape)}"
+        )
+    overlap = s_from.T @ s_cur
+    p, c, qh = torch.linalg.svd(overlap, full_matrices=False)
+    return PrincipalPairing(a=s_from @ p, b=s_cur @ qh.T, cos=c.clamp(0.0, 1.0))
+
+
+def principal_angles(s_from: torch.Tensor, s_cur: torch.Tensor) -> torch.Tensor:
+    """Principal angles (radians, ascending) between ``span(S_from)`` and ``span(S_cur)``."""
+    c = torch.linalg.svdvals(_f32(s_from).T @ _f32(s_cur)).clamp(0.0, 1.0)
+    return torch.arccos(c)
+
+
+class RotationPlanes(NamedTuple):
+    """A rotation ``R = I + sum_i [(cos t_i - 1)(e e^T + f f^T) + sin t_i (f e^T - e f^T)]``."""
+
+    e: torch.Tensor  # in x m, orthonormal
+    f: torch.Tensor  # in x m, orthonormal, orthogonal to e
+    cos: torch.Tensor  # m, cos of the turn in each plane
+    sin: torch.Tensor  # m, sin of the turn in each plane
+
+    @property
+    def is_identity(self) -> bool:
+        return self.e.shape[1] == 0
+
+
+def _identity_planes(like: torch.Tensor) -> RotationPlanes:
+    empty = like.new_zeros((like.shape[0], 0), dtype=torch.float32)
+    return RotationPlanes(empty, empty, empty.new_zeros(0), empty.new_zeros(0))
+
+
+def principal_rotation(
+    s_from: torch.Tensor,
+    s_cur: torch.Tensor,
+    strength: float = 1.0,
+    eps: float = DEFAULT_EPS,
+) -> RotationPlanes:
+    """Direct rotation that turns ``span(S_from)`` onto ``span(S_cur)``, scaled by ``strength``.
+
+    With ``strength = 1`` it maps each principal vector ``a_i`` to ``b_i``; with
+    ``strength = gamma`` every plane turns by ``gamma * phi_i``; ``0`` is the identity.
+    The sine of each pair is measured as ``|b_i - c_i a_i|`` (stable near 0 and 90 deg);
+    pairs with sine ``<= eps`` are left alone.
+    """
+    if strength == 0.0 or s_from is s_cur or (
+        s_from.shape == s_cur.shape and torch.equal(s_from, s_cur)
+    ):
+        return _identity_planes(s_from)
+    a, b, c = principal_pairing(s_from, s_cur)
+    residual = b - a * c
+    s = torch.linalg.vector_norm(residual, dim=0)
+    keep = s > eps
+    if not bool(keep.any()):
+        return _identity_planes(s_from)
+    e = a[:, keep]
+    f = residual[:, keep] / s[keep]
+    phi = torch.atan2(s[keep], c[keep]) * float(strength)
+    return RotationPlanes(e=e, f=f, cos=torch.cos(phi), sin=torch.sin(phi))
+
+
+def rotate_rows(d: torch.Tensor, planes: RotationPlanes) -> torch.Tensor:
+    """``d R^T`` (each row of ``d`` rotated by ``R``) in O(out * in * m), never forming R.
+
+    ``d R^T = d + (dE) diag(cos-1) E^T + (dF) diag(cos-1) F^T + (dE) diag(sin) F^T
+    - (dF) diag(sin) E^T``.
+    """
+    d = _f32(d)
+    if planes.is_identity:
+        return d
+    e, f = planes.e, planes.f
+    de, df = d @ e, d @ f
+    cm1 = planes.cos - 1.0
+    coeff_e = de * cm1 - df * planes.sin
+    coeff_f = df * cm1 + de * planes.sin
+    return d + coeff_e @ e.T + coeff_f @ f.T
+
+
+def rotation_matrix(planes: RotationPlanes, dim: int | None = None) -> torch.Tensor:
+    """The explicit ``in x in`` matrix ``R`` (for tests and small diagnostics only)."""
+    n = planes.e.shape[0] if dim is None else dim
+    eye = torch.eye(n, dtype=torch.float32, device=planes.e.device)
+    if planes.is_identity:
+        return eye
+    e, f = planes.e, planes.f
+    cm1 = planes.cos - 1.0
+    return (
+        eye
+        + (e * cm1) @ e.T
+        + (f * cm1) @ f.T
+        + (f * planes.sin) @ e.T
+        - (e * planes.sin) @ f.T
+    )
+
+
+def guide_to_subspace(d: torch.Tensor, s_cur: torch.Tensor, off_subspace: float = 1.0) -> torch.Tensor:
+    """``d S S^T + beta d (I - S S^T)`` = ``beta d + (1 - beta) (d S) S^T``; beta=1 is a no-op."""
+    d = _f32(d)
+    if off_subspace == 1.0:
+        return d
+    s = _f32(s_cur)
+    inside = (d @ s) @ s.T
+    return off_subspace * d + (1.0 - off_subspace) * inside
+
+
+def combine_displacements(
+    w_from: torch.Tensor,
+    targets: list[torch.Tensor],
+    weights: list[float] | None = None,
+    normalize: bool = True,
+) -> torch.Tensor:
+    """``d = sum_j w_j (W_to_j - W_from)``, divided by ``sum_j w_j`` when ``normalize``."""
+    if not targets:
+        raise ValueError("at least one target is needed to form a displacement")
+    weights = [1.0] * len(targets) if weights is None else list(weights)
+    if len(weights) != len(targets):
+        raise ValueError(f"{len(weights)} weights for {len(targets)} targets")
+    base = _f32(w_from)
+    d = torch.zeros_like(base)
+    for weight, target in zip(weights, targets):
+        d.add_(_f32(target) - base, alpha=float(weight))
+    if normalize:
+        total = float(sum(weights))
+        if total == 0.0 or not math.isfinite(total):
+            raise ValueError(f"weights sum to {total}; cannot normalize (set normalize: false)")
+        d.div_(total)
+    return d
+
+
+def arm_direction(
+    d: torch.Tensor,
+    s_from: torch.Tensor,
+    s_cur: torch.Tensor,
+    rotation_strength: float = 1.0,
+    off_subspace: float = 1.0,
+    eps: float = DEFAULT_EPS,
+) -> torch.Tensor:
+    """Rotated and guided displacement ``d_A`` (rows of ``d`` act on the ``in`` axis)."""
+    planes = principal_rotation(s_from, s_cur, strength=rotation_strength, eps=eps)
+    return guide_to_subspace(rotate_rows(d, planes), s_cur, off_subspace)
+
+
+def arm_update(
+    w_cur: torch.Tensor,
+    d: torch.Tensor,
+    s_from: torch.Tensor | None,
+    s_cur: torch.Tensor | None,
+    learning_rate: float,
+    rotation_strength: float = 1.0,
+    off_subspace: float = 1.0,
+    eps: float = DEFAULT_EPS,
+) -> torch.Tensor:
+    """One ARM step ``W_cur + eta d_A`` in float32.
+
+    Without subspaces (``s_from`` or ``s_cur`` is None: norms, biases, embeddings)
+    this is the plain step ``W_cur + eta d``. The caller casts back to its dtype.
+    """
+    w = _f32(w_cur)
+    if s_from is None or s_cur is None:
+        direction = _f32(d)
+    else:
+        direction = arm_direction(d, s_from, s_cur, rotation_strength, off_subspace, eps)
+    return w + float(learning_rate) * direction
+
+
+def cosine_similarity(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Cosine between two tensors flattened (diagnostic: displacement vs later update)."""
+    x, y = _f32(x).flatten(), _f32(y).flatten()
+    denom = float(torch.linalg.vector_norm(x) * torch.linalg.vector_norm(y))
+    return float(x @ y) / denom if denom > 0 else 0.0

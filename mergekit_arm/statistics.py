@@ -1,0 +1,337 @@
+"""The activation statistics file: the contract between ``arm-calibrate`` and the merge.
+
+A safetensors file. For every 2-D linear weight ``<name>`` (as named in the checkpoint
+and in MergeKit, e.g. ``model.layers.0.self_attn.q_proj.weight``):
+
+* ``<name>::basis``        float32 ``(in, r_max)``: orthonormal top eigenvectors of ``E[x x^T]``
+* ``<name>::eigenvalues``  float32 ``(r_max,)``: descending
+* ``<name>::trace``        float32 ``()``: sum of all eigenvalues, ``E[|x|^2]``
+* ``<name>::probe``        float32 ``(k,)``: the weight's values at fixed positions, so a
+  merge can tell whether the file belongs to the tensor it is given
+
+Weights that share an input (q/k/v, gate/up) store basis/eigenvalues/trace once; the
+``aliases`` metadata maps each sharing name to the stored one. String metadata:
+``format``, ``format_version``, ``model``, ``model_fingerprint``,
+``calibration_fingerprint``, ``num_samples``, ``num_tokens``, ``max_length``,
+``rank``, ``probe_dtype``, ``aliases``, ``transposed``, ``other_2d_weights`` and
+``calibration_source`` (JSON where structured).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from mergekit_arm._io import atomic_file
+from mergekit_arm.errors import StatisticsError
+
+FORMAT = "mergekit-arm-activations"
+FORMAT_VERSION = "1"
+PROBE_SIZE = 64
+ORTHONORMAL_TOLERANCE = 1e-3
+SEPARATOR = "::"
+
+
+@dataclass(frozen=True)
+class LayerStatistics:
+    """Principal subspace of one weight's input: ``basis`` (in x r), descending ``eigenvalues``."""
+
+    basis: torch.Tensor
+    eigenvalues: torch.Tensor
+    trace: torch.Tensor
+    probe: torch.Tensor | None = None
+
+    @property
+    def in_features(self) -> int:
+        return int(self.basis.shape[0])
+
+    @property
+    def rank(self) -> int:
+        return int(self.basis.shape[1])
+
+
+def probe_indices(shape: Iterable[int], size: int = PROBE_SIZE) -> torch.Tensor:
+    """Fixed flat positions (evenly spread, always including the last) of a tensor's probe."""
+    numel = 1
+    for dim in shape:
+        numel *= int(dim)
+    count = min(size, numel)
+    return torch.linspace(0, numel - 1, count, dtype=torch.float64).round().long()
+
+
+def weight_probe(weight: torch.Tensor, size: int = PROBE_SIZE) -> torch.Tensor:
+    """The weight's values at :func:`probe_indices`, as float32 on the CPU."""
+    idx = probe_indices(weight.shape, size).to(weight.device)
+    return weight.detach().reshape(-1)[idx].to(torch.float32).cpu()
+
+
+def probes_match(stored: torch.Tensor, weight: torch.Tensor, stored_dtype: torch.dtype) -> bool:
+    """Whether ``weight`` has the stored probe values, compared at the coarser precision.
+
+    Both sides are rounded to whichever of (the probe's dtype, the weight's dtype)
+    has fewer mantissa bits, so a bf16 calibration matches an fp32 merge of the same
+    checkpoint exactly, while a fine-tuned sibling checkpoint does not.
+    """
+    current = weight_probe(weight, size=stored.numel())
+    coarse = max((stored_dtype, weight.dtype), key=lambda dt: torch.finfo(dt).eps)
+    return bool(torch.equal(stored.to(coarse), current.to(coarse)))
+
+
+def fingerprint_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 over names, shapes and bytes (tensors are hashed as contiguous CPU data)."""
+    digest = hashlib.sha256()
+    for name, tensor in named:
+        data = tensor.detach().contiguous().cpu()
+        digest.update(name.encode())
+        digest.update(str(tuple(data.shape)).encode())
+        digest.update(str(data.dtype).encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def _dtype_from_name(name: str) -> torch.dtype:
+    dtype = getattr(torch, name.replace("torch.", ""), None)
+    if not isinstance(dtype, torch.dtype):
+        raise StatisticsError(f"unknown probe dtype {name!r} in statistics metadata")
+    return dtype
+
+
+@dataclass
+class StatisticsContent:
+    """Everything a statistics file holds, in memory (what the calibrator writes)."""
+
+    layers: dict[str, LayerStatistics]
+    probes: dict[str, torch.Tensor] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    transposed: list[str] = field(default_factory=list)
+    other_2d_weights: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def write_statistics(path: str | os.PathLike, content: StatisticsContent) -> Path:
+    """Validate ``content`` and write it to ``path`` atomically; return the path."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, layer in content.layers.items():
+        _validate_layer(name, layer, source=str(path))
+        tensors[f"{name}{SEPARATOR}basis"] = layer.basis.to(torch.float32).contiguous().cpu()
+        tensors[f"{name}{SEPARATOR}eigenvalues"] = layer.eigenvalues.to(torch.float32).contiguous().cpu()
+        tensors[f"{name}{SEPARATOR}trace"] = layer.trace.to(torch.float32).reshape(()).cpu()
+    for name, probe in content.probes.items():
+        tensors[f"{name}{SEPARATOR}probe"] = probe.to(torch.float32).contiguous().cpu()
+    for alias, target in content.aliases.items():
+        if target not in content.layers:
+            raise StatisticsError(f"alias {alias} points to {target}, which has no statistics")
+    metadata = {
+        **{key: str(value) for key, value in content.metadata.items()},
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "aliases": json.dumps(content.aliases, sort_keys=True),
+        "transposed": json.dumps(sorted(content.transposed)),
+        "other_2d_weights": json.dumps(sorted(content.other_2d_weights)),
+    }
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def _validate_layer(name: str, layer: LayerStatistics, source: str) -> None:
+    basis, eig, trace = layer.basis, layer.eigenvalues, layer.trace
+    where = f"statistics of {name} in {source}"
+    if basis.ndim != 2 or eig.ndim != 1 or basis.shape[1] != eig.shape[0]:
+        raise StatisticsError(
+            f"{where}: basis {tuple(basis.shape)} and eigenvalues {tuple(eig.shape)} do not fit "
+            "(expected (in, r) and (r,)); re-run arm-calibrate"
+        )
+    if trace.numel() != 1:
+        raise StatisticsError(f"{where}: trace must be a scalar; re-run arm-calibrate")
+    for label, tensor in (("basis", basis), ("eigenvalues", eig), ("trace", trace)):
+        if not bool(torch.isfinite(tensor).all()):
+            raise StatisticsError(f"{where}: {label} holds NaN or Inf; re-run arm-calibrate")
+    gram = basis.to(torch.float32).T @ basis.to(torch.float32)
+    error = float((gram - torch.eye(gram.shape[0], device=gram.device)).abs().max()) if gram.numel() else 0.0
+    if error > ORTHONORMAL_TOLERANCE:
+        raise StatisticsError(
+            f"{where}: basis columns are not orthonormal (max |B^T B - I| = {error:.2e}); "
+            "the file is corrupt or was not written by arm-calibrate"
+        )
+
+
+class ActivationStatistics:
+    """Lazy, thread-safe reader of a statistics file (tensors read on first use).
+
+    ``stats[name]`` returns the :class:`LayerStatistics` of a weight (aliases resolved);
+    ``name in stats`` tells whether the file has statistics for it.
+    """
+
+    def __init__(self, path: str | os.PathLike, cache_size: int = 64) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise StatisticsError(
+                f"activation statistics file {self.path} does not exist; "
+                f"create it with `arm-calibrate MODEL {self.path}`"
+            )
+        try:
+            self._handle = safe_open(str(self.path), framework="pt", device="cpu")
+            self.metadata: dict[str, str] = dict(self._handle.metadata() or {})
+            keys = list(self._handle.keys())
+        except Exception as error:
+            raise StatisticsError(
+                f"cannot read activation statistics file {self.path} ({error}); it is not a "
+                "safetensors file or is truncated: re-run arm-calibrate"
+            ) from error
+        fmt = self.metadata.get("format")
+        if fmt != FORMAT:
+            raise StatisticsError(
+                f"{self.path} is not a mergekit-arm statistics file (format={fmt!r}, expected "
+                f"{FORMAT!r}); pass the file written by arm-calibrate"
+            )
+        version = self.metadata.get("format_version")
+        if version != FORMAT_VERSION:
+            raise StatisticsError(
+                f"{self.path} has statistics format version {version!r}; this mergekit-arm reads "
+                f"version {FORMAT_VERSION}: re-run arm-calibrate with this version"
+            )
+        try:
+            self.aliases: dict[str, str] = json.loads(self.metadata.get("aliases", "{}"))
+            self.transposed: frozenset[str] = frozenset(json.loads(self.metadata.get("transposed", "[]")))
+            self.other_2d_weights: frozenset[str] = frozenset(
+                json.loads(self.metadata.get("other_2d_weights", "[]"))
+            )
+        except json.JSONDecodeError as error:
+            raise StatisticsError(f"{self.path}: corrupt metadata ({error}); re-run arm-calibrate") from error
+        self._stored = {k.rsplit(SEPARATOR, 1)[0] for k in keys if k.endswith(f"{SEPARATOR}basis")}
+        self._probed = {k.rsplit(SEPARATOR, 1)[0] for k in keys if k.endswith(f"{SEPARATOR}probe")}
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[str, LayerStatistics] = OrderedDict()
+        self._cache_size = cache_size
+        self.probe_dtype = _dtype_from_name(self.metadata.get("probe_dtype", "float32"))
+
+    # -- metadata -------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        return self.metadata.get("model", "?")
+
+    @property
+    def model_fingerprint(self) -> str:
+        return self.metadata.get("model_fingerprint", "")
+
+    @property
+    def calibration_fingerprint(self) -> str:
+        return self.metadata.get("calibration_fingerprint", "")
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.metadata.get("num_tokens", 0))
+
+    @property
+    def weight_names(self) -> frozenset[str]:
+        """Every weight name this file has statistics for (aliases included)."""
+        return frozenset(self._stored | set(self.aliases))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self._stored or name in self.aliases)
+
+    def __len__(self) -> int:
+        return len(self.weight_names)
+
+    def __repr__(self) -> str:
+        return f"ActivationStatistics({str(self.path)!r}, model={self.model!r}, weights={len(self)})"
+
+    # -- tensors --------------------------------------------------------------
+    def _read(self, key: str) -> torch.Tensor:
+        try:
+            return self._handle.get_tensor(key)
+        except Exception as error:
+            raise StatisticsError(f"cannot read {key} from {self.path} ({error}); re-run arm-calibrate") from error
+
+    def __getitem__(self, name: str) -> LayerStatistics:
+        stored = self.aliases.get(name, name)
+        if stored not in self._stored:
+            raise KeyError(name)
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None:
+                self._cache.move_to_end(name)
+                return cached
+            layer = LayerStatistics(
+                basis=self._read(f"{stored}{SEPARATOR}basis"),
+                eigenvalues=self._read(f"{stored}{SEPARATOR}eigenvalues"),
+                trace=self._read(f"{stored}{SEPARATOR}trace"),
+                probe=self._read(f"{name}{SEPARATOR}probe") if name in self._probed else None,
+            )
+            _validate_layer(name, layer, source=str(self.path))
+            self._cache[name] = layer
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return layer
+
+    def validate_all(self) -> None:
+        """Read and validate every entry (``arm-calibrate --check`` and tests)."""
+        for name in sorted(self.weight_names):
+            self[name]
+
+    def check_weight(self, name: str, weight: torch.Tensor, model_label: str) -> None:
+        """Raise if ``weight`` is not the tensor these statistics were computed from.
+
+        Checks the input dimension against the basis and the stored probe values.
+        """
+        layer = self[name]
+        in_axis = 0 if name in self.transposed else 1
+        if weight.ndim != 2 or weight.shape[in_axis] != layer.in_features:
+            raise StatisticsError(
+                f"statistics for {name} in {self.path} have input size {layer.in_features}, but "
+                f"{model_label} has {name} of shape {tuple(weight.shape)}: the file was computed "
+                "from a different model; run arm-calibrate on this model"
+            )
+        if layer.probe is not None and not probes_match(layer.probe, weight, self.probe_dtype):
+            raise StatisticsError(
+                f"statistics file {self.path} was computed from {self.model}, not from {model_label}: "
+                f"the values of {name} differ. Run `arm-calibrate {model_label} <file>` and point "
+                "`activations` at the new file (or set verify_statistics: false to skip this check)"
+            )
+
+
+_OPEN_LOCK = threading.Lock()
+_OPEN: dict[tuple[str, int, int], ActivationStatistics] = {}
+
+
+def load_statistics(path: str | os.PathLike) -> ActivationStatistics:
+    """Open a statistics file, sharing one reader per (path, mtime, size) across threads."""
+    resolved = Path(path).expanduser()
+    try:
+        info = resolved.stat()
+    except FileNotFoundError:
+        raise StatisticsError(
+            f"activation statistics file {resolved} does not exist; "
+            f"create it with `arm-calibrate MODEL {resolved}`"
+        ) from None
+    key = (str(resolved.resolve()), info.st_mtime_ns, info.st_size)
+    with _OPEN_LOCK:
+        reader = _OPEN.get(key)
+        if reader is None:
+            reader = ActivationStatistics(resolved)
+            _OPEN[key] = reader
+        return reader
+
+
+def clear_cache() -> None:
+    """Forget every opened statistics file (after rewriting files in place)."""
+    with _OPEN_LOCK:
+        _OPEN.clear()
+
+
+def metadata_summary(stats: ActivationStatistics) -> Mapping[str, str]:
+    """Human-readable metadata (for ``arm-calibrate --check``)."""
+    keys = ("model", "model_fingerprint", "calibration_fingerprint", "calibration_source",
+            "num_samples", "num_tokens", "max_length", "rank", "probe_dtype", "created_by")
+    return {key: stats.metadata.get(key, "") for key in keys}
