@@ -10,7 +10,7 @@ start-up hook cannot run (``python -S``, ``pip install --target``), call
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -28,15 +28,6 @@ _LAZY: dict[str, str] = {
     "StreamConfig": "mergekit_arm.stream",
     "ArmError": "mergekit_arm.errors",
 }
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mergekit_arm.calibrate import CalibrationOptions, calibrate
-    from mergekit_arm.data import load_calibration_texts
-    from mergekit_arm.errors import ArmError
-    from mergekit_arm.rotation import arm_update, principal_rotation
-    from mergekit_arm.statistics import ActivationStatistics, LayerStatistics, load_statistics
-    from mergekit_arm.stream import StreamConfig, run_stream
-
 
 def register() -> None:
     """Register mergekit-arm's merge methods with MergeKit (idempotent)."""

@@ -66,10 +66,8 @@ _FINDER = _MergeMethodsFinder()
 
 
 def _uninstall() -> None:
-    try:
+    if _FINDER in sys.meta_path:
         sys.meta_path.remove(_FINDER)
-    except ValueError:
-        pass
 
 
 def install() -> None:
