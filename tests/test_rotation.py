@@ -1,0 +1,184 @@
+"""The spec's invariants of the rotation math (mergekit_arm.rotation), as a table of cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mergekit_arm.rotation import (
+    arm_update,
+    combine_displacements,
+    guide_to_subspace,
+    principal_angles,
+    principal_pairing,
+    principal_rotation,
+    rotate_rows,
+    rotation_matrix,
+    select_rank,
+    select_subspace,
+)
+
+from .reference import nearby_subspace, random_subspace, reference_arm_step, reference_rotation
+
+# (out, in, r, perturbation of S_cur relative to S_from)
+CASES = [
+    pytest.param(6, 8, 2, 0.3, id="small"),
+    pytest.param(16, 32, 4, 0.05, id="near"),
+    pytest.param(12, 24, 6, 1.0, id="far"),
+    pytest.param(10, 20, 20, 0.5, id="full-rank"),
+    pytest.param(40, 64, 8, 0.2, id="wide"),
+]
+
+
+def _setup(out, n, r, scale, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s_from = random_subspace(n, r, g)
+    s_cur = nearby_subspace(s_from, scale, g)
+    d = torch.randn(out, n, generator=g)
+    w = torch.randn(out, n, generator=g)
+    return g, s_from, s_cur, d, w
+
+
+@pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
+def test_low_rank_application_equals_explicit_matrix(out, n, r, scale):
+    _, s_from, s_cur, d, _ = _setup(out, n, r, scale)
+    planes = principal_rotation(s_from, s_cur)
+    explicit = reference_rotation(s_from, s_cur)
+    torch.testing.assert_close(rotation_matrix(planes, n).double(), explicit, atol=2e-5, rtol=0)
+    torch.testing.assert_close(rotate_rows(d, planes).double(), d.double() @ explicit.T,
+                               atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
+def test_rotation_is_proper_and_maps_principal_vectors(out, n, r, scale):
+    _, s_from, s_cur, _, _ = _setup(out, n, r, scale)
+    planes = principal_rotation(s_from, s_cur)
+    rot = rotation_matrix(planes, n).double()
+    torch.testing.assert_close(rot.T @ rot, torch.eye(n, dtype=torch.float64), atol=1e-5, rtol=0)
+    assert torch.linalg.det(rot).item() == pytest.approx(1.0, abs=1e-4)
+    a, b, _ = principal_pairing(s_from, s_cur)
+    torch.testing.assert_close(rot @ a.double(), b.double(), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
+def test_norm_preserved_with_full_off_subspace(out, n, r, scale):
+    _, s_from, s_cur, d, _ = _setup(out, n, r, scale)
+    rotated = rotate_rows(d, principal_rotation(s_from, s_cur))
+    assert torch.linalg.norm(rotated).item() == pytest.approx(torch.linalg.norm(d).item(), rel=1e-5)
+    # and row by row: each row is rotated, not rescaled
+    torch.testing.assert_close(rotated.norm(dim=1), d.norm(dim=1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
+def test_displacement_in_from_subspace_lands_in_cur_subspace(out, n, r, scale):
+    g, s_from, s_cur, _, _ = _setup(out, n, r, scale)
+    d = torch.randn(out, r, generator=g) @ s_from.T  # rows in span(S_from)
+    rotated = rotate_rows(d, principal_rotation(s_from, s_cur))
+    outside = rotated - (rotated @ s_cur) @ s_cur.T
+    assert outside.norm().item() < 1e-4 * d.norm().item()
+
+
+@pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
+def test_zero_strength_and_identical_statistics_give_task_arithmetic_exactly(out, n, r, scale):
+    _, s_from, s_cur, d, w = _setup(out, n, r, scale)
+    expected = w + 0.7 * d
+    assert torch.equal(arm_update(w, d, s_from, s_cur, 0.7, rotation_strength=0.0), expected)
+    assert torch.equal(arm_update(w, d, s_cur, s_cur.clone(), 0.7), expected)
+    assert torch.equal(arm_update(w, d, None, None, 0.7), expected)
+
+
+@pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
+def test_invariant_to_basis_sign_flips_and_in_span_rotations(out, n, r, scale):
+    g, s_from, s_cur, d, w = _setup(out, n, r, scale)
+    reference = arm_update(w, d, s_from, s_cur, 0.5)
+    signs = torch.where(torch.rand(r, generator=g) < 0.5, -1.0, 1.0)
+    perm = torch.randperm(r, generator=g)
+    flipped = arm_update(w, d, (s_from * signs)[:, perm], s_cur * signs.flip(0), 0.5)
+    torch.testing.assert_close(flipped, reference, atol=1e-4, rtol=1e-4)
+    # Any orthonormal re-basing of a span (e.g. a mixing within equal eigenvalues).
+    q, _ = torch.linalg.qr(torch.randn(r, r, generator=g, dtype=torch.float64))
+    mixed = arm_update(w, d, s_from @ q.float(), s_cur, 0.5)
+    torch.testing.assert_close(mixed, reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.25, 0.5, 1.0, 1.5])
+def test_rotation_strength_scales_angles(gamma):
+    _, s_from, s_cur, d, _ = _setup(8, 16, 3, 0.4)
+    planes = principal_rotation(s_from, s_cur, strength=gamma)
+    torch.testing.assert_close(rotation_matrix(planes, 16).double(),
+                               reference_rotation(s_from, s_cur, gamma), atol=2e-5, rtol=0)
+    half = principal_rotation(s_from, s_cur, strength=gamma / 2)
+    twice = rotate_rows(rotate_rows(d, half), half)
+    torch.testing.assert_close(twice, rotate_rows(d, planes), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 1.0])
+def test_off_subspace_damping(beta):
+    g, s_from, s_cur, d, w = _setup(10, 24, 4, 0.3)
+    guided = guide_to_subspace(d, s_cur, beta)
+    inside = (d @ s_cur) @ s_cur.T
+    torch.testing.assert_close(guided, inside + beta * (d - inside), atol=1e-5, rtol=1e-5)
+    got = arm_update(w, d, s_from, s_cur, 0.3, off_subspace=beta)
+    expected = reference_arm_step(w, torch.zeros_like(w), [d], [1.0], s_from, s_cur, 0.3, beta=beta)
+    torch.testing.assert_close(got.double(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_combine_displacements_weighted_mean_and_sum():
+    g = torch.Generator().manual_seed(3)
+    w_from, t1, t2 = (torch.randn(4, 5, generator=g) for _ in range(3))
+    mean = combine_displacements(w_from, [t1, t2], [1.0, 3.0], normalize=True)
+    torch.testing.assert_close(mean, ((t1 - w_from) + 3 * (t2 - w_from)) / 4)
+    total = combine_displacements(w_from, [t1, t2], [1.0, 3.0], normalize=False)
+    torch.testing.assert_close(total, (t1 - w_from) + 3 * (t2 - w_from))
+    with pytest.raises(ValueError, match="sum to 0"):
+        combine_displacements(w_from, [t1, t2], [1.0, -1.0], normalize=True)
+
+
+def test_select_rank_by_energy_and_cap():
+    eig = torch.tensor([5.0, 3.0, 1.0, 0.5, 0.5])
+    assert select_rank(eig, rank=64) == 5
+    assert select_rank(eig, rank=2) == 2
+    assert select_rank(eig, trace=10.0, rank=64, energy=0.5) == 1
+    assert select_rank(eig, trace=10.0, rank=64, energy=0.8) == 2
+    assert select_rank(eig, trace=10.0, rank=64, energy=0.9) == 3
+    assert select_rank(eig, trace=10.0, rank=2, energy=0.95) == 2
+    # energy beyond what is stored keeps everything stored
+    assert select_rank(eig, trace=100.0, rank=64, energy=0.99) == 5
+    basis = torch.eye(5)
+    assert select_subspace(basis, eig, 10.0, rank=64, energy=0.8).shape == (5, 2)
+    with pytest.raises(ValueError):
+        select_rank(eig, rank=0)
+    with pytest.raises(ValueError):
+        select_rank(eig, rank=3, energy=1.5)
+
+
+def test_principal_angles_of_known_subspaces():
+    n = 6
+    s_from = torch.eye(n)[:, :2]
+    theta = 0.3
+    s_cur = torch.zeros(n, 2)
+    s_cur[0, 0] = 1.0
+    s_cur[1, 1], s_cur[2, 1] = torch.cos(torch.tensor(theta)), torch.sin(torch.tensor(theta))
+    angles = principal_angles(s_from, s_cur)
+    torch.testing.assert_close(angles.sort().values, torch.tensor([0.0, theta]), atol=1e-3, rtol=0)
+    planes = principal_rotation(s_from, s_cur)
+    assert planes.e.shape[1] == 1  # the aligned pair is left alone
+
+
+def test_rank_mismatch_between_from_and_cur_pairs_min_rank():
+    g = torch.Generator().manual_seed(5)
+    s_from = random_subspace(20, 6, g)
+    s_cur = nearby_subspace(s_from[:, :4], 0.2, g)
+    planes = principal_rotation(s_from, s_cur)
+    assert planes.e.shape[1] <= 4
+    rot = rotation_matrix(planes, 20)
+    torch.testing.assert_close(rot.T @ rot, torch.eye(20), atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_runs_on_cuda_tensors():
+    _, s_from, s_cur, d, w = _setup(16, 32, 4, 0.3)
+    cpu = arm_update(w, d, s_from, s_cur, 0.5, off_subspace=0.5)
+    gpu = arm_update(w.cuda(), d.cuda(), s_from.cuda(), s_cur.cuda(), 0.5, off_subspace=0.5)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
