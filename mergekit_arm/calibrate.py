@@ -44,6 +44,7 @@ class CalibrationOptions(BaseModel):
     device: str = "auto"
     dtype: str = "auto"
     text_mode: TextMode = "paragraph"
+    tokenizer: str | None = Field(None, description="tokenizer folder; None = the model's")
     trust_remote_code: bool = False
 
 
@@ -297,14 +298,15 @@ def calibrate(
         label = model_label or getattr(model.config, "_name_or_path", "in-memory model")
     else:
         label = model_label or str(Path(model).expanduser().resolve())
+        folder = model
+        model = load_causal_lm(folder, options.dtype, options.device, options.trust_remote_code)
         if tokenizer is None:
-            tokenizer = load_tokenizer(model, trust_remote_code=options.trust_remote_code)
-        model = load_causal_lm(model, options.dtype, options.device, options.trust_remote_code)
+            tokenizer = load_tokenizer(options.tokenizer or folder, options.trust_remote_code)
     if texts is None:
         texts = load_calibration_texts(options.data, options.samples, options.text_mode)
     else:
         texts = [t for t in texts if t.strip()][: options.samples]
-    source = options.data or "mergekit-arm default corpus"
+    source = str(Path(options.data).resolve()) if options.data else "mergekit-arm default corpus"
     token_lists = tokenize_texts(tokenizer, texts, options.max_length)
     if not token_lists:
         raise CalibrationError(f"calibration data {source} yields no tokens with this tokenizer")

@@ -29,13 +29,15 @@ from mergekit_arm.errors import ArmError
               default="auto", show_default=True, help="dtype to run the model in.")
 @click.option("--text-mode", type=click.Choice(["paragraph", "line"]), default="paragraph",
               show_default=True, help="For .txt data: one sample per paragraph or per line.")
+@click.option("--tokenizer", type=click.Path(file_okay=False), default=None,
+              help="Tokenizer folder, when MODEL has none (default: MODEL).")
 @click.option("--trust-remote-code", is_flag=True, default=False)
 @click.option("--check", is_flag=True, default=False,
               help="Do not calibrate: validate the existing statistics file OUT and print its metadata.")
 @click.option("-v", "--verbose", is_flag=True, default=False)
 @click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar.")
 def main(model, out, data, samples, max_length, batch_size, rank, device, dtype, text_mode,
-         trust_remote_code, check, verbose, quiet) -> None:
+         tokenizer, trust_remote_code, check, verbose, quiet) -> None:
     """Compute activation statistics of MODEL (a Hugging Face model folder) into OUT.
 
     OUT is a safetensors file holding, per linear layer, the principal subspace of
@@ -56,7 +58,8 @@ def main(model, out, data, samples, max_length, batch_size, rank, device, dtype,
 
         options = CalibrationOptions(
             data=data, samples=samples, max_length=max_length, batch_size=batch_size, rank=rank,
-            device=device, dtype=dtype, text_mode=text_mode, trust_remote_code=trust_remote_code,
+            device=device, dtype=dtype, text_mode=text_mode, tokenizer=tokenizer,
+            trust_remote_code=trust_remote_code,
         )
         result = calibrate(model, out, options, progress=not quiet)
     except ArmError as error:
