@@ -9,9 +9,6 @@ start-up hook cannot run (``python -S``, ``pip install --target``), call
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 __version__ = "0.1.0"
 
 # Public name -> module that defines it (loaded lazily, like lm-eval's registry).
@@ -36,11 +33,13 @@ def register() -> None:
     register_all()
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mergekit_arm' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    from importlib import import_module
+
+    return getattr(import_module(module), name)
 
 
 __all__ = ["__version__", "register", *_LAZY]

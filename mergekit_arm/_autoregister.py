@@ -11,22 +11,19 @@ Set ``MERGEKIT_ARM_NO_AUTOREGISTER=1`` to switch the hook off.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import os
 import sys
-import warnings
 
 _TARGET = "mergekit.merge_methods"
 
 
-class _RegisterAfterExec(importlib.abc.Loader):
+class _RegisterAfterExec:
     """Wraps the real loader of ``mergekit.merge_methods``; registers after exec."""
 
-    def __init__(self, wrapped: importlib.abc.Loader) -> None:
+    def __init__(self, wrapped: object) -> None:
         self._wrapped = wrapped
 
-    def create_module(self, spec):  # noqa: D401 - loader protocol
+    def create_module(self, spec):
         return self._wrapped.create_module(spec)
 
     def exec_module(self, module) -> None:
@@ -36,6 +33,8 @@ class _RegisterAfterExec(importlib.abc.Loader):
 
             register()
         except Exception as error:  # never break mergekit itself
+            import warnings
+
             warnings.warn(
                 f"mergekit-arm could not register 'arm' with MergeKit: {error!r}. "
                 "Call mergekit_arm.register() yourself to see the full error.",
@@ -47,7 +46,7 @@ class _RegisterAfterExec(importlib.abc.Loader):
         return getattr(self._wrapped, name)
 
 
-class _MergeMethodsFinder(importlib.abc.MetaPathFinder):
+class _MergeMethodsFinder:
     """One-shot finder: only answers for ``mergekit.merge_methods``."""
 
     def find_spec(self, fullname, path, target=None):
@@ -55,7 +54,9 @@ class _MergeMethodsFinder(importlib.abc.MetaPathFinder):
             return None
         # Remove ourselves first so the real lookup below does not recurse.
         _uninstall()
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec
         spec.loader = _RegisterAfterExec(spec.loader)
