@@ -1,0 +1,362 @@
+"""The ``arm-stream`` configuration: pydantic models and YAML loading with clear errors.
+
+Every section rejects unknown keys (``extra="forbid"``); :func:`load_config` turns a
+validation error into one :class:`~mergekit_arm.errors.ArmConfigError` that names the
+file and the dotted key path (``schedule.learning_rate``, ``checkpoints[1].model``).
+Paths are relative to the current directory (as in ``mergekit-yaml``);
+:meth:`StreamConfig.resolved` makes them absolute.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mergekit_arm.errors import ArmConfigError
+
+Mode = Literal["fixed", "checkpoints", "watch"]
+ScheduleKind = Literal["constant", "linear", "cosine", "line_search"]
+DecayKind = Literal["constant", "linear", "cosine"]
+OutDtype = Literal["float32", "bfloat16", "float16"]
+
+DEFAULT_CANDIDATES = (0.25, 0.5, 1.0, 2.0)
+
+
+class _Section(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckpointEntry(_Section):
+    """One checkpoint: a model folder and its weight ``w_j`` in the displacement."""
+
+    model: str = Field(description="model folder (Hugging Face format)")
+    weight: float = Field(1.0, description="w_j in d = sum_j w_j (c_j - from) / sum_j w_j")
+
+    @field_validator("weight")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class ScheduleConfig(_Section):
+    """How the learning rate (merging coefficient) ``eta_k`` of step ``k`` is chosen."""
+
+    kind: ScheduleKind = Field("constant", description="constant | linear | cosine | line_search")
+    learning_rate: float = Field(gt=0, description="eta at the first step (required)")
+    final_learning_rate: float = Field(
+        0.0, ge=0, description="linear/cosine: the rate the decay reaches after the last step"
+    )
+    decay: DecayKind = Field(
+        "constant", description="line_search: the schedule of the rate the candidates multiply"
+    )
+    candidates: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_CANDIDATES),
+        min_length=1,
+        description="line_search: multipliers of the scheduled rate tried at every step",
+    )
+
+    @field_validator("learning_rate", "final_learning_rate")
+    @classmethod
+    def _finite_rate(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("candidates")
+    @classmethod
+    def _positive_candidates(cls, values: list[float]) -> list[float]:
+        bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ValueError(f"multipliers must be finite and > 0, got {bad}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"multipliers must be distinct, got {values}")
+        return values
+
+    @model_validator(mode="after")
+    def _keys_fit_kind(self) -> ScheduleConfig:
+        if self.kind != "line_search":
+            for key in ("decay", "candidates"):
+                if key in self.model_fields_set:
+                    raise ValueError(
+                        f"`{key}` is only used with kind: line_search (kind is {self.kind})"
+                    )
+        if self.decay_kind == "constant" and "final_learning_rate" in self.model_fields_set:
+            raise ValueError("`final_learning_rate` needs a decaying schedule (linear/cosine)")
+        return self
+
+    @property
+    def decay_kind(self) -> DecayKind:
+        """The decay of the scheduled rate (``decay`` for line_search, else ``kind``)."""
+        return self.decay if self.kind == "line_search" else self.kind  # type: ignore[return-value]
+
+
+class CalibrationConfig(_Section):
+    """Calibration text and settings (the same for every model, as the method requires)."""
+
+    data: str | None = Field(None, description="text file/folder; null = the shipped corpus")
+    samples: int = Field(128, ge=1, description="number of texts")
+    max_length: int = Field(512, ge=2, description="tokens per text (truncated)")
+    batch_size: int = Field(8, ge=1)
+    rank: int = Field(64, ge=1, description="eigenvectors stored per linear input")
+    text_mode: Literal["paragraph", "line"] = "paragraph"
+
+
+class ValidationConfig(_Section):
+    """Held-out text whose mean token loss is measured after every step."""
+
+    data: str | None = Field(None, description="text file/folder; null = the shipped corpus")
+    samples: int = Field(64, ge=1, description="number of texts")
+    offset: int = Field(0, ge=0, description="skip this many texts first (disjoint from calibration)")
+    max_length: int | None = Field(None, ge=2, description="tokens per text; null = calibration's")
+    batch_size: int = Field(8, ge=1)
+    text_mode: Literal["paragraph", "line"] = "paragraph"
+
+
+class ArmConfig(_Section):
+    """Parameters of each ARM merge (the ``merge_method: arm`` parameters)."""
+
+    rank: int = Field(64, ge=1, description="subspace rank r (capped by calibration.rank)")
+    energy: float | None = Field(None, gt=0, le=1, description="choose r by energy fraction")
+    rotation_strength: float = Field(1.0, description="gamma; 0 = no rotation")
+    off_subspace: float = Field(1.0, ge=0, description="beta; 1 keeps everything")
+    normalize: bool = True
+    missing_statistics: Literal["error", "plain"] = "error"
+    strict_calibration: bool = True
+
+    @field_validator("rotation_strength", "off_subspace")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class WatchConfig(_Section):
+    """``--watch DIR``: follow a training run's output folder."""
+
+    dir: str | None = Field(None, description="folder to watch; --watch DIR overrides")
+    pattern: str = Field("checkpoint-*", description="glob of checkpoint folder names")
+    settle_seconds: float = Field(10.0, ge=0, description="a folder must be unchanged this long")
+    poll_seconds: float = Field(2.0, gt=0, description="how often the folder is scanned")
+    idle_timeout: float = Field(
+        1800.0, gt=0, description="stop after this long without a new complete checkpoint"
+    )
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
+
+
+class StreamConfig(_Section):
+    """A Streaming Merging run: which models, how many steps, which step sizes."""
+
+    mode: Mode = Field("fixed", description="fixed | checkpoints | watch")
+    origin: str = Field(description="the model SFT started from (W_from of the first step)")
+    checkpoints: list[CheckpointEntry] = Field(default_factory=list)
+    start: str | None = Field(
+        None, description="model the trajectory starts from; null = mode's default"
+    )
+    steps: int | None = Field(None, ge=1, description="number of steps")
+    schedule: ScheduleConfig
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    validation: ValidationConfig | None = None
+    arm: ArmConfig = Field(default_factory=ArmConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
+    save_every: int | None = Field(
+        None, ge=1, description="save the current model as out/steps/step-k every N steps"
+    )
+    tokenizer: str | None = Field(None, description="tokenizer folder; null = origin's")
+    out_dtype: OutDtype | None = Field(None, description="dtype of out/model; null = origin's")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    seed: int = Field(0, description="torch RNG seed of the run")
+    trust_remote_code: bool = False
+
+    @field_validator("checkpoints", mode="before")
+    @classmethod
+    def _bare_paths(cls, value: Any) -> Any:
+        """Allow ``- /path`` as a shorthand for ``- model: /path``."""
+        if isinstance(value, list):
+            return [{"model": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StreamConfig:
+        if self.mode == "fixed":
+            if not self.checkpoints:
+                raise ValueError("mode fixed needs at least one entry in `checkpoints`")
+            if self.steps is None:
+                raise ValueError("mode fixed needs `steps` (the number of merge steps)")
+        elif self.mode == "checkpoints":
+            if not self.checkpoints:
+                raise ValueError("mode checkpoints needs the checkpoints in order in `checkpoints`")
+            if self.steps is not None and self.steps > len(self.checkpoints):
+                raise ValueError(
+                    f"`steps` is {self.steps} but mode checkpoints has only "
+                    f"{len(self.checkpoints)} checkpoints (one step per checkpoint)"
+                )
+        else:  # watch
+            if self.checkpoints:
+                raise ValueError(
+                    "mode watch takes its checkpoints from the watched folder; remove `checkpoints`"
+                )
+            if self.steps is not None:
+                raise ValueError("mode watch: use `watch.max_steps` instead of `steps`")
+            if self.schedule.decay_kind != "constant" and self.watch.max_steps is None:
+                raise ValueError(
+                    f"a {self.schedule.decay_kind} decay needs a known number of steps: "
+                    "set `watch.max_steps`"
+                )
+        if self.schedule.kind == "line_search" and self.validation is None:
+            raise ValueError("schedule kind line_search needs a `validation` section (held-out text)")
+        if self.arm.rank > self.calibration.rank:
+            raise ValueError(
+                f"arm.rank ({self.arm.rank}) exceeds calibration.rank ({self.calibration.rank}), "
+                "the number of directions stored; raise calibration.rank or lower arm.rank"
+            )
+        return self
+
+    # -- derived --------------------------------------------------------------------
+    def start_path(self) -> str:
+        """The model the trajectory starts from (``start``, else the mode's default)."""
+        if self.start is not None:
+            return self.start
+        if self.mode == "fixed":
+            return self.checkpoints[-1].model
+        return self.origin
+
+    def total_steps(self) -> int | None:
+        """Number of steps (None: watch mode without ``max_steps``, until idle)."""
+        if self.mode == "fixed":
+            return self.steps
+        if self.mode == "checkpoints":
+            return self.steps if self.steps is not None else len(self.checkpoints)
+        return self.watch.max_steps
+
+    def validation_max_length(self) -> int:
+        """Tokens per validation text."""
+        assert self.validation is not None
+        return self.validation.max_length or self.calibration.max_length
+
+    def resolved(self) -> StreamConfig:
+        """A copy with every path made absolute (relative to the current directory)."""
+
+        def absolute(path: str | None) -> str | None:
+            return None if path is None else str(Path(path).expanduser().resolve())
+
+        data = self.model_dump()
+        data["origin"] = absolute(self.origin)
+        data["start"] = absolute(self.start)
+        data["tokenizer"] = absolute(self.tokenizer)
+        for entry in data["checkpoints"]:
+            entry["model"] = absolute(entry["model"])
+        data["calibration"]["data"] = absolute(self.calibration.data)
+        if data["validation"] is not None:
+            data["validation"]["data"] = absolute(self.validation.data)  # type: ignore[union-attr]
+        data["watch"]["dir"] = absolute(self.watch.dir)
+        return StreamConfig.model_validate(data)
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    """``('checkpoints', 1, 'model')`` -> ``checkpoints[1].model``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The config section class inside an annotation (``X``, ``X | None``, ``list[X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _section_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Keys accepted by the section that holds the key at ``loc``."""
+    model: type[BaseModel] | None = StreamConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        model = _section_model(field.annotation) if field is not None else None
+        if model is None:
+            return []
+    return sorted(model.model_fields) if model is not None else []
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One message per problem, each naming the key path."""
+    lines = []
+    for item in error.errors():
+        loc = tuple(item.get("loc", ()))
+        key = _key_path(loc) or "(top level)"
+        kind = item.get("type", "")
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+            lines.append(f"unknown key `{key}`{hint}")
+        elif kind == "missing":
+            lines.append(f"missing required key `{key}`")
+        else:
+            message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+            value = item.get("input")
+            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            where = f"`{key}`: " if loc else ""
+            lines.append(f"{where}{message}{shown}")
+    head = f"invalid stream config {source}: "
+    return head + ("; ".join(lines) if len(lines) == 1 else "\n  - " + "\n  - ".join(lines))
+
+
+def parse_config(data: Any, source: str = "<config>") -> StreamConfig:
+    """Validate a mapping (e.g. parsed YAML) into a :class:`StreamConfig`."""
+    if not isinstance(data, dict):
+        raise ArmConfigError(
+            f"stream config {source} must be a mapping of keys (origin, checkpoints, schedule, "
+            f"...), got {type(data).__name__}"
+        )
+    try:
+        return StreamConfig.model_validate(data)
+    except ValidationError as error:
+        raise ArmConfigError(describe_validation_error(error, source)) from None
+
+
+def load_config(path: str | os.PathLike) -> StreamConfig:
+    """Read and validate a stream config YAML file."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ArmConfigError(f"stream config {file} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ArmConfigError(f"stream config {file} is not valid YAML: {error}") from None
+    return parse_config(data, str(file))
+
+
+__all__ = [
+    "ArmConfig",
+    "CalibrationConfig",
+    "CheckpointEntry",
+    "ScheduleConfig",
+    "StreamConfig",
+    "ValidationConfig",
+    "WatchConfig",
+    "describe_validation_error",
+    "load_config",
+    "parse_config",
+]
