@@ -9,13 +9,14 @@ early checkpoints (``models/sft-step-10``, ``models/sft-step-20``) and final che
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "ARCHITECTURES",
     "DOMAINS",
     "default_demo_records",
+    "demo_heldout_texts",
     "default_demo_texts",
     "evaluate_loss",
     "fine_tune",
@@ -53,6 +55,34 @@ DEMO_VOCAB_SIZE = 512
 DEMO_MAX_LENGTH = 64
 DEMO_PRETRAIN_STEPS = 60
 DEMO_EARLY_STEPS = (10, 20)
+# The last math texts are never trained on: the quick start reports loss on them.
+DEMO_HELDOUT = 32
+
+
+# ------------------------------------------------------------------------- runtime
+
+
+@contextlib.contextmanager
+def _quiet_runtime(num_threads: int | None = None) -> Iterator[None]:
+    """Hide transformers' progress bars and optionally use ``num_threads`` torch threads,
+    restoring both afterwards (the thread count is process-wide while this runs)."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    threads = torch.get_num_threads()
+    if bars:
+        hf_logging.disable_progress_bar()
+    if num_threads is not None:
+        if num_threads < 1:
+            raise ValueError("num_threads must be at least 1")
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        if num_threads is not None:
+            torch.set_num_threads(threads)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 # --------------------------------------------------------------------------- texts
@@ -61,7 +91,7 @@ DEMO_EARLY_STEPS = (10, 20)
 def _default_calibration_path() -> Path:
     """Path of the default calibration corpus (``calibration/default.jsonl``)."""
     try:
-        from mergekit_arm.data import default_calibration_path  # type: ignore[attr-defined]
+        from mergekit_arm.data import default_calibration_path
     except ImportError:
         pass
     else:
@@ -95,6 +125,12 @@ def default_demo_records() -> list[dict[str, Any]]:
     if not records:
         raise ValueError(f"{path} holds no texts")
     return records
+
+
+def demo_heldout_texts() -> list[str]:
+    """Math texts of the corpus that ``make_demo``'s fine-tune never sees."""
+    math = [r["text"] for r in default_demo_records() if r.get("domain") == "math"]
+    return math[-DEMO_HELDOUT:]
 
 
 def default_demo_texts(domains: str | Iterable[str] | None = None) -> list[str]:
@@ -234,7 +270,8 @@ def make_tiny_model(
     model = model.to(dtype)
     model.config.dtype = dtype
     path.mkdir(parents=True, exist_ok=True)
-    _save_model(model, path)
+    with _quiet_runtime():
+        _save_model(model, path)
     tokenizer.save_pretrained(path)
     return path
 
@@ -263,7 +300,8 @@ def _encode(
 def _load_for_training(
     model_path: Path,
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, torch.dtype]:
-    model = AutoModelForCausalLM.from_pretrained(model_path, **_dtype_kwarg(torch.float32))
+    with _quiet_runtime():
+        model = AutoModelForCausalLM.from_pretrained(model_path, **_dtype_kwarg(torch.float32))
     saved_dtype = getattr(model.config, "dtype", None) or getattr(model.config, "torch_dtype", None)
     if isinstance(saved_dtype, str):
         saved_dtype = getattr(torch, saved_dtype, torch.float32)
@@ -280,18 +318,21 @@ def evaluate_loss(
     texts: Sequence[str],
     max_length: int = DEMO_MAX_LENGTH,
     batch_size: int = 8,
+    num_threads: int | None = None,
 ) -> float:
-    """Mean causal-LM loss per predicted token of the saved model on ``texts``."""
+    """Mean causal-LM loss per predicted token of the saved model on ``texts``
+    (each text followed by eos, truncated to ``max_length`` tokens)."""
     model, tokenizer, _ = _load_for_training(Path(model_path))
     model.eval()
     total, count = 0.0, 0
-    for start in range(0, len(texts), batch_size):
-        batch = _encode(tokenizer, texts[start:start + batch_size], max_length)
-        n = int((batch["labels"][:, 1:] != -100).sum())
-        if n == 0:
-            continue
-        total += float(model(**batch, use_cache=False).loss) * n
-        count += n
+    with _quiet_runtime(num_threads):
+        for start in range(0, len(texts), batch_size):
+            batch = _encode(tokenizer, texts[start:start + batch_size], max_length)
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            if n == 0:
+                continue
+            total += float(model(**batch, use_cache=False).loss) * n
+            count += n
     if count == 0:
         raise ValueError("no tokens to evaluate")
     return total / count
@@ -307,13 +348,17 @@ def fine_tune(
     max_length: int = DEMO_MAX_LENGTH,
     save_at: list[int] | None = None,
     seed: int = 0,
+    num_threads: int | None = None,
 ) -> dict[int, Path]:
     """Train the saved model on ``texts`` (AdamW, causal-LM loss) on the CPU.
 
     Saves a full model folder (weights in the model's saved dtype, config, tokenizer)
     as ``out_dir/step-{k}`` for each ``k`` in ``save_at`` (default: only ``steps``) and
     returns ``{k: path}``. The data order comes from a generator seeded with ``seed``
-    and the global torch RNG is left as it was, so a run is reproducible.
+    and the global torch RNG is left as it was, so a run is reproducible (bit for bit
+    with the same torch build and thread count). ``num_threads`` sets torch's thread
+    count for the run only (``None``: leave it); one thread is fastest for tiny models
+    on a busy machine.
     """
     if steps < 1:
         raise ValueError("steps must be at least 1")
@@ -330,7 +375,7 @@ def fine_tune(
     generator = torch.Generator().manual_seed(seed)
     order: list[int] = []
     saved: dict[int, Path] = {}
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet_runtime(num_threads):
         torch.manual_seed(seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
         model.train()
@@ -358,13 +403,10 @@ def _save_checkpoint(
 ) -> Path:
     to_save = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
     to_save.config.dtype = dtype
-    was_training = to_save.training
-    to_save.eval()
     path.mkdir(parents=True, exist_ok=True)
-    _save_model(to_save, path)
+    with _quiet_runtime():
+        _save_model(to_save, path)
     tokenizer.save_pretrained(path)
-    if was_training:
-        to_save.train()
     return path
 
 
@@ -372,14 +414,21 @@ def _save_checkpoint(
 
 
 def make_demo(
-    root: str | os.PathLike, arch: str = "llama", sft_steps: int = 40, seed: int = 0
+    root: str | os.PathLike,
+    arch: str = "llama",
+    sft_steps: int = 40,
+    seed: int = 0,
+    num_threads: int | None = 1,
 ) -> dict[str, Path]:
     """Build (or reuse) the quick-start models under ``root/models``.
 
     Returns ``{"base": ..., "sft-step-10": ..., "sft-step-20": ..., f"sft-step-{sft_steps}":
     ...}`` (early steps above ``sft_steps`` are left out). ``base`` is a tiny random model
     pretrained for a few steps on the english and code texts; the ``sft-step-*`` folders
-    are checkpoints of fine-tuning ``base`` on the math texts. Complete folders are reused.
+    are checkpoints of fine-tuning ``base`` on the math texts (the last one plays the
+    "converged" SFT model, the early ones are what ARM merges). Complete folders
+    (config.json, model.safetensors, tokenizer.json) are reused, not retrained.
+    Training uses ``num_threads`` torch threads (restored afterwards; ``None``: leave as is).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
@@ -390,12 +439,17 @@ def make_demo(
     sft_at = sorted({k for k in DEMO_EARLY_STEPS if k < sft_steps} | {sft_steps})
     paths: dict[str, Path] = {"base": base}
     paths.update({f"sft-step-{k}": models / f"sft-step-{k}" for k in sft_at})
+    if is_complete_model_dir(base):
+        found = json.loads((base / "config.json").read_text(encoding="utf-8")).get("model_type")
+        if found != arch:
+            raise ValueError(f"{base} holds a {found!r} model, not {arch!r}; "
+                             "use another root folder for another architecture")
     if all(is_complete_model_dir(p) for p in paths.values()):
         return paths
 
     models.mkdir(parents=True, exist_ok=True)
     records = default_demo_records()
-    math = [r["text"] for r in records if r.get("domain") == "math"]
+    math = [r["text"] for r in records if r.get("domain") == "math"][:-DEMO_HELDOUT]
     general = [r["text"] for r in records if r.get("domain") in ("english", "code")]
     if not math or not general:
         raise ValueError("the demo corpus needs math texts and english or code texts")
@@ -408,10 +462,12 @@ def make_demo(
             init = make_tiny_model(tmp / "init", arch, tokenizer, seed=seed,
                                    vocab_size=DEMO_VOCAB_SIZE)
             pretrained = fine_tune(init, tmp / "pretrain", general, DEMO_PRETRAIN_STEPS,
-                                   learning_rate=3e-3, max_length=DEMO_MAX_LENGTH, seed=seed)
+                                   learning_rate=3e-3, max_length=DEMO_MAX_LENGTH, seed=seed,
+                                   num_threads=num_threads)
             _replace_dir(pretrained[DEMO_PRETRAIN_STEPS], base)
         checkpoints = fine_tune(base, tmp / "sft", math, sft_steps, learning_rate=3e-3,
-                                max_length=DEMO_MAX_LENGTH, save_at=sft_at, seed=seed + 1)
+                                max_length=DEMO_MAX_LENGTH, save_at=sft_at, seed=seed + 1,
+                                num_threads=num_threads)
         for k, path in checkpoints.items():
             _replace_dir(path, paths[f"sft-step-{k}"])
     return paths
