@@ -181,6 +181,80 @@ def rotation_matrix(planes: RotationPlanes, dim: int | None = None) -> torch.Ten
     )
 
 
+class SpanRotation(NamedTuple):
+    """A rotation ``R = I + U (Omega - I) U^T``: ``Omega`` (k x k, proper orthogonal) acts
+    on ``span(U)`` (``U``: in x k, orthonormal) and ``R`` is the identity elsewhere."""
+
+    u: torch.Tensor
+    omega: torch.Tensor
+
+    @property
+    def is_identity(self) -> bool:
+        return self.u.shape[1] == 0
+
+
+def _union_basis(s_from: torch.Tensor, s_cur: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+    """Orthonormal basis of ``span(S_from) + span(S_cur)``."""
+    stacked = torch.cat([s_from, s_cur], dim=1)
+    u, sv, _ = torch.linalg.svd(stacked, full_matrices=False)
+    keep = sv > tol * sv[0].clamp_min(1e-30)
+    return u[:, keep]
+
+
+def _orthogonal_power(omega: torch.Tensor, strength: float) -> torch.Tensor:
+    """``Omega^gamma`` for a proper orthogonal matrix (same rotation planes, angles * gamma)."""
+    if strength == 1.0:
+        return omega
+    values, vectors = torch.linalg.eig(omega.to(torch.float64))
+    powered = vectors @ torch.diag(values ** strength) @ torch.linalg.inv(vectors)
+    return powered.real.to(omega.dtype)
+
+
+def energy_weighted_rotation(
+    s_from: torch.Tensor,
+    eig_from: torch.Tensor,
+    s_cur: torch.Tensor,
+    eig_cur: torch.Tensor,
+    strength: float = 1.0,
+) -> SpanRotation:
+    """Orthogonal Procrustes between the square roots of the two second moments.
+
+    On ``U = orth([S_from, S_cur])`` let ``X = U^T S_f diag(sqrt l_f) S_f^T U`` and
+    ``Y`` likewise for ``cur``; ``Omega = argmin ||Omega X - Y||_F`` over proper rotations
+    (Kabsch: ``Y X^T = P Sigma Q^T``, ``Omega = P diag(1, .., det(P Q^T)) Q^T``). A
+    direction is weighted by its activation energy, so near-degenerate directions that a
+    hard top-r cut swaps in and out barely turn the update. ``strength`` scales the angles.
+    """
+    s_from, s_cur = _f32(s_from), _f32(s_cur)
+    r_f, r_c = s_from.shape[1], s_cur.shape[1]
+    root_f = _f32(eig_from[:r_f]).clamp_min(0).sqrt()
+    root_c = _f32(eig_cur[:r_c]).clamp_min(0).sqrt()
+    if strength == 0.0 or (s_from.shape == s_cur.shape and torch.equal(s_from, s_cur)
+                           and torch.equal(root_f, root_c)):
+        empty = s_from.new_zeros((s_from.shape[0], 0))
+        return SpanRotation(empty, empty.new_zeros((0, 0)))
+    u = _union_basis(s_from, s_cur)
+    a_f, a_c = u.T @ s_from, u.T @ s_cur
+    x = (a_f * root_f) @ a_f.T
+    y = (a_c * root_c) @ a_c.T
+    p, _, qh = torch.linalg.svd((y @ x.T).to(torch.float64))
+    sign = torch.sign(torch.linalg.det(p @ qh))
+    fix = torch.ones(p.shape[1], dtype=torch.float64, device=p.device)
+    fix[-1] = sign if sign != 0 else 1.0
+    omega = ((p * fix) @ qh).to(torch.float32)
+    return SpanRotation(u, _orthogonal_power(omega, float(strength)))
+
+
+def rotate_rows_in_span(d: torch.Tensor, rotation: SpanRotation) -> torch.Tensor:
+    """``d R^T = d + (d U)(Omega - I)^T U^T`` in O(out * in * k)."""
+    d = _f32(d)
+    if rotation.is_identity:
+        return d
+    u = rotation.u
+    eye = torch.eye(u.shape[1], dtype=torch.float32, device=u.device)
+    return d + ((d @ u) @ (rotation.omega - eye).T) @ u.T
+
+
 def guide_to_subspace(d: torch.Tensor, s_cur: torch.Tensor, off_subspace: float = 1.0) -> torch.Tensor:
     """``d S S^T + beta d (I - S S^T)`` = ``beta d + (1 - beta) (d S) S^T``; beta=1 is a no-op."""
     d = _f32(d)
@@ -215,6 +289,9 @@ def combine_displacements(
     return d
 
 
+PAIRINGS = ("subspace", "energy")
+
+
 def arm_direction(
     d: torch.Tensor,
     s_from: torch.Tensor,
@@ -222,10 +299,25 @@ def arm_direction(
     rotation_strength: float = 1.0,
     off_subspace: float = 1.0,
     eps: float = DEFAULT_EPS,
+    pairing: str = "subspace",
+    eig_from: torch.Tensor | None = None,
+    eig_cur: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Rotated and guided displacement ``d_A`` (rows of ``d`` act on the ``in`` axis)."""
-    planes = principal_rotation(s_from, s_cur, strength=rotation_strength, eps=eps)
-    return guide_to_subspace(rotate_rows(d, planes), s_cur, off_subspace)
+    """Rotated and guided displacement ``d_A`` (rows of ``d`` act on the ``in`` axis).
+
+    ``pairing="subspace"``: the direct rotation between principal vectors (the spec);
+    ``"energy"``: :func:`energy_weighted_rotation` (needs both eigenvalue vectors).
+    """
+    if pairing == "subspace":
+        rotated = rotate_rows(d, principal_rotation(s_from, s_cur, strength=rotation_strength, eps=eps))
+    elif pairing == "energy":
+        if eig_from is None or eig_cur is None:
+            raise ValueError("pairing='energy' needs the eigenvalues of both subspaces")
+        rotation = energy_weighted_rotation(s_from, eig_from, s_cur, eig_cur, rotation_strength)
+        rotated = rotate_rows_in_span(d, rotation)
+    else:
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+    return guide_to_subspace(rotated, s_cur, off_subspace)
 
 
 def arm_update(
@@ -237,6 +329,9 @@ def arm_update(
     rotation_strength: float = 1.0,
     off_subspace: float = 1.0,
     eps: float = DEFAULT_EPS,
+    pairing: str = "subspace",
+    eig_from: torch.Tensor | None = None,
+    eig_cur: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One ARM step ``W_cur + eta d_A`` in float32.
 
@@ -247,7 +342,8 @@ def arm_update(
     if s_from is None or s_cur is None:
         direction = _f32(d)
     else:
-        direction = arm_direction(d, s_from, s_cur, rotation_strength, off_subspace, eps)
+        direction = arm_direction(d, s_from, s_cur, rotation_strength, off_subspace, eps,
+                                  pairing, eig_from, eig_cur)
     return w + float(learning_rate) * direction
 
 

@@ -156,6 +156,7 @@ ERRORS = [
     pytest.param(lambda w: {"off_subspace": -1.0}, ArmConfigError, "off_subspace", id="bad-beta"),
     pytest.param(lambda w: {"missing_statistics": "ignore"}, ArmConfigError, "missing_statistics", id="bad-choice"),
     pytest.param(lambda w: {"learning_rate": float("nan")}, ArmConfigError, "learning_rate", id="nan-lr"),
+    pytest.param(lambda w: {"pairing": "procrustes"}, ArmConfigError, "pairing", id="bad-pairing"),
 ]
 
 
@@ -255,3 +256,15 @@ def test_register_is_idempotent():
     mergekit_arm.register()
     mergekit_arm.register()
     assert get("arm").spec.reference_url == "https://arxiv.org/abs/2602.03237"
+
+
+def test_energy_pairing_is_plumbed_through(world):
+    from mergekit_arm.rotation import energy_weighted_rotation, rotate_rows_in_span
+
+    out = _merge([world["origin"], world["a"]], ["origin", "a"], "a", _params(world, pairing="energy"))
+    eig = torch.linspace(2.0, 1.0, R)
+    rotation = energy_weighted_rotation(world["s_from"], eig, world["s_cur"], eig)
+    d = world["a"] - world["origin"]
+    torch.testing.assert_close(out, world["a"] + 0.5 * rotate_rows_in_span(d, rotation))
+    plain = world["a"] + 0.5 * d
+    assert (out - plain).norm() > 1e-4

@@ -28,7 +28,7 @@ from mergekit.merge_methods.base import (
 from mergekit.merge_methods.easy_define import merge_method
 
 from mergekit_arm.errors import ArmConfigError, NonFiniteError, StatisticsError
-from mergekit_arm.rotation import arm_update, combine_displacements, select_subspace
+from mergekit_arm.rotation import PAIRINGS, arm_update, combine_displacements, select_subspace
 from mergekit_arm.statistics import ActivationStatistics, load_statistics
 
 PAPER_URL = "https://arxiv.org/abs/2602.03237"
@@ -93,6 +93,7 @@ def _validate_parameters(
     rotation_strength: float,
     off_subspace: float,
     missing_statistics: str,
+    pairing: str = "subspace",
 ) -> None:
     if not math.isfinite(learning_rate):
         raise ArmConfigError(f"arm: learning_rate must be a finite number, got {learning_rate}")
@@ -109,6 +110,8 @@ def _validate_parameters(
             f"arm: missing_statistics must be one of {MISSING_STATISTICS_CHOICES}, "
             f"got {missing_statistics!r}"
         )
+    if pairing not in PAIRINGS:
+        raise ArmConfigError(f"arm: pairing must be one of {PAIRINGS}, got {pairing!r}")
 
 
 def _open_statistics(path: str | None, entry: TensorEntry, role: str) -> ActivationStatistics | None:
@@ -141,9 +144,12 @@ def arm_kernel(
     missing_statistics: str = "error",
     strict_calibration: bool = True,
     verify_statistics: bool = True,
+    pairing: str = "subspace",
 ) -> torch.Tensor:
     """One ARM step for one output tensor (see module docstring and docs/method.md)."""
-    _validate_parameters(learning_rate, rank, energy, rotation_strength, off_subspace, missing_statistics)
+    _validate_parameters(
+        learning_rate, rank, energy, rotation_strength, off_subspace, missing_statistics, pairing
+    )
     name = group.metadata.name or "<unnamed tensor>"
     roles = assign_roles(group, origin)
     for entry in group.entries:
@@ -156,7 +162,7 @@ def arm_kernel(
         normalize=normalize,
     )
 
-    s_from = s_cur = None
+    s_from = s_cur = eig_from = eig_cur = None
     rotates = roles.origin is not roles.cur and (rotation_strength != 0.0 or off_subspace != 1.0)
     guides = off_subspace != 1.0
     if cur_tensor.ndim == 2 and (rotates or guides):
@@ -194,6 +200,8 @@ def arm_kernel(
             s_from = select_subspace(from_layer.basis, from_layer.eigenvalues, from_layer.trace, rank, energy)
             s_cur = s_cur.to(cur_tensor.device)
             s_from = s_from.to(cur_tensor.device)
+            eig_cur = cur_layer.eigenvalues.to(cur_tensor.device)
+            eig_from = from_layer.eigenvalues.to(cur_tensor.device)
             if transposed:
                 d = d.T
         elif needs and missing_statistics == "error":
@@ -215,7 +223,8 @@ def arm_kernel(
             f"{tuple(cur_tensor.shape)}; the statistics come from another architecture"
         )
     w_cur = cur_tensor.T if (s_cur is not None and d.shape != cur_tensor.shape) else cur_tensor
-    result = arm_update(w_cur, d, s_from, s_cur, learning_rate, rotation_strength, off_subspace)
+    result = arm_update(w_cur, d, s_from, s_cur, learning_rate, rotation_strength, off_subspace,
+                        pairing=pairing, eig_from=eig_from, eig_cur=eig_cur)
     if result.shape != cur_tensor.shape:
         result = result.T
     if not bool(torch.isfinite(result).all()):
