@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from mergekit_arm import __version__
 from mergekit_arm.data import TextMode, load_calibration_texts
-from mergekit_arm.errors import CalibrationError
+from mergekit_arm.errors import CalibrationError, ModelLoadError
 from mergekit_arm.statistics import (
     LayerStatistics,
     StatisticsContent,
@@ -29,6 +30,8 @@ from mergekit_arm.statistics import (
     weight_probe,
     write_statistics,
 )
+
+CalibrationMode = Literal["auto", "all-at-once", "layer-sequential"]
 
 
 class CalibrationOptions(BaseModel):
@@ -46,6 +49,12 @@ class CalibrationOptions(BaseModel):
     text_mode: TextMode = "paragraph"
     tokenizer: str | None = Field(None, description="tokenizer folder; None = the model's")
     trust_remote_code: bool = False
+    mode: CalibrationMode = Field(
+        "auto",
+        description="all-at-once: hooks on the whole model; layer-sequential: one decoder layer "
+        "on the device at a time (mergekit_arm.layerwise); auto: layer-sequential for large "
+        "models or when all-at-once would not fit on the device",
+    )
 
 
 # -- tokens --------------------------------------------------------------------------
@@ -197,6 +206,39 @@ class InputSecondMoments:
         return hook
 
 
+def finalise_moments(moments: InputSecondMoments, rank: int) -> dict[str, LayerStatistics]:
+    """Principal subspace of every accumulated input (``E[x x^T] = sum / count``)."""
+    layers: dict[str, LayerStatistics] = {}
+    for name, acc in moments.accumulators.items():
+        if acc.count == 0:
+            raise CalibrationError(f"no tokens reached {name}; the calibration data yields no tokens")
+        layers[name] = principal_subspace(acc.total / acc.count, rank)
+    return layers
+
+
+def assemble_content(
+    model: torch.nn.Module,
+    modules: dict[str, tuple[torch.nn.Module, bool]],
+    layers: dict[str, LayerStatistics],
+    aliases: dict[str, str],
+    probes: dict[str, torch.Tensor],
+) -> StatisticsContent:
+    """The file content of a finished pass (shared by both calibration modes)."""
+    linear_names = set(modules)
+    other_2d = [
+        name for name, p in model.named_parameters() if p.ndim == 2 and name not in linear_names
+    ]
+    probe_dtype = next(iter(modules.values()))[0].weight.dtype
+    return StatisticsContent(
+        layers=layers,
+        probes=probes,
+        aliases=dict(aliases),
+        transposed=[name for name, (_, transposed) in modules.items() if transposed],
+        other_2d_weights=other_2d,
+        metadata={"probe_dtype": str(probe_dtype).replace("torch.", "")},
+    )
+
+
 # -- the pass ------------------------------------------------------------------------
 
 
@@ -209,6 +251,7 @@ class CalibrationResult:
     num_tokens: int
     seconds_forward: float
     seconds_eigen: float
+    mode: str = "all-at-once"
 
 
 def collect_statistics(
@@ -218,8 +261,22 @@ def collect_statistics(
     rank: int = 64,
     batch_size: int = 8,
     progress: bool = True,
+    mode: CalibrationMode = "auto",
+    device: str | torch.device | None = None,
 ) -> tuple[StatisticsContent, dict[str, float]]:
-    """Run ``model`` over the token lists and return the statistics (no file I/O)."""
+    """Run ``model`` over the token lists and return the statistics (no file I/O).
+
+    ``mode`` as in :class:`CalibrationOptions`; ``device`` is the compute device of the
+    layer-sequential pass (default: where the model is). Both give the same statistics.
+    """
+    if resolve_mode(mode, model, batch_size, max((len(t) for t in token_lists), default=1)) == (
+        "layer-sequential"
+    ):
+        from mergekit_arm.layerwise import collect_statistics_layerwise
+
+        return collect_statistics_layerwise(
+            model, token_lists, pad_id, rank, batch_size, progress, device=device
+        )
     modules = linear_modules(model)
     if not modules:
         raise CalibrationError("the model has no nn.Linear layers to calibrate")
@@ -237,11 +294,7 @@ def collect_statistics(
     timings["forward"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    layers: dict[str, LayerStatistics] = {}
-    for name, acc in moments.accumulators.items():
-        if acc.count == 0:
-            raise CalibrationError(f"no tokens reached {name}; the calibration data yields no tokens")
-        layers[name] = principal_subspace(acc.total / acc.count, rank)
+    layers = finalise_moments(moments, rank)
     timings["eigen"] = time.perf_counter() - start
 
     missing = [n for n in modules if n not in layers and n not in moments.aliases]
@@ -250,28 +303,83 @@ def collect_statistics(
             f"{len(missing)} linear layers never ran during calibration (e.g. {missing[0]}); "
             "the model's forward skips them"
         )
-    linear_names = set(modules)
-    probes = {name: weight_probe(module.weight) for name, (module, _) in modules.items()}
-    other_2d = [
-        name for name, p in model.named_parameters() if p.ndim == 2 and name not in linear_names
-    ]
-    probe_dtype = next(iter(modules.values()))[0].weight.dtype
-    content = StatisticsContent(
-        layers=layers,
-        probes=probes,
-        aliases=dict(moments.aliases),
-        transposed=[name for name, (_, transposed) in modules.items() if transposed],
-        other_2d_weights=other_2d,
-        metadata={"probe_dtype": str(probe_dtype).replace("torch.", "")},
-    )
+    probes = {name: _resident_probe(model, name) for name in modules}
+    content = assemble_content(model, modules, layers, moments.aliases, probes)
     return content, timings
+
+
+def resolve_mode(
+    mode: CalibrationMode, model: torch.nn.Module, batch_size: int, max_length: int
+) -> str:
+    """The mode a loaded ``model`` is calibrated with (``auto`` resolved)."""
+    from mergekit_arm.layerwise import choose_mode, decoder_stack
+
+    if mode not in ("auto", "all-at-once", "layer-sequential"):
+        raise CalibrationError(f"unknown calibration mode {mode!r}")
+    if getattr(model, "_arm_lazy_checkpoint", None) is not None:
+        return "layer-sequential"  # weights on the meta device: nothing else can run it
+    if mode != "auto":
+        return mode
+    if decoder_stack(model) is None:
+        return "all-at-once"
+    device = next(model.parameters()).device
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    config = getattr(model, "config", None)
+    if config is None:
+        return "all-at-once"
+    chosen, _ = choose_mode(config, device, weight_bytes=size, weights_on_device=True,
+                            batch_size=batch_size, max_length=max_length)
+    return chosen
+
+
+def _resident_probe(model: torch.nn.Module, name: str) -> torch.Tensor:
+    """:func:`weight_probe` of parameter ``name``, onloading it if accelerate offloaded it."""
+    owner_name, _, attr = name.rpartition(".")
+    owner = model.get_submodule(owner_name)
+    param = getattr(owner, attr)
+    if param.device.type != "meta":
+        return weight_probe(param)
+    from accelerate.utils import align_module_device  # dispatched with cpu/disk offload
+
+    with align_module_device(owner):
+        return weight_probe(getattr(owner, attr))
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
     """SHA-256 over every parameter's name, shape and probe values."""
-    return fingerprint_tensors(
-        (name, weight_probe(p)) for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0])
-    )
+    names = sorted(name for name, _ in model.named_parameters())
+    return fingerprint_tensors((name, _resident_probe(model, name)) for name in names)
+
+
+def _load_for_mode(folder: str | os.PathLike, options: CalibrationOptions) -> tuple[torch.nn.Module, str]:
+    """Load a model folder for ``options.mode``: on the device, or lazily for layer-sequential.
+
+    Returns the model and the mode it is calibrated with.
+    """
+    from mergekit_arm.models import load_causal_lm
+
+    mode = options.mode
+    if mode == "auto":
+        from mergekit_arm.layerwise import choose_mode, folder_config_and_bytes
+        from mergekit_arm.models import resolve_device
+
+        config, size = folder_config_and_bytes(folder, options.trust_remote_code)
+        mode, _ = choose_mode(config, resolve_device(options.device), weight_bytes=size,
+                              weights_on_device=False, batch_size=options.batch_size,
+                              max_length=options.max_length)
+    if mode == "layer-sequential":
+        from mergekit_arm.layerwise import load_lazy_causal_lm
+
+        try:
+            return load_lazy_causal_lm(folder, options.dtype, options.trust_remote_code), mode
+        except ModelLoadError:
+            # Checkpoint names differ from the module's: keep the layers in CPU memory instead.
+            return load_causal_lm(folder, options.dtype, "cpu", options.trust_remote_code), mode
+        except CalibrationError:
+            if options.mode == "layer-sequential":
+                raise
+            mode = "all-at-once"  # layout not supported
+    return load_causal_lm(folder, options.dtype, options.device, options.trust_remote_code), mode
 
 
 def calibrate(
@@ -289,9 +397,10 @@ def calibrate(
     ``model`` is a model folder or an already loaded module (then pass ``tokenizer``).
     ``texts`` overrides ``options.data``.
     """
-    from mergekit_arm.models import load_causal_lm, load_tokenizer
+    from mergekit_arm.models import load_tokenizer, resolve_device
 
     options = options or CalibrationOptions()
+    folder = None
     if isinstance(model, torch.nn.Module):
         if tokenizer is None:
             raise CalibrationError("calibrate() with a loaded model needs its tokenizer")
@@ -299,7 +408,7 @@ def calibrate(
     else:
         label = model_label or str(Path(model).expanduser().resolve())
         folder = model
-        model = load_causal_lm(folder, options.dtype, options.device, options.trust_remote_code)
+        model, mode = _load_for_mode(folder, options)
         if tokenizer is None:
             tokenizer = load_tokenizer(options.tokenizer or folder, options.trust_remote_code)
     if texts is None:
@@ -311,14 +420,19 @@ def calibrate(
     if not token_lists:
         raise CalibrationError(f"calibration data {source} yields no tokens with this tokenizer")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if folder is None:
+        mode = resolve_mode(options.mode, model, options.batch_size, options.max_length)
+    compute = resolve_device(options.device) if folder is not None else None
     content, timings = collect_statistics(
-        model, token_lists, pad_id, options.rank, options.batch_size, progress
+        model, token_lists, pad_id, options.rank, options.batch_size, progress, mode, compute
     )
     num_tokens = sum(len(ids) for ids in token_lists)
     content.metadata.update(
         {
             "model": label,
-            "model_fingerprint": model_fingerprint(model),
+            "model_fingerprint": content.metadata.get("model_fingerprint")
+            or model_fingerprint(model),
+            "calibration_mode": mode,
             "calibration_fingerprint": calibration_fingerprint(token_lists),
             "calibration_source": str(source),
             "num_samples": str(len(token_lists)),
@@ -335,6 +449,7 @@ def calibrate(
         num_tokens=num_tokens,
         seconds_forward=timings["forward"],
         seconds_eigen=timings["eigen"],
+        mode=mode,
     )
 
 

@@ -32,12 +32,17 @@ from mergekit_arm.errors import ArmError
 @click.option("--tokenizer", type=click.Path(file_okay=False), default=None,
               help="Tokenizer folder, when MODEL has none (default: MODEL).")
 @click.option("--trust-remote-code", is_flag=True, default=False)
+@click.option("--mode", type=click.Choice(["auto", "all-at-once", "layer-sequential"]),
+              default="auto", show_default=True,
+              help="all-at-once: one forward of the whole model per batch; layer-sequential: "
+                   "one decoder layer on the device at a time, layers read lazily from disk "
+                   "(models larger than the GPU or RAM); auto: layer-sequential for large models.")
 @click.option("--check", is_flag=True, default=False,
               help="Do not calibrate: validate the existing statistics file OUT and print its metadata.")
 @click.option("-v", "--verbose", is_flag=True, default=False)
 @click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar.")
 def main(model, out, data, samples, max_length, batch_size, rank, device, dtype, text_mode,
-         tokenizer, trust_remote_code, check, verbose, quiet) -> None:
+         tokenizer, trust_remote_code, mode, check, verbose, quiet) -> None:
     """Compute activation statistics of MODEL (a Hugging Face model folder) into OUT.
 
     OUT is a safetensors file holding, per linear layer, the principal subspace of
@@ -59,15 +64,15 @@ def main(model, out, data, samples, max_length, batch_size, rank, device, dtype,
         options = CalibrationOptions(
             data=data, samples=samples, max_length=max_length, batch_size=batch_size, rank=rank,
             device=device, dtype=dtype, text_mode=text_mode, tokenizer=tokenizer,
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=trust_remote_code, mode=mode,
         )
         result = calibrate(model, out, options, progress=not quiet)
     except ArmError as error:
         click.echo(f"arm-calibrate: error: {error}", err=True)
         sys.exit(2)
     click.echo(
-        f"wrote {result.path}: {result.num_samples} samples, {result.num_tokens} tokens "
-        f"(forward {result.seconds_forward:.1f}s, eigendecomposition {result.seconds_eigen:.1f}s)"
+        f"wrote {result.path}: {result.num_samples} samples, {result.num_tokens} tokens, "
+        f"{result.mode} (forward {result.seconds_forward:.1f}s, eigendecomposition {result.seconds_eigen:.1f}s)"
     )
 
 
