@@ -150,3 +150,21 @@ def test_statistics_of_wrong_model_fail_in_mergekit_yaml(tmp_path, tiny_llama, t
     assert proc.returncode != 0
     assert "was computed from" in proc.stderr and "arm-calibrate" in proc.stderr
     assert not (tmp_path / "out" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_mergekit_multi_accepts_arm(tmp_path, tiny_llama, tiny_llama_sft, calibration_texts):
+    _demo_world(tmp_path, tiny_llama, tiny_llama_sft, calibration_texts[:16])
+    config = yaml.safe_load((EXAMPLES / "arm-single.yml").read_text())
+    config["name"] = "arm-step"
+    (tmp_path / "multi.yml").write_text(yaml.safe_dump(config))
+    multi = str(Path(MERGEKIT_YAML).with_name("mergekit-multi"))
+    env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_ARM_NO_AUTOREGISTER"}
+    proc = subprocess.run([multi, "multi.yml", "-I", "intermediate", "--no-write-model-card"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = _run_mergekit(EXAMPLES / "arm-single.yml", tmp_path / "single", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a = load_state_dict(tmp_path / "intermediate" / "arm-step")
+    b = load_state_dict(tmp_path / "single")
+    assert all(torch.equal(a[k], b[k]) for k in b)
