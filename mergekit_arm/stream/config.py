@@ -249,16 +249,16 @@ class StreamConfig(_Section):
         def absolute(path: str | None) -> str | None:
             return None if path is None else str(Path(path).expanduser().resolve())
 
-        data = self.model_dump()
-        data["origin"] = absolute(self.origin)
-        data["start"] = absolute(self.start)
-        data["tokenizer"] = absolute(self.tokenizer)
-        for entry in data["checkpoints"]:
+        data = self.model_dump(exclude_unset=True)  # keeps which keys the user set
+        for key in ("origin", "start", "tokenizer"):
+            if data.get(key) is not None:
+                data[key] = absolute(data[key])
+        for entry in data.get("checkpoints", []):
             entry["model"] = absolute(entry["model"])
-        data["calibration"]["data"] = absolute(self.calibration.data)
-        if data["validation"] is not None:
-            data["validation"]["data"] = absolute(self.validation.data)  # type: ignore[union-attr]
-        data["watch"]["dir"] = absolute(self.watch.dir)
+        for section in ("calibration", "validation", "watch"):
+            key = "dir" if section == "watch" else "data"
+            if isinstance(data.get(section), dict) and data[section].get(key) is not None:
+                data[section][key] = absolute(data[section][key])
         return StreamConfig.model_validate(data)
 
 
@@ -336,16 +336,20 @@ def parse_config(data: Any, source: str = "<config>") -> StreamConfig:
         raise ArmConfigError(describe_validation_error(error, source)) from None
 
 
-def load_config(path: str | os.PathLike) -> StreamConfig:
-    """Read and validate a stream config YAML file."""
+def read_config_file(path: str | os.PathLike) -> Any:
+    """The parsed YAML of a stream config file (not validated yet)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise ArmConfigError(f"stream config {file} does not exist")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ArmConfigError(f"stream config {file} is not valid YAML: {error}") from None
-    return parse_config(data, str(file))
+
+
+def load_config(path: str | os.PathLike) -> StreamConfig:
+    """Read and validate a stream config YAML file."""
+    return parse_config(read_config_file(path), str(Path(path).expanduser()))
 
 
 __all__ = [
@@ -359,4 +363,5 @@ __all__ = [
     "describe_validation_error",
     "load_config",
     "parse_config",
+    "read_config_file",
 ]

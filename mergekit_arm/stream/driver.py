@@ -29,6 +29,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F  # noqa: N812
 from filelock import FileLock, Timeout
+from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
@@ -51,11 +52,11 @@ from mergekit_arm.errors import (
 from mergekit_arm.models import DTYPES, load_causal_lm, load_tokenizer, resolve_device
 from mergekit_arm.rotation import principal_angles, select_subspace
 from mergekit_arm.statistics import clear_cache, load_statistics
-from mergekit_arm.stream.config import StreamConfig, load_config, parse_config
+from mergekit_arm.stream.config import StreamConfig, parse_config, read_config_file
 from mergekit_arm.stream.report import model_card, plot_trajectory, step_yaml, write_trajectory
 from mergekit_arm.stream.schedule import scheduled_rate, step_candidates
 from mergekit_arm.stream.state import OutLayout, StreamState, open_state, save_state
-from mergekit_arm.stream.watch import CheckpointWatcher, checkpoint_number
+from mergekit_arm.stream.watch import CheckpointWatcher, checkpoint_number, weight_files
 
 logger = logging.getLogger("mergekit_arm.stream")
 
@@ -179,6 +180,18 @@ def save_model_folder(
                 target.write_text(content, encoding="utf-8")
 
 
+def file_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a model folder's safetensors headers (no tensor is read)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in weight_files(folder) or []:
+        if file.suffix != ".safetensors" or not file.is_file():
+            continue
+        with safe_open(str(file), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                shapes[name] = tuple(handle.get_slice(name).get_shape())
+    return shapes
+
+
 @torch.inference_mode()
 def heldout_loss(
     module: torch.nn.Module,
@@ -281,12 +294,29 @@ class StreamRunner:
         if cfg.validation is not None:
             self.validation_batches = self._validation_batches()
 
-        self.origin = self._load_input(Path(cfg.origin), "origin", reference=True)
-        if cfg.mode == "fixed":
+        origin_path = Path(cfg.origin)
+        logger.info("loading origin %s", origin_path)
+        origin_module = self._load_module(origin_path, "origin")
+        self.origin_type = getattr(origin_module.config, "model_type", None)
+        self.origin_shapes = {n: tuple(t.shape) for n, t in origin_module.state_dict().items()}
+        # Every input is checked against the origin before anything is calibrated.
+        fixed: list[tuple[Path, str, torch.nn.Module, float]] = []
+        if cfg.mode == "checkpoints":
+            for index, entry in enumerate(cfg.checkpoints[: cfg.total_steps()]):
+                self._check_header(Path(entry.model), f"checkpoints[{index}]")
+        elif cfg.mode == "fixed":
             for index, entry in enumerate(cfg.checkpoints):
-                model = self._load_input(Path(entry.model), f"checkpoints[{index}]")
-                self.fixed_targets.append((model, entry.weight))
-        elif cfg.mode == "watch":
+                label = f"checkpoints[{index}]"
+                logger.info("loading %s %s", label, entry.model)
+                module = self._load_module(Path(entry.model), label)
+                self._check_architecture(module, Path(entry.model), label)
+                fixed.append((Path(entry.model), label, module, entry.weight))
+        origin_stats = self._input_statistics(origin_module, origin_path, "origin")
+        self.origin = InputModel(origin_path, "origin", origin_module, origin_stats)
+        for path, label, module, weight in fixed:
+            stats = self._input_statistics(module, path, label)
+            self.fixed_targets.append((InputModel(path, label, module, stats), weight))
+        if cfg.mode == "watch":
             w = cfg.watch
             assert w.dir is not None
             self.watcher = CheckpointWatcher(
@@ -354,15 +384,30 @@ class StreamRunner:
                     f"origin {origin}; checkpoints must have the origin's shapes"
                 )
 
-    def _load_input(self, path: Path, label: str, reference: bool = False) -> InputModel:
+    def _check_header(self, path: Path, label: str) -> None:
+        """Fail fast: compare a checkpoint's config and weight-file shapes with the origin's."""
+        try:
+            model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError) as error:
+            raise ArmConfigError(f"{label} {path}: unreadable config.json ({error})") from None
+        if model_type != self.origin_type:
+            raise ArmConfigError(
+                f"{label} {path} is a {model_type!r} model but the origin {self.config.origin} is "
+                f"{self.origin_type!r}: every checkpoint must have the origin's architecture"
+            )
+        shapes = file_shapes(path)
+        for name, shape in file_shapes(Path(self.config.origin)).items():
+            if name in shapes and shapes[name] != shape:
+                raise ArmConfigError(
+                    f"{label} {path}: tensor {name} has shape {shapes[name]} but {shape} in the "
+                    f"origin {self.config.origin}; checkpoints must have the origin's shapes"
+                )
+
+    def _load_input(self, path: Path, label: str) -> InputModel:
         """Load an input model, check it against the origin, get its (cached) statistics."""
         logger.info("loading %s %s", label, path)
         module = self._load_module(path, label)
-        if reference:
-            self.origin_type = getattr(module.config, "model_type", None)
-            self.origin_shapes = {n: tuple(t.shape) for n, t in module.state_dict().items()}
-        else:
-            self._check_architecture(module, path, label)
+        self._check_architecture(module, path, label)
         return InputModel(path, label, module, self._input_statistics(module, path, label))
 
     def _statistics(self, module: torch.nn.Module, path: Path, label: str) -> Path:
@@ -738,25 +783,39 @@ class StreamRunner:
 # -- public entry point -------------------------------------------------------------------
 
 
-def _as_config(config: StreamConfig | str | os.PathLike | dict, watch: str | os.PathLike | None) -> StreamConfig:
+def _as_config(
+    config: StreamConfig | str | os.PathLike | dict, watch: str | os.PathLike | None
+) -> StreamConfig:
+    """Validate ``config`` (with ``--watch DIR`` applied) and make its paths absolute."""
     if isinstance(config, StreamConfig):
-        source, data = "<StreamConfig>", config.model_dump()
-        parsed = config
+        source, data = "<StreamConfig>", config.model_dump(exclude_unset=True)
     elif isinstance(config, dict):
-        source, data = "<dict>", config
-        parsed = parse_config(data, source)
+        source, data = "<dict>", copy.deepcopy(config)
     else:
-        source = str(config)
-        parsed = load_config(config)
-        data = parsed.model_dump()
-    if watch is not None:
-        data = parsed.model_dump()
+        source, data = str(config), read_config_file(config)
+    if watch is not None and isinstance(data, dict):
         data["mode"] = "watch"
-        data["watch"]["dir"] = str(watch)
-        parsed = parse_config(data, f"{source} with --watch")
+        section = data.get("watch")
+        data["watch"] = {**(section if isinstance(section, dict) else {}), "dir": str(watch)}
+        source += " (with --watch)"
+    parsed = parse_config(data, source)
     if parsed.mode == "watch" and parsed.watch.dir is None:
         raise ArmConfigError("mode watch needs the folder to watch: pass --watch DIR or set `watch.dir`")
     return parsed.resolved()
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' per-file loading/saving bars (the stream shows its own)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 @contextmanager
@@ -812,7 +871,7 @@ def run_stream(
     except Timeout:
         raise ArmError(f"another arm-stream is already writing to {layout.root}") from None
     try:
-        with _log_to_file(layout.root / LOG_FILE):
+        with _log_to_file(layout.root / LOG_FILE), _quiet_transformers():
             state, resumed = open_state(layout, resolved.model_dump(mode="json"), restart)
             if not resumed:
                 save_state(layout, state)

@@ -3,8 +3,8 @@
 Steps are numbered ``k = 1..K``. With ``progress p = (k - 1) / K`` the decays are
 
 * constant: ``eta_k = eta``
-* linear:   ``eta_k = eta_end + (eta - eta_end) * (1 - p)``
-* cosine:   ``eta_k = eta_end + (eta - eta_end) * (1 + cos(pi p)) / 2``
+* linear:   ``eta_k = eta + (eta_end - eta) * p``
+* cosine:   ``eta_k = eta + (eta_end - eta) * (1 - cos(pi p)) / 2``
 
 so the first step always uses ``eta`` and the rate would reach ``eta_end`` one step
 after the last (like the usual warm-up-free LR schedulers; the last step is not
@@ -34,11 +34,11 @@ def decayed_rate(
     if step > total:
         raise ValueError(f"step {step} is past the last step {total}")
     progress = (step - 1) / total
-    span = learning_rate - final_learning_rate
+    change = final_learning_rate - learning_rate  # written so that step 1 is exactly eta
     if kind == "linear":
-        return float(final_learning_rate + span * (1.0 - progress))
+        return float(learning_rate + change * progress)
     if kind == "cosine":
-        return float(final_learning_rate + span * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return float(learning_rate + change * 0.5 * (1.0 - math.cos(math.pi * progress)))
     raise ValueError(f"unknown decay {kind!r}; use constant, linear or cosine")
 
 

@@ -1,0 +1,69 @@
+"""``arm-stream CONFIG OUT``: Streaming Merging, ARM merges iterated into a trajectory."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from mergekit_arm.errors import ArmError
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    """Console logging: warnings (errors only with -q, everything with -v).
+
+    Leaves an already configured root logger (an embedding application, pytest) alone.
+    """
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("mergekit_arm").setLevel(level)
+
+
+@click.command("arm-stream", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--restart", is_flag=True, default=False,
+              help="Discard a previous (possibly different) run in OUT and start over.")
+@click.option("--watch", "watch", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Follow DIR, a training run's output folder: merge each complete "
+                   "checkpoint-* folder as it appears (mode watch).")
+@click.option("-v", "--verbose", is_flag=True, default=False, help="Log every phase.")
+@click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bars.")
+def main(config: str, out: str, restart: bool, watch: str | None, verbose: bool, quiet: bool) -> None:
+    """Run the stream described by CONFIG (YAML) and write the final model to OUT/model.
+
+    Re-running the same command after an interruption continues after the last
+    completed step. OUT also receives trajectory.jsonl, trajectory.png and, per step,
+    steps/step-K.yml (a mergekit config that replays that step).
+    """
+    _configure_logging(verbose, quiet)
+    from mergekit_arm.stream import run_stream
+
+    try:
+        result = run_stream(config, out, restart=restart, watch=watch, progress=not quiet)
+    except ArmError as error:
+        click.echo(f"arm-stream: error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("arm-stream: interrupted; run the same command again to resume after the "
+                   "last completed step", err=True)
+        sys.exit(130)
+    loss = result.final_loss
+    summary = f"{result.status} after {result.steps} step(s): {result.model}"
+    if loss is not None and result.start_loss is not None:
+        summary += f" (held-out loss {result.start_loss:.4f} -> {loss:.4f})"
+    click.echo(summary)
+    if result.status == "stopped":
+        click.echo(f"arm-stream: stopped early: {result.stop_reason}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
