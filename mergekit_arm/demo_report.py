@@ -15,9 +15,11 @@ import click
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
-@click.option("--merged", default="merged", show_default=True, help="Merged folder under ROOT.")
-def main(root: str, merged: str) -> None:
-    """Print held-out loss of the demo models and of ROOT/MERGED."""
+@click.option("--merged", default="merged", show_default=True, help="ARM merge under ROOT.")
+@click.option("--baseline", default="expo", show_default=True,
+              help="Same step with rotation_strength 0 under ROOT (skipped if absent).")
+def main(root: str, merged: str, baseline: str) -> None:
+    """Print held-out loss of the demo models, of ROOT/MERGED and of ROOT/BASELINE."""
     from transformers import AutoModelForCausalLM
 
     from mergekit_arm.demo import demo_heldout_texts, evaluate_loss
@@ -31,6 +33,8 @@ def main(root: str, merged: str) -> None:
     texts = demo_heldout_texts()
     rows = [(p.name, p) for p in sorted((root_path / "models").iterdir()) if p.is_dir()
             and not p.name.startswith(".")]
+    if (root_path / baseline / "config.json").is_file():
+        rows.append((f"{baseline} (no rotation)", root_path / baseline))
     rows.append((f"{merged} (ARM)", merged_path))
     click.echo(f"held-out loss on {len(texts)} math texts the demo SFT never saw:")
     for label, path in rows:

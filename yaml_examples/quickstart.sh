@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 arm-demo-models ./arm-demo
 arm-calibrate ./arm-demo/models/base        ./arm-demo/stats/base.safetensors        --samples 64 --max-length 128 --rank 32 -q
 arm-calibrate ./arm-demo/models/sft-step-20 ./arm-demo/stats/sft-step-20.safetensors --samples 64 --max-length 128 --rank 32 -q
-rm -rf ./arm-demo/merged
-mergekit-yaml yaml_examples/arm-single.yml ./arm-demo/merged --quiet
+rm -rf ./arm-demo/merged ./arm-demo/expo
+mergekit-yaml yaml_examples/arm-single.yml ./arm-demo/merged --quiet   # ARM
+mergekit-yaml yaml_examples/expo-single.yml ./arm-demo/expo --quiet    # same step, no rotation
 python -m mergekit_arm.demo_report ./arm-demo
