@@ -302,7 +302,8 @@ class ActivationStatistics:
 
 
 _OPEN_LOCK = threading.Lock()
-_OPEN: dict[tuple[str, int, int], ActivationStatistics] = {}
+_OPEN: OrderedDict[tuple[str, int, int], ActivationStatistics] = OrderedDict()
+_MAX_OPEN = 8  # readers kept open (a long stream writes a new file every step)
 
 
 def load_statistics(path: str | os.PathLike) -> ActivationStatistics:
@@ -321,6 +322,10 @@ def load_statistics(path: str | os.PathLike) -> ActivationStatistics:
         if reader is None:
             reader = ActivationStatistics(resolved)
             _OPEN[key] = reader
+            while len(_OPEN) > _MAX_OPEN:
+                _OPEN.popitem(last=False)
+        else:
+            _OPEN.move_to_end(key)
         return reader
 
 
