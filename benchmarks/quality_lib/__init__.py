@@ -1,0 +1,1 @@
+"""Building blocks of ``benchmarks/quality.py`` (data, training, candidates, report)."""
