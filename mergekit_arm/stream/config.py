@@ -108,6 +108,9 @@ class CalibrationConfig(_Section):
     batch_size: int = Field(8, ge=1)
     rank: int = Field(64, ge=1, description="eigenvectors stored per linear input")
     text_mode: Literal["paragraph", "line"] = "paragraph"
+    mode: Literal["auto", "all-at-once", "layer-sequential"] = Field(
+        "auto", description="calibration pass: whole model hooked, or one layer at a time"
+    )
 
 
 class ValidationConfig(_Section):
@@ -131,6 +134,9 @@ class ArmConfig(_Section):
     normalize: bool = True
     missing_statistics: Literal["error", "plain"] = "error"
     strict_calibration: bool = True
+    pairing: Literal["subspace", "energy"] = Field(
+        "subspace", description="how the from/current subspaces are paired (see docs/method.md)"
+    )
 
     @field_validator("rotation_strength", "off_subspace")
     @classmethod

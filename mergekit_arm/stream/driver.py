@@ -288,7 +288,7 @@ class StreamRunner:
         self.calibration_options = CalibrationOptions(
             data=cal.data, samples=cal.samples, max_length=cal.max_length,
             batch_size=cal.batch_size, rank=cal.rank, device=str(self.device), dtype="float32",
-            text_mode=cal.text_mode, trust_remote_code=cfg.trust_remote_code,
+            text_mode=cal.text_mode, trust_remote_code=cfg.trust_remote_code, mode=cal.mode,
         )
         self.validation_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         if cfg.validation is not None:
@@ -437,7 +437,7 @@ class StreamRunner:
         cal = self.config.calibration
         key = hashlib.sha256(
             f"{model_fingerprint(module)}|{self.calibration_fp}|rank={cal.rank}|"
-            f"batch={cal.batch_size}|float32".encode()
+            f"batch={cal.batch_size}|mode={cal.mode}|float32".encode()
         ).hexdigest()[:32]
         return self._statistics(module, self.layout.cache_dir / f"{key}.safetensors", str(path))
 
@@ -500,6 +500,7 @@ class StreamRunner:
             "normalize": arm.normalize,
             "missing_statistics": arm.missing_statistics,
             "strict_calibration": arm.strict_calibration,
+            "pairing": arm.pairing,
         }
 
     def _merge(

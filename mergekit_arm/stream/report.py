@@ -87,6 +87,9 @@ def plot_trajectory(path: Path, records: Sequence[Record], title: str = "arm-str
     ax.set_xlabel("step")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title(title)
     fig.tight_layout()
     with atomic_file(path) as tmp:
