@@ -138,6 +138,30 @@ def test_config_errors_name_the_key(tmp_path, config_for):
     assert "`steps`" in result.output
 
 
+def test_examples_load_and_reference_documents_every_key():
+    from pydantic import BaseModel
+
+    from mergekit_arm.stream.config import _section_model
+
+    for name in ("stream-fixed-set.yml", "stream-checkpoints.yml", "stream-reference.yml"):
+        load_config(REPO / "yaml_examples" / name)
+    reference = (REPO / "yaml_examples" / "stream-reference.yml").read_text()
+    docs = (REPO / "docs" / "streaming.md").read_text()
+
+    def keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+        found = []
+        for key, field in model.model_fields.items():
+            found.append(prefix + key)
+            inner = _section_model(field.annotation)
+            if inner is not None:
+                found += keys(inner, f"{prefix}{key}.")
+        return found
+
+    for key in keys(StreamConfig):
+        assert f"{key.rsplit('.', 1)[-1]}:" in reference, f"{key} missing in stream-reference.yml"
+        assert f"`{key}`" in docs, f"{key} missing in docs/streaming.md"
+
+
 def test_config_diff():
     old = {"schedule": {"learning_rate": 0.5}, "steps": 2, "checkpoints": [{"model": "a"}]}
     new = {"schedule": {"learning_rate": 0.25}, "steps": 2, "checkpoints": [{"model": "b"}]}

@@ -55,7 +55,13 @@ from mergekit_arm.statistics import clear_cache, load_statistics
 from mergekit_arm.stream.config import StreamConfig, parse_config, read_config_file
 from mergekit_arm.stream.report import model_card, plot_trajectory, step_yaml, write_trajectory
 from mergekit_arm.stream.schedule import scheduled_rate, step_candidates
-from mergekit_arm.stream.state import OutLayout, StreamState, open_state, save_state
+from mergekit_arm.stream.state import (
+    OutLayout,
+    StreamState,
+    open_state,
+    remove_partial_writes,
+    save_state,
+)
 from mergekit_arm.stream.watch import CheckpointWatcher, checkpoint_number, weight_files
 
 logger = logging.getLogger("mergekit_arm.stream")
@@ -873,6 +879,7 @@ def run_stream(
         raise ArmError(f"another arm-stream is already writing to {layout.root}") from None
     try:
         with _log_to_file(layout.root / LOG_FILE), _quiet_transformers():
+            remove_partial_writes(layout)
             state, resumed = open_state(layout, resolved.model_dump(mode="json"), restart)
             if not resumed:
                 save_state(layout, state)

@@ -149,7 +149,8 @@ def model_card(
     return (
         "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n"
         "# Streaming Merging (ARM) result\n\n"
-        f"Made with [mergekit-arm](https://arxiv.org/abs/2602.03237) {__version__} `arm-stream`: "
+        f"Made with mergekit-arm {__version__} `arm-stream` (ARM and Streaming Merging, "
+        "[arXiv:2602.03237](https://arxiv.org/abs/2602.03237)): "
         f"{len(accepted)} ARM merge step(s) starting from `{config.start_path()}` with origin "
         f"`{config.origin}`, fed by {mode_text}. Each step re-measured the current model's "
         "activation subspaces on calibration text, rotated the displacement into them and took "

@@ -157,6 +157,20 @@ def clear_outputs(layout: OutLayout) -> None:
             path.unlink(missing_ok=True)
 
 
+def remove_partial_writes(layout: OutLayout) -> None:
+    """Delete leftovers of atomic writes cut short by a kill (``.NAME.*.partial``/``.tmp``)."""
+    folders = (layout.root, layout.steps_dir, layout.internal, layout.stats_dir, layout.cache_dir)
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for pattern in (".*.partial", ".*.tmp", ".*.old-*"):
+            for path in folder.glob(pattern):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+
+
 def open_state(layout: OutLayout, config: dict[str, Any], restart: bool) -> tuple[StreamState, bool]:
     """The state to continue from, and whether it is a resumed one.
 
@@ -195,5 +209,6 @@ __all__ = [
     "config_hash",
     "open_state",
     "read_state",
+    "remove_partial_writes",
     "save_state",
 ]
