@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import get_origin
 
 import pytest
 import torch
@@ -154,7 +155,8 @@ def test_examples_load_and_reference_documents_every_key():
             found.append(prefix + key)
             inner = _section_model(field.annotation)
             if inner is not None:
-                found += keys(inner, f"{prefix}{key}.")
+                is_list = get_origin(field.annotation) is list
+                found += keys(inner, f"{prefix}{key}{'[]' if is_list else ''}.")
         return found
 
     for key in keys(StreamConfig):

@@ -33,6 +33,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 @click.option("--restart", is_flag=True, default=False,
               help="Discard a previous (possibly different) run in OUT and start over.")
 @click.option("--watch", "watch", type=click.Path(exists=True, file_okay=False), default=None,
+              metavar="DIR",
               help="Follow DIR, a training run's output folder: merge each complete "
                    "checkpoint-* folder as it appears (mode watch).")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log every phase.")
