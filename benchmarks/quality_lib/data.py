@@ -29,8 +29,12 @@ ARITH = "chain_sum"
 TEMPLATE_SPLIT_SEED = 1234
 TEMPLATE_FRACTIONS = (0.70, 0.15, 0.15)  # train, validation, test templates
 # Dataset seeds of the generators (offset by the run seed for the train split only).
-_SEEDS = {"pool": 101, "secondary": 202, "arith_train": 303, "arith_val": 404,
-          "arith_test": 505, "calibration": 606}
+# reasoning-gym seeds item i with ``seed + i``, so the seeds of two datasets must be
+# further apart than their sizes or the datasets share items: 10^7 apart here.
+DATA_VERSION = 2
+_SEEDS = {"pool": 10_000_000, "secondary": 20_000_000, "arith_train": 30_000_000,
+          "arith_val": 40_000_000, "arith_test": 50_000_000, "calibration": 60_000_000}
+_RUN_SEED_STRIDE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -141,14 +145,18 @@ def build_splits(
                  if t in split["train"]]
     secondary = [e for e in secondary if e.prompt not in seen][:n_test]
 
-    arith_train = _arith_items(n_train_arith, _SEEDS["arith_train"] + seed, arith_difficulty)
+    arith_train = _arith_items(n_train_arith, _SEEDS["arith_train"] + _RUN_SEED_STRIDE * seed,
+                               arith_difficulty)
     arith_seen = {e.prompt for e in arith_train}
     arith_val = [e for e in _arith_items(4 * n_val + 50, _SEEDS["arith_val"], arith_difficulty)
                  if e.prompt not in arith_seen][:n_val]
     n_arith = n_test if n_test_arith is None else n_test_arith
     arith_test = [e for e in _arith_items(4 * n_arith + 50, _SEEDS["arith_test"], arith_difficulty)
                   if e.prompt not in arith_seen][:n_arith]
-    arith_cal = _arith_items(n_calibration, _SEEDS["calibration"], arith_difficulty)
+    held_out = {e.prompt for e in arith_val + arith_test}
+    arith_cal = [e for e in _arith_items(2 * n_calibration + 50, _SEEDS["calibration"],
+                                         arith_difficulty)
+                 if e.prompt not in held_out][:n_calibration]
 
     train = gsm_train + arith_train
     random.Random(seed + 1).shuffle(train)

@@ -18,7 +18,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from . import merges
-from .data import Splits, build_splits
+from .data import DATA_VERSION, Splits, build_splits
 from .train import Evaluator, StateDict, clone_state, load_state, pretrain_lm, sft
 
 
@@ -66,7 +66,8 @@ class Preset:
         keys = ("model", "n_train_gsm", "n_train_arith", "max_length", "epochs", "batch_size",
                 "learning_rate", "warmup_fraction", "bf16", "arith_difficulty", "vocab_size",
                 "hidden", "layers", "intermediate", "pretrain_steps", "pretrain_lr")
-        blob = json.dumps({k: getattr(self, k) for k in keys} | {"seed": seed}, sort_keys=True)
+        blob = json.dumps({k: getattr(self, k) for k in keys} | {"seed": seed,
+                          "data_version": DATA_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
