@@ -17,6 +17,12 @@ class OutputWriteError(ArmError, OSError):
     """An output could not be written (disk full, permissions, missing folder)."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _explain(path: Path, error: OSError) -> OutputWriteError:
     hint = "check the path and permissions"
     if error.errno == errno.ENOSPC:
@@ -35,6 +41,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -59,6 +66,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         raise OutputWriteError(f"{final} already exists; remove it or choose another path")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if final.exists():
