@@ -271,6 +271,9 @@ def load_lazy_causal_lm(
             f"{folder} is not a causal language model that transformers can load "
             f"(model_type={getattr(config, 'model_type', '?')!r}): {error}"
         ) from error
+    text_config = getattr(config, "get_text_config", lambda: config)()
+    if getattr(text_config, "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()  # init_empty_weights skips the tying that from_config does
     stack = decoder_stack(model)
     if stack is None:
         raise CalibrationError(

@@ -103,6 +103,22 @@ def test_lazy_model_from_disk_equals_all_at_once(request, arch, calibration_text
     assert all(p.device.type == "meta" for p in decoder_stack(lazy).layers.parameters())
 
 
+def test_lazy_model_with_tied_embeddings(tmp_path, demo_tokenizer, calibration_texts):
+    """lm_head tied to the embeddings (not stored in the checkpoint) is tied in the lazy model."""
+    from mergekit_arm.demo import make_tiny_model
+
+    model_dir = make_tiny_model(tmp_path / "tied", "llama", tokenizer=demo_tokenizer, seed=2,
+                                tie_word_embeddings=True)
+    tokens, pad = _tokens(model_dir, calibration_texts[:6], 32)
+    model = load_causal_lm(model_dir, "float32", "cpu")
+    full, _ = collect_statistics(model, tokens, pad, RANK, 3, False, mode="all-at-once")
+    lazy = load_lazy_causal_lm(model_dir, "float32")
+    assert lazy.lm_head.weight is lazy.model.embed_tokens.weight
+    seq, _ = collect_statistics_layerwise(lazy, tokens, pad, RANK, 3, progress=False)
+    assert_same_statistics(full, seq)
+    assert seq.metadata["model_fingerprint"] == model_fingerprint(model)
+
+
 def test_sliding_window_layers_get_their_own_mask(tmp_path, demo_tokenizer, calibration_texts):
     """Qwen3 with sliding-window layers passes different masks to different layers; the
     capture keeps each layer's own arguments."""
