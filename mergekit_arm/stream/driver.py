@@ -451,11 +451,11 @@ class StreamRunner:
         start = Path(self.config.start_path())
         loaded = [self.origin] + [m for m, _ in self.fixed_targets] + [self.previous]
         same = next((m for m in loaded if m is not None and m.path == start), None)
-        if self.state.step == 0 and same is not None:
-            self.current = copy.deepcopy(same.module)
-            return
-        module = self._load_module(start, "start")
-        self._check_architecture(module, start, "start")
+        if same is not None:  # already loaded and checked: copy instead of reading it again
+            module = copy.deepcopy(same.module)
+        else:
+            module = self._load_module(start, "start")
+            self._check_architecture(module, start, "start")
         if self.state.step > 0:
             assert self.state.weights is not None
             weights = self.layout.internal / self.state.weights
@@ -472,8 +472,8 @@ class StreamRunner:
     def _inputs(self, step: int) -> tuple[InputModel, list[tuple[InputModel, float]]] | None:
         """``from`` and the weighted targets of ``step``; None when the watch went idle."""
         cfg = self.config
-        assert self.origin is not None
         if cfg.mode == "fixed":
+            assert self.origin is not None
             return self.origin, self.fixed_targets
         if cfg.mode == "checkpoints":
             entry = cfg.checkpoints[step - 1]
@@ -488,6 +488,7 @@ class StreamRunner:
                 return None
             path, weight, label = found, 1.0, f"checkpoint {found.name}"
         source = self.previous or self.origin
+        assert source is not None
         target = self._load_input(path, label)
         return source, [(target, weight)]
 
@@ -495,6 +496,12 @@ class StreamRunner:
         """Checkpoints/watch: the step's target becomes the next step's ``from``."""
         if self.config.mode != "fixed":
             self.previous = targets[0][0]
+            self._release_origin()
+
+    def _release_origin(self) -> None:
+        """Checkpoints/watch: after step 1 the origin is no input any more; free it."""
+        if self.config.mode != "fixed" and self.previous is not None:
+            self.origin = None
 
     def _arm_parameters(self) -> dict[str, Any]:
         arm = self.config.arm
@@ -708,6 +715,7 @@ class StreamRunner:
             return self.result()
         self._prepare()
         self._load_current()
+        self._release_origin()
         assert self.current is not None
         rng = state.get_rng()
         if rng is not None:
