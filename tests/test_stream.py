@@ -247,9 +247,11 @@ def test_rerun_returns_result_and_changed_config_is_refused(plain_run):
 def test_restart_discards_previous_run(tmp_path, config_for):
     out = tmp_path / "out"
     run_stream(config_for(steps=1), out, progress=False)
-    result = run_stream(config_for(steps=1, schedule={"learning_rate": 0.25}), out,
-                        restart=True, progress=False)
+    result = run_stream(config_for(steps=1, schedule={"learning_rate": 0.25},
+                                   out_dtype="bfloat16"), out, restart=True, progress=False)
     assert [r["learning_rate"] for r in result.records] == [0.25]
+    assert json.loads((result.model / "config.json").read_text())["dtype"] == "bfloat16"
+    assert all(t.dtype == torch.bfloat16 for t in _weights(result.model).values())
 
 
 def test_out_that_is_not_a_stream_folder_is_refused(tmp_path, config_for):

@@ -171,12 +171,12 @@ def save_model_folder(
         state = None
         if dtype != torch.float32:
             state = {name: t.to(dtype) for name, t in module.state_dict().items()}
-        previous = module.config.dtype
-        module.config.dtype = dtype
-        try:
-            module.save_pretrained(tmp, state_dict=state)
-        finally:
-            module.config.dtype = previous
+        module.save_pretrained(tmp, state_dict=state)
+        # save_pretrained records the module's (float32) dtype; declare the written one
+        config_file = tmp / "config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config["dtype"] = str(dtype).replace("torch.", "")
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         tokenizer.save_pretrained(tmp)
         for name, content in (extra_files or {}).items():
             target = tmp / name
