@@ -428,6 +428,8 @@ def make_demo(
     are checkpoints of fine-tuning ``base`` on the math texts (the last one plays the
     "converged" SFT model, the early ones are what ARM merges). Complete folders
     (config.json, model.safetensors, tokenizer.json) are reused, not retrained.
+    ``root/heldout-math.jsonl`` receives the math texts the fine-tune never sees
+    (:func:`demo_heldout_texts`), for held-out losses.
     Training uses ``num_threads`` torch threads (restored afterwards; ``None``: leave as is).
     """
     if arch not in ARCHITECTURES:
@@ -444,6 +446,12 @@ def make_demo(
         if found != arch:
             raise ValueError(f"{base} holds a {found!r} model, not {arch!r}; "
                              "use another root folder for another architecture")
+    heldout = Path(root) / "heldout-math.jsonl"
+    if not heldout.is_file():
+        from mergekit_arm._io import write_text_atomic
+
+        write_text_atomic(heldout, "".join(json.dumps({"text": t}) + "\n"
+                                           for t in demo_heldout_texts()))
     if all(is_complete_model_dir(p) for p in paths.values()):
         return paths
 
