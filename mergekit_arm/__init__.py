@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "load_calibration_texts": "mergekit_arm.data",
     "run_stream": "mergekit_arm.stream",
     "StreamConfig": "mergekit_arm.stream",
+    "StreamResult": "mergekit_arm.stream",
     "ArmError": "mergekit_arm.errors",
 }
 
