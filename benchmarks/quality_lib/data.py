@@ -122,6 +122,7 @@ def build_splits(
     n_calibration: int,
     arith_difficulty: dict,
     n_test_arith: int | None = None,
+    n_val_gsm: int | None = None,
 ) -> Splits:
     """All splits for one run seed. Validation and test content does not depend on the
     run seed (only the training sample does), so seeds differ by data order/sample and init."""
@@ -164,7 +165,7 @@ def build_splits(
     return Splits(
         train=train,
         calibration=calibration,
-        val=by_split["val"][:n_val] + arith_val,
+        val=by_split["val"][:n_val if n_val_gsm is None else n_val_gsm] + arith_val,
         test_gsm_ood=by_split["test"][:n_test],
         test_gsm_id=secondary,
         test_arith=arith_test,

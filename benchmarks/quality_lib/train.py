@@ -215,7 +215,7 @@ def sft(
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                running.append(float(loss))
+                running.append(float(loss.detach()))
                 if step % max(1, total // 20) == 0 or step == total:
                     mean = sum(running) / len(running)
                     running = []
