@@ -212,6 +212,12 @@ def finalise_moments(moments: InputSecondMoments, rank: int) -> dict[str, LayerS
     for name, acc in moments.accumulators.items():
         if acc.count == 0:
             raise CalibrationError(f"no tokens reached {name}; the calibration data yields no tokens")
+        if not bool(torch.isfinite(acc.total).all()):
+            raise CalibrationError(
+                f"the inputs of {name} hold NaN/Inf on the calibration text: the model's weights "
+                "are corrupt or it overflows in this dtype; check the checkpoint (NaN weights) "
+                "or calibrate with --dtype float32"
+            )
         layers[name] = principal_subspace(acc.total / acc.count, rank)
     return layers
 

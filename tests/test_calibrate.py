@@ -180,3 +180,20 @@ def test_not_a_causal_lm(tmp_path):
         load_causal_lm(tmp_path)
     result = CliRunner().invoke(calibrate_cli, [str(tmp_path), str(tmp_path / "o.st"), "-q"])
     assert result.exit_code == 2 and "causal language model" in result.output
+
+
+def test_nan_weights_are_named(tiny_llama, calibration_texts, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_llama, broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    weights["model.layers.0.self_attn.o_proj.weight"][0, 0] = float("nan")
+    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    out = tmp_path / "s.st"
+    with pytest.raises(CalibrationError, match="NaN"):
+        calibrate(broken, out, CalibrationOptions(rank=4, max_length=16), texts=calibration_texts[:2],
+                  progress=False)
+    assert not out.exists()
