@@ -14,8 +14,9 @@
    ``arm-calibrate`` run (128 samples x 512 tokens = 65,536 tokens), where the fixed
    cost is amortised over 16x to 32x more tokens than measured here.
 
-2. Peak memory beyond the weights, for models of equal width (SmolLM2's) and depth 2, 4,
-   8 and 16. Method: the PyTorch profiler with ``profile_memory=True`` records every
+2. Peak memory beyond the weights, for models of equal width (default hidden 384 /
+   intermediate 1024 to keep the run short; ``--mem-hidden 576 --mem-intermediate 1536``
+   for SmolLM2's) and depth 2, 4, 8 and 16. Method: the PyTorch profiler with ``profile_memory=True`` records every
    CPU-allocator allocation and free during the pass; the peak of its running
    "Total Allocated" counter is the most memory the pass held at once on top of what
    existed before it started (the weights, for a model already in memory). It is exact
@@ -159,17 +160,21 @@ def memory_vs_depth(args) -> None:
 
     depths = [2, 4] if args.quick else [2, 4, 8, 16]
     vocab = 2048 if args.quick else 49152
+    hidden, inter = args.mem_hidden, args.mem_intermediate
+    heads = 6 if hidden % 6 == 0 and hidden % 9 else 9
     tokens = random_tokens(args.mem_samples, args.mem_length, vocab, seed=1)
     n_tokens = sum(len(t) for t in tokens)
-    print(f"== peak memory beyond the weights (CPU allocator, profiler): SmolLM2 width "
-          f"(hidden 576, intermediate 1536, vocab {vocab}), float32, {len(tokens)} samples / "
+    print(f"== peak memory beyond the weights (CPU allocator, profiler): hidden {hidden}, "
+          f"intermediate {inter}, vocab {vocab}, float32, {len(tokens)} samples / "
           f"{n_tokens} tokens, batch {args.batch_size}, rank {args.rank}")
     mib = 1 << 20
     rows, results = [], {}
     workdir = Path(tempfile.mkdtemp(prefix="bench_calibrate_"))
     try:
         for depth in depths:
-            model = random_model(smollm2_config(depth, vocab=vocab), torch.float32, "cpu")
+            config = smollm2_config(depth, vocab=vocab, hidden=hidden, intermediate=inter,
+                                    heads=heads, kv_heads=heads // 3)
+            model = random_model(config, torch.float32, "cpu")
             weights = sum(p.numel() * p.element_size() for p in model.parameters())
             folder = workdir / f"d{depth}"
             model.save_pretrained(folder)
@@ -200,7 +205,10 @@ def memory_vs_depth(args) -> None:
                        ("lazy", "layer-sequential, lazy")):
         slope = (results[hi][key] - results[lo][key]) / (hi - lo) / mib
         print(f"{label:>24}: {slope:+.2f} MiB per extra layer ({lo} -> {hi} layers)")
-    print("(target: flat in depth)\n")
+    rank = min(args.rank, hidden)
+    per_layer = 4 * (rank + 1) * (3 * hidden + inter)  # the results: bases + eigenvalues
+    print(f"(target: flat in depth; the results themselves, rank x in floats per distinct "
+          f"input, are {per_layer / mib:.2f} MiB per layer)\n")
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
@@ -218,14 +226,22 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--mem-samples", type=int, default=None, help="memory: samples (default 8)")
     parser.add_argument("--mem-length", type=int, default=None, help="memory: tokens per sample (128)")
+    parser.add_argument("--mem-hidden", type=int, default=384,
+                        help="memory: hidden size (576 = SmolLM2's)")
+    parser.add_argument("--mem-intermediate", type=int, default=1024,
+                        help="memory: intermediate size (1536 = SmolLM2's)")
     parser.add_argument("--device", default="cpu", help="throughput device (cpu or cuda)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's default)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
-    args.samples = args.samples or (4 if args.quick else 16)
+    args.samples = args.samples or (4 if args.quick else 8)
     args.length = args.length or (32 if args.quick else 256)
     args.mem_samples = args.mem_samples or (4 if args.quick else 8)
     args.mem_length = args.mem_length or (32 if args.quick else 128)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
 

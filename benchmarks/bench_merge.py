@@ -231,13 +231,16 @@ def run_one(config: dict, out: Path, cuda: bool) -> float:
 
 def time_methods(inputs: Inputs, variants: list[tuple[str, str, int]], repeats: int, root: Path,
                  cuda: bool) -> dict[str, list[float]]:
-    """Interleaved repeats; one untimed warm-up round first (page cache, imports, kernels)."""
+    """Interleaved repeats, after one untimed run of each method (page cache, imports)."""
     times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
-    for round_ in range(repeats + 1):
+    warmed = set()
+    for _label, method, rank in variants:
+        if method not in warmed:
+            run_one(merge_config(method, inputs, rank), root / "out", cuda)
+            warmed.add(method)
+    for _ in range(repeats):
         for label, method, rank in variants:
-            seconds = run_one(merge_config(method, inputs, rank), root / "out", cuda)
-            if round_ > 0:
-                times[label].append(seconds)
+            times[label].append(run_one(merge_config(method, inputs, rank), root / "out", cuda))
     return times
 
 
@@ -339,7 +342,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where to write the models (default: a temp dir)")
     args = parser.parse_args()
     shapes = (args.shapes or ("tiny" if args.quick else "smollm2-135m,1b-2layers")).split(",")
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 2)
     ranks = [int(r) for r in args.ranks.split(",")]
     if args.quick and args.ranks == "8,32,64,128":
         ranks = [8, 32]
@@ -355,7 +358,7 @@ def main() -> None:
     print("statistics: SYNTHETIC (random orthonormal bases r_max=128, probes from the weights), "
           "written with mergekit_arm.statistics.write_statistics; no model was calibrated")
     print(f"timing: run_merge in one process, methods interleaved, median of {repeats} repeat(s) "
-          f"after one warm-up round; {'--cuda' if args.cuda else 'CPU'}; dtype float32, out bf16\n")
+          f"after one untimed run of each method; {'--cuda' if args.cuda else 'CPU'}; dtype float32, out bf16\n")
 
     base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_merge_"))
     try:
@@ -378,12 +381,13 @@ def main() -> None:
 
             variants = [("task_arithmetic", "task_arithmetic", 0)] + [
                 (f"arm rank {r}", "arm", r) for r in ranks]
-            times = time_methods(inputs, variants, repeats, root, args.cuda)
+            times = time_methods(inputs, variants, max(1, repeats - 1), root, args.cuda)
             med = {k: statistics.median(v) for k, v in times.items()}
             ta = med["task_arithmetic"]
             rows = [[k, f"{med[k]:.2f}", f"{med[k] / ta:.2f}", f"{med[k] - ta:+.2f}"]
                     for k in med]
-            print("ARM time vs rank (same inputs, interleaved with task_arithmetic):")
+            print(f"ARM time vs rank (same inputs, interleaved with task_arithmetic, median of "
+                  f"{max(1, repeats - 1)}):")
             print(fmt_table(rows, ["variant", "median s", "/ task_arith", "extra s"]) + "\n")
             shutil.rmtree(root)
 
