@@ -64,7 +64,24 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
     cache.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    per_seed = []
+    per_seed: list[dict] = []
+
+    def payload() -> dict:
+        return {
+            "preset": asdict(preset),
+            "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+            "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": time.perf_counter() - t0,
+            "machine": report.machine(),
+            "arm_driver": ARM_DRIVER,
+            "seeds_requested": seed_list,
+            "complete": len(per_seed) == len(seed_list),
+            "candidates": list(pipeline.CANDIDATES),
+            "table": report.aggregate(per_seed, pipeline.CANDIDATES),
+            "seeds": per_seed,
+        }
+
     for seed in seed_list:
         with tempfile.TemporaryDirectory(prefix="quality-") as work:
             run = pipeline.Run(preset, seed, cache, Path(work), log=_log)
@@ -73,19 +90,8 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
             per_seed.append({"seed": seed, "results": run.results, "timings": run.timings,
                              "diagnostics": run.diagnostics, "sft_history": run.sft_history,
                              "splits": run.splits.summary()})
-    payload = {
-        "preset": asdict(preset),
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": time.perf_counter() - t0,
-        "machine": report.machine(),
-        "arm_driver": ARM_DRIVER,
-        "candidates": list(pipeline.CANDIDATES),
-        "table": report.aggregate(per_seed, pipeline.CANDIDATES),
-        "seeds": per_seed,
-    }
-    md, js = report.write(Path(out_dir), preset.name, payload)
+        # Written after every seed, so an interrupted run still leaves its finished seeds.
+        md, js = report.write(Path(out_dir), preset.name, payload())
     _log(f"wrote {md} and {js}")
     print(md.read_text(encoding="utf-8").split("## Selected")[0])
 

@@ -80,7 +80,10 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              f"- seeds: {n} ({', '.join(str(s['seed']) for s in seeds)}); "
              "cells are mean ± sample std over seeds" if n > 1 else
              f"- seeds: 1 ({seeds[0]['seed']}); no spread available",
-             f"- ARM steps: {payload['arm_driver']}", "",
+             f"- ARM steps: {payload['arm_driver']}",
+             ("" if payload.get("complete", True) else
+              f"- **partial: {n} of {len(payload['seeds_requested'])} requested seeds finished**"),
+             "",
              "Losses are mean response-token cross-entropy (lower is better); accuracies are "
              "exact match of the final number under greedy decoding. `gsm OOD` = templates "
              "never trained on (primary); `gsm ID` = train templates, unseen values "
