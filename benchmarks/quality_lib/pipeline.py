@@ -112,6 +112,10 @@ def smallest(preset: Preset) -> Preset:
         "energy_options": [None], "pretrain_steps": 10, "hidden": 32, "intermediate": 64}))
 
 
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 class Run:
     """State of one seed: models, evaluators, timings, results."""
 
@@ -240,7 +244,8 @@ class Run:
         self.results[name] = row
         self.log(f"[seed {self.seed}] {name:<22} val {row['val']:.4f} gsm-ood {row['loss_gsm_ood']:.4f} "
                  f"gsm-id {row['loss_gsm_id']:.4f} arith {row['loss_arith']:.4f} "
-                 f"acc-gsm {row['acc_gsm_ood']:.3f} acc-arith {row['acc_arith']:.3f} {selected or ''}")
+                 f"acc-gsm {_num(row['acc_gsm_ood'])} acc-arith {_num(row['acc_arith'])} "
+                 f"{selected or ''}")
 
     def select(self, builder, grid: list[dict]) -> tuple[StateDict, dict, float]:
         best = (None, None, float("inf"))
