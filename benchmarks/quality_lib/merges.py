@@ -241,6 +241,7 @@ def arm_stream(
     val_loss: Callable[[StateDict], float],
     *,
     steps: int,
+    min_steps: int = 0,
     rates: Sequence[float] | None = None,
     line_search: Sequence[float] | None = None,
     base_rate: float = 0.5,
@@ -257,7 +258,7 @@ def arm_stream(
     ``rates`` is the schedule; with ``line_search`` each step tries ``base_rate * m`` for
     every multiplier and keeps the lowest validation loss, stopping early when no
     candidate improves on the current model. The step kept is the one with the lowest
-    validation loss (step 0 = the start).
+    validation loss among steps ``>= min_steps`` (step 0 = the start).
     """
     needs_stats = rotation_strength != 0.0 or off_subspace != 1.0
     cur = start
@@ -285,7 +286,7 @@ def arm_stream(
             tried.sort(key=lambda t: t[0])
             loss, rate, cand = tried[0]
             record["tried"] = [(r, v) for v, r, _ in tried]
-            if loss >= current_val:
+            if loss >= current_val and k + 1 > min_steps:
                 record.update({"stopped": True, "val": current_val})
                 best.trajectory.append(record)
                 log(f"  {label} step {k + 1}: no step size improves validation; stop")
@@ -298,7 +299,7 @@ def arm_stream(
         record.update({"rate": rate, "val": current_val})
         best.trajectory.append(record)
         log(f"  {label} step {k + 1}: eta {rate:.4g} val {current_val:.4f}")
-        if current_val < best.best_val:
+        if current_val < best.best_val or best.best_step < min_steps:
             best.best_state, best.best_step, best.best_val = cur, k + 1, current_val
         if not math.isfinite(current_val):
             break

@@ -55,6 +55,9 @@ class Preset:
     arith_difficulty: dict = field(default_factory=lambda: {
         "min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2})
     n_val_gsm: int | None = None  # gsm validation problems (None: n_val)
+    # Smallest number of steps a stream may return; 0 lets validation keep the start
+    # checkpoint (then the "ARM" candidate is just sft-20%).
+    min_stream_steps: int = 0
     # tiny model only
     vocab_size: int = 1024
     hidden: int = 64
@@ -78,8 +81,8 @@ QUICK = Preset(
     n_calibration=64, max_length=160, epochs=4, batch_size=16, learning_rate=3e-3,
     warmup_fraction=0.1, bf16=False, eval_batch_size=32, acc_gsm=8, acc_arith=80,
     gsm_new_tokens=80, arith_new_tokens=6, cal_max_length=160, rank=16, stream_steps=4,
-    alpha_grid=[0.25, 0.5, 1.0, 2.0, 4.0], lambda_grid=[1.0, 1.5, 2.0, 3.0],
-    stream_eta_grid=[0.25, 0.5, 1.0],
+    alpha_grid=[0.05, 0.1, 0.25, 0.5, 1.0, 2.0], lambda_grid=[1.0, 1.5, 2.0, 3.0],
+    stream_eta_grid=[0.05, 0.1, 0.25, 0.5], min_stream_steps=1,
 )
 
 # Sized for a *contended* 2-core CPU (other jobs running) where SmolLM2-135M trained at
@@ -359,7 +362,7 @@ def run_candidates(run: Run) -> None:
         best = None
         for eta0 in p.stream_eta_grid:
             res = merges.arm_stream(c20, origin, [], s_origin, run.calibrator, run.val,
-                                    steps=p.stream_steps,
+                                    steps=p.stream_steps, min_steps=p.min_stream_steps,
                                     rates=merges.cosine_rates(eta0, p.stream_steps), rank=p.rank,
                                     diagnostics=step_diag, label=f"arm-stream eta0={eta0}",
                                     log=run.log)
@@ -374,7 +377,7 @@ def run_candidates(run: Run) -> None:
 
     with run.stage("arm-line-search"):
         res_ls = merges.arm_stream(c20, origin, [], s_origin, run.calibrator, run.val,
-                                   steps=p.stream_steps, line_search=p.line_search_multipliers,
+                                   steps=p.stream_steps, min_steps=p.min_stream_steps, line_search=p.line_search_multipliers,
                                    base_rate=p.line_search_base, rank=p.rank,
                                    diagnostics=step_diag, label="arm-line-search", log=run.log)
         run.test("arm-line-search", res_ls.best_state,
@@ -388,7 +391,7 @@ def run_candidates(run: Run) -> None:
         for name, kwargs in (("ablation-rotation0", {"rotation_strength": 0.0}),
                              ("ablation-offsubspace0", {"off_subspace": 0.0})):
             res_ab = merges.arm_stream(c20, origin, [], s_origin, run.calibrator, run.val,
-                                       steps=p.stream_steps,
+                                       steps=p.stream_steps, min_steps=p.min_stream_steps,
                                        rates=merges.cosine_rates(eta0, p.stream_steps),
                                        rank=p.rank, diagnostics=None, label=name, log=run.log,
                                        **kwargs)
