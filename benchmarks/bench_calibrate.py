@@ -103,12 +103,17 @@ def statistics_pass(model, token_lists, batch_size: int, rank: int, mode: str, d
 def throughput(args, device: str, dtype: torch.dtype) -> None:
     layers = 2 if args.quick else 30
     vocab = 2048 if args.quick else 49152
-    config = smollm2_config(layers, vocab=vocab)
+    if args.quick:
+        config = smollm2_config(layers, vocab=vocab, hidden=128, intermediate=384, heads=4,
+                                kv_heads=2)
+    else:
+        config = smollm2_config(layers, vocab=vocab)
     model = random_model(config, dtype, device)
     tokens = random_tokens(args.samples, args.length, vocab)
     n_tokens = sum(len(t) for t in tokens)
     params = sum(p.numel() for p in model.parameters())
-    print(f"== throughput: SmolLM2-135M shape, {layers} layers, vocab {vocab} ({params / 1e6:.0f}M "
+    shape = "quick: hidden 128" if args.quick else "SmolLM2-135M shape"
+    print(f"== throughput: {shape}, {layers} layers, vocab {vocab} ({params / 1e6:.0f}M "
           f"parameters, {dtype}, {device}); {len(tokens)} samples, {n_tokens} tokens, batch "
           f"{args.batch_size}, rank {args.rank}")
     plain_forward(model, tokens[: args.batch_size], args.batch_size, device)  # warm-up
@@ -161,7 +166,7 @@ def memory_vs_depth(args) -> None:
     depths = [2, 4] if args.quick else [2, 4, 8, 16]
     vocab = 2048 if args.quick else 49152
     hidden, inter = args.mem_hidden, args.mem_intermediate
-    heads = 6 if hidden % 6 == 0 and hidden % 9 else 9
+    heads = 9 if hidden % 9 == 0 else (6 if hidden % 6 == 0 else 4)
     tokens = random_tokens(args.mem_samples, args.mem_length, vocab, seed=1)
     n_tokens = sum(len(t) for t in tokens)
     print(f"== peak memory beyond the weights (CPU allocator, profiler): hidden {hidden}, "
@@ -232,7 +237,7 @@ def main() -> None:
                         help="memory: intermediate size (1536 = SmolLM2's)")
     parser.add_argument("--device", default="cpu", help="throughput device (cpu or cuda)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: torch's default)")
+                        help="torch.set_num_threads (default: torch's default; 1 with --quick)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
@@ -240,8 +245,13 @@ def main() -> None:
     args.length = args.length or (32 if args.quick else 256)
     args.mem_samples = args.mem_samples or (4 if args.quick else 8)
     args.mem_length = args.mem_length or (32 if args.quick else 128)
+    if args.quick:
+        args.mem_hidden, args.mem_intermediate = 128, 384
+    if args.quick and args.threads is None:
+        args.threads = 1  # smoke run: immune to a busy machine's thread stalls
     if args.threads:
         torch.set_num_threads(args.threads)
+    warn_if_oversubscribed()
     device = args.device
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
 
@@ -253,6 +263,15 @@ def main() -> None:
     if not args.skip_memory:
         memory_vs_depth(args)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
+
+
+def warn_if_oversubscribed() -> None:
+    """Multi-threaded LAPACK/BLAS calls stall when other processes hold the cores."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores and torch.get_num_threads() > 1:
+        print(f"WARNING: load average {load:.1f} on {cores} cores with "
+              f"{torch.get_num_threads()} torch threads: timings of small eigen/SVD calls "
+              "stall while threads wait for each other; consider --threads 1")
 
 
 if __name__ == "__main__":

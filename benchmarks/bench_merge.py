@@ -338,7 +338,7 @@ def main() -> None:
     parser.add_argument("--ranks", default="8,32,64,128")
     parser.add_argument("--cuda", action="store_true", help="MergeKit --cuda (needs a GPU)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: torch's default)")
+                        help="torch.set_num_threads (default: torch's default; 1 with --quick)")
     parser.add_argument("--workdir", default=None, help="where to write the models (default: a temp dir)")
     args = parser.parse_args()
     shapes = (args.shapes or ("tiny" if args.quick else "smollm2-135m,1b-2layers")).split(",")
@@ -349,8 +349,11 @@ def main() -> None:
     if args.cuda and not torch.cuda.is_available():
         parser.error("--cuda needs a CUDA GPU")
 
+    if args.quick and args.threads is None:
+        args.threads = 1  # smoke run: immune to a busy machine's thread stalls
     if args.threads:
         torch.set_num_threads(args.threads)
+    warn_if_oversubscribed()
     import mergekit_arm
 
     mergekit_arm.register()
@@ -405,6 +408,15 @@ def main() -> None:
     finally:
         if not args.workdir:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def warn_if_oversubscribed() -> None:
+    """Multi-threaded LAPACK/BLAS calls stall when other processes hold the cores."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores and torch.get_num_threads() > 1:
+        print(f"WARNING: load average {load:.1f} on {cores} cores with "
+              f"{torch.get_num_threads()} torch threads: timings of small eigen/SVD calls "
+              "stall while threads wait for each other; consider --threads 1")
 
 
 if __name__ == "__main__":

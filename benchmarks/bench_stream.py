@@ -74,15 +74,19 @@ def main() -> None:
                         choices=["auto", "all-at-once", "layer-sequential"])
     parser.add_argument("--save-every", type=int, default=1,
                         help="save steps/step-k every N steps (0 = never)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's default; 1 with --quick)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     args.layers = args.layers or (2 if args.quick else 8)
     args.steps = args.steps or (2 if args.quick else 3)
     args.samples = args.samples or (8 if args.quick else 32)
     args.max_length = args.max_length or (32 if args.quick else 128)
+    if args.quick and args.threads is None:
+        args.threads = 1  # smoke run: immune to a busy machine's thread stalls
     if args.threads:
         torch.set_num_threads(args.threads)
+    warn_if_oversubscribed()
 
     from mergekit_arm.stream import run_stream
 
@@ -142,6 +146,15 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = lambda r: "  ".join(str(x).rjust(w) for x, w in zip(r, widths))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def warn_if_oversubscribed() -> None:
+    """Multi-threaded LAPACK/BLAS calls stall when other processes hold the cores."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores and torch.get_num_threads() > 1:
+        print(f"WARNING: load average {load:.1f} on {cores} cores with "
+              f"{torch.get_num_threads()} torch threads: timings of small eigen/SVD calls "
+              "stall while threads wait for each other; consider --threads 1")
 
 
 if __name__ == "__main__":
