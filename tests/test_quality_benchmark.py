@@ -22,7 +22,7 @@ pytest.importorskip("reasoning_gym", reason="the quality benchmark needs the [be
 def test_quick_preset_smallest_writes_table(tmp_path: Path) -> None:
     out, cache = tmp_path / "out", tmp_path / "cache"
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--smallest", "--seeds", "0",
+        [sys.executable, str(SCRIPT), "--quick", "--smallest", "--seeds", "0", "--threads", "1",
          "--out", str(out), "--cache", str(cache)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
