@@ -45,8 +45,11 @@ def _log(message: str) -> None:
 @click.option("--threads", default=None, type=int, help="torch threads (default: all cores)")
 @click.option("--set", "overrides", multiple=True,
               help="override a preset field, e.g. --set n_train_gsm=200 (JSON values)")
+@click.option("--check-stream", is_flag=True,
+              help="only compare the in-memory ARM driver with mergekit_arm.stream.run_stream "
+                   "on the first seed, print the result and exit")
 def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smallest: bool,
-         threads: int | None, overrides: tuple[str, ...]) -> None:
+         threads: int | None, overrides: tuple[str, ...], check_stream: bool) -> None:
     """Run the benchmark and write its tables."""
     if threads:
         torch.set_num_threads(threads)
@@ -81,6 +84,15 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
             "table": report.aggregate(per_seed, pipeline.CANDIDATES),
             "seeds": per_seed,
         }
+
+    if check_stream:
+        from quality_lib.stream_check import check_stream as run_check
+
+        with tempfile.TemporaryDirectory(prefix="quality-check-") as work:
+            run = pipeline.Run(preset, seed_list[0], cache, Path(work), log=_log)
+            run.prepare()
+            print(json.dumps(run_check(run, Path(work)), indent=1))
+        return
 
     for seed in seed_list:
         with tempfile.TemporaryDirectory(prefix="quality-") as work:
