@@ -230,10 +230,10 @@ def run_one(config: dict, out: Path, cuda: bool) -> float:
 
 
 def time_methods(inputs: Inputs, variants: list[tuple[str, str, int]], repeats: int, root: Path,
-                 cuda: bool) -> dict[str, list[float]]:
+                 cuda: bool, warm: bool = True) -> dict[str, list[float]]:
     """Interleaved repeats, after one untimed run of each method (page cache, imports)."""
     times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
-    warmed = set()
+    warmed = set() if warm else {method for _, method, _ in variants}
     for _label, method, rank in variants:
         if method not in warmed:
             run_one(merge_config(method, inputs, rank), root / "out", cuda)
@@ -297,7 +297,10 @@ def kernel_microbench(shapes: list[tuple[str, tuple[int, ...]]], rank: int, repe
         for method, call in calls.items():
             call()
             samples = []
-            for _ in range(repeats):
+            numel = 1
+            for dim in size:
+                numel *= dim
+            for _ in range(repeats if numel < 4_000_000 else max(3, repeats // 4)):
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
                 start = time.perf_counter()
@@ -307,6 +310,7 @@ def kernel_microbench(shapes: list[tuple[str, tuple[int, ...]]], rank: int, repe
                 samples.append(time.perf_counter() - start)
             results[method] = statistics.median(samples)
         ta, arm = results["task_arithmetic"], results["arm"]
+        del a, b
         rows.append([label, "x".join(map(str, size)), f"{ta * 1e3:.3f}", f"{arm * 1e3:.3f}",
                      f"{arm / ta:.1f}", f"{(arm - ta) * 1e3:.3f}"])
     return rows
@@ -384,7 +388,8 @@ def main() -> None:
 
             variants = [("task_arithmetic", "task_arithmetic", 0)] + [
                 (f"arm rank {r}", "arm", r) for r in ranks]
-            times = time_methods(inputs, variants, max(1, repeats - 1), root, args.cuda)
+            times = time_methods(inputs, variants, max(1, repeats - 1), root, args.cuda,
+                                 warm=False)  # warmed up by the first table
             med = {k: statistics.median(v) for k, v in times.items()}
             ta = med["task_arithmetic"]
             rows = [[k, f"{med[k]:.2f}", f"{med[k] / ta:.2f}", f"{med[k] - ta:+.2f}"]
@@ -395,7 +400,8 @@ def main() -> None:
             shutil.rmtree(root)
 
         print("== kernel alone: merge_tensors on in-memory float32 tensors, per call "
-              f"(median of {5 if args.quick else 20}), rank 64, {'cuda' if args.cuda else 'cpu'}")
+              f"(median of {5 if args.quick else 20}; 5 for tensors over 4M elements), rank 64, "
+              f"{'cuda' if args.cuda else 'cpu'}")
         kshapes = [("norm 1-D", (576,)), ("tiny 64x64", (64, 64)), ("smol q_proj", (576, 576)),
                    ("smol down_proj", (576, 1536)), ("smol gate_proj", (1536, 576))]
         if not args.quick:
