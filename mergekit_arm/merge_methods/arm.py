@@ -76,9 +76,17 @@ def assign_roles(group: TensorGroup, origin: dict) -> ArmRoles:
     return ArmRoles(cur=cur, origin=origin_entry, targets=targets)
 
 
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every value is finite; one reduction in the common case (the sum of finite
+    values is finite unless it overflows, which the exact check then rules out)."""
+    if bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
 def _check_finite(entry: TensorEntry, name: str) -> None:
     tensor = entry.tensor
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+    if tensor.is_floating_point() and not _all_finite(tensor):
         bad = int((~torch.isfinite(tensor)).sum())
         raise NonFiniteError(
             f"tensor {name} of model {_label(entry)} holds {bad} NaN/Inf values; "
@@ -227,7 +235,7 @@ def arm_kernel(
                         pairing=pairing, eig_from=eig_from, eig_cur=eig_cur)
     if result.shape != cur_tensor.shape:
         result = result.T
-    if not bool(torch.isfinite(result).all()):
+    if not _all_finite(result):
         raise NonFiniteError(
             f"arm produced NaN/Inf for {name} (learning_rate={learning_rate}); lower the "
             "learning rate or check the inputs"
