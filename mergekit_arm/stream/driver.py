@@ -95,12 +95,13 @@ class StreamResult:
 
 @dataclass
 class InputModel:
-    """An input model held once in memory (float32) with its statistics file."""
+    """An input model held once in memory (float32) with its statistics file (only models
+    that serve as a step's ``from`` need one; fixed-set targets have none)."""
 
     path: Path
     label: str
     module: torch.nn.Module
-    statistics: Path
+    statistics: Path | None
 
 
 @dataclass
@@ -320,8 +321,9 @@ class StreamRunner:
         origin_stats = self._input_statistics(origin_module, origin_path, "origin")
         self.origin = InputModel(origin_path, "origin", origin_module, origin_stats)
         for path, label, module, weight in fixed:
-            stats = self._input_statistics(module, path, label)
-            self.fixed_targets.append((InputModel(path, label, module, stats), weight))
+            # Targets only contribute W_to to the displacement: the kernel reads the
+            # statistics of `from` and of the current model, so none are computed here.
+            self.fixed_targets.append((InputModel(path, label, module, None), weight))
         if cfg.mode == "watch":
             w = cfg.watch
             assert w.dir is not None
