@@ -197,3 +197,19 @@ def test_nan_weights_are_named(tiny_llama, calibration_texts, tmp_path):
         calibrate(broken, out, CalibrationOptions(rank=4, max_length=16), texts=calibration_texts[:2],
                   progress=False)
     assert not out.exists()
+
+
+def test_principal_subspace_float32_path_for_wide_inputs(monkeypatch):
+    """Wide inputs (70B down_proj) eigendecompose in float32; same leading subspace."""
+    import mergekit_arm.calibrate as cal
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 24, generator=g) * torch.linspace(3.0, 0.1, 24)
+    c = x.T @ x / 200
+    wide = None
+    exact = cal.principal_subspace(c, 6)
+    monkeypatch.setattr(cal, "FLOAT64_EIGH_MAX_DIM", 8)
+    wide = cal.principal_subspace(c, 6)
+    torch.testing.assert_close(wide.eigenvalues, exact.eigenvalues, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(wide.basis.abs(), exact.basis.abs(), atol=1e-3, rtol=0)
+    assert float(wide.trace) == pytest.approx(float(torch.trace(c)), rel=1e-5)
