@@ -87,8 +87,9 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              "Losses are mean response-token cross-entropy (lower is better); accuracies are "
              "exact match of the final number under greedy decoding. `gsm OOD` = templates "
              "never trained on (primary); `gsm ID` = train templates, unseen values "
-             "(secondary); `arith` = chain_sum. `val` = the validation split (disjoint gsm "
-             "templates + chain_sum) that every hyperparameter was chosen on.", "",
+             "(secondary); `arith` = chain_sum. `val` = the validation split (gsm problems of "
+             "templates disjoint from train and test, plus chain_sum; counts in the Data "
+             "section) that every hyperparameter was chosen on.", "",
              "| candidate | " + " | ".join(label for _, label in METRICS) + " |",
              "|---|" + "---|" * len(METRICS)]
     for name, row in table.items():
