@@ -96,8 +96,10 @@ FULL = Preset(
     n_test_arith=48, n_calibration=8, max_length=192, epochs=3, batch_size=8,
     learning_rate=1e-4, warmup_fraction=0.1, bf16=False, eval_batch_size=16, acc_gsm=0,
     acc_arith=48, gsm_new_tokens=200, arith_new_tokens=6, cal_max_length=128, rank=16,
-    stream_steps=2, alpha_grid=[0.5, 1.0, 2.0], lambda_grid=[1.0, 2.0],
-    stream_eta_grid=[1.0], line_search_multipliers=[0.5, 1.0, 2.0],
+    # Step grids and the one-step minimum are those of the committed full table (first
+    # passed with --set; the coarser grid's first pass always picked its smallest value).
+    stream_steps=2, alpha_grid=[0.05, 0.1, 0.25, 0.5], lambda_grid=[1.0, 2.0],
+    stream_eta_grid=[0.1, 0.25], min_stream_steps=1, line_search_multipliers=[0.5, 1.0, 2.0],
     energy_options=[None], arith_difficulty={"min_terms": 2, "max_terms": 3, "min_digits": 1,
                                              "max_digits": 2},
     n_val_gsm=0,
