@@ -42,6 +42,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from bench_common import table, warn_if_oversubscribed
 
 DEFAULT_TOKENS = 128 * 512  # arm-calibrate defaults: --samples 128 --max-length 512
 
@@ -216,10 +217,6 @@ def memory_vs_depth(args) -> None:
           f"input, are {per_layer / mib:.2f} MiB per layer)\n")
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "  ".join(str(x).rjust(w) for x, w in zip(r, widths))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def main() -> None:
@@ -265,13 +262,6 @@ def main() -> None:
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 
-def warn_if_oversubscribed() -> None:
-    """Multi-threaded LAPACK/BLAS calls stall when other processes hold the cores."""
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load > cores and torch.get_num_threads() > 1:
-        print(f"WARNING: load average {load:.1f} on {cores} cores with "
-              f"{torch.get_num_threads()} torch threads: timings of small eigen/SVD calls "
-              "stall while threads wait for each other; consider --threads 1")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from bench_common import table, warn_if_oversubscribed
 
 METHODS = ("linear", "task_arithmetic", "arm")
 R_MAX = 128
@@ -244,10 +245,6 @@ def time_methods(inputs: Inputs, variants: list[tuple[str, str, int]], repeats: 
     return times
 
 
-def fmt_table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "  ".join(str(x).rjust(w) for x, w in zip(r, widths))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 # -- kernel alone ---------------------------------------------------------------------------
@@ -383,7 +380,7 @@ def main() -> None:
             rows = [[k, f"{med[k]:.2f}", " ".join(f"{t:.2f}" for t in times[k]),
                      f"{med[k] / med['linear']:.2f}", f"{med[k] / med['task_arithmetic']:.2f}"]
                     for k in METHODS]
-            print(fmt_table(rows, ["method", "median s", "runs s", "/ linear", "/ task_arith"]))
+            print(table(rows, ["method", "median s", "runs s", "/ linear", "/ task_arith"]))
             print(f"arm (rank 64) / task_arithmetic = {med['arm'] / med['task_arithmetic']:.2f}\n")
 
             variants = [("task_arithmetic", "task_arithmetic", 0)] + [
@@ -396,7 +393,7 @@ def main() -> None:
                     for k in med]
             print(f"ARM time vs rank (same inputs, interleaved with task_arithmetic, median of "
                   f"{max(1, repeats - 1)}):")
-            print(fmt_table(rows, ["variant", "median s", "/ task_arith", "extra s"]) + "\n")
+            print(table(rows, ["variant", "median s", "/ task_arith", "extra s"]) + "\n")
             shutil.rmtree(root)
 
         print("== kernel alone: merge_tensors on in-memory float32 tensors, per call "
@@ -409,20 +406,13 @@ def main() -> None:
                         ("1B gate_proj", (8192, 2048))]
         rows = kernel_microbench(kshapes, 64, 5 if args.quick else 20,
                                  "cuda" if args.cuda else "cpu", base)
-        print(fmt_table(rows, ["tensor", "shape", "task_arith ms", "arm ms", "ratio", "extra ms"]))
+        print(table(rows, ["tensor", "shape", "task_arith ms", "arm ms", "ratio", "extra ms"]))
         print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     finally:
         if not args.workdir:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def warn_if_oversubscribed() -> None:
-    """Multi-threaded LAPACK/BLAS calls stall when other processes hold the cores."""
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load > cores and torch.get_num_threads() > 1:
-        print(f"WARNING: load average {load:.1f} on {cores} cores with "
-              f"{torch.get_num_threads()} torch threads: timings of small eigen/SVD calls "
-              "stall while threads wait for each other; consider --threads 1")
 
 
 if __name__ == "__main__":
