@@ -206,13 +206,7 @@ def sft(
         model.train()
         for _epoch in range(epochs):
             for idx in _bucketed_batches(enc, batch_size, generator):
-                batch = _collate([enc[i] for i in idx], pad)
-                sums, counts = _token_losses(model, batch, bf16)
-                loss = sums.sum() / counts.sum().clamp_min(1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
+                loss = _train_step(model, optimizer, _collate([enc[i] for i in idx], pad), bf16)
                 scheduler.step()
                 step += 1
                 running.append(float(loss.detach()))
@@ -226,6 +220,17 @@ def sft(
                     saved[save_at[step]] = clone_state(model)
     model.eval()
     return saved, history
+
+
+def _train_step(model, optimizer, batch, bf16: bool) -> torch.Tensor:
+    """One AdamW step on the mean token loss of ``batch`` (gradient norm clipped at 1)."""
+    sums, counts = _token_losses(model, batch, bf16)
+    loss = sums.sum() / counts.sum().clamp_min(1)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss
 
 
 def pretrain_lm(model, tokenizer, texts: Sequence[str], steps: int, batch_size: int,
@@ -245,11 +250,5 @@ def pretrain_lm(model, tokenizer, texts: Sequence[str], steps: int, batch_size: 
             if len(order) < batch_size:
                 order += torch.randperm(len(enc), generator=generator).tolist()
             idx, order = order[:batch_size], order[batch_size:]
-            batch = _collate([enc[i] for i in idx], pad)
-            sums, counts = _token_losses(model, batch, False)
-            loss = sums.sum() / counts.sum().clamp_min(1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            _train_step(model, optimizer, _collate([enc[i] for i in idx], pad), False)
     model.eval()
