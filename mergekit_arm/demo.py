@@ -267,13 +267,7 @@ def make_tiny_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config)
-    model = model.to(dtype)
-    model.config.dtype = dtype
-    path.mkdir(parents=True, exist_ok=True)
-    with _quiet_runtime():
-        _save_model(model, path)
-    tokenizer.save_pretrained(path)
-    return path
+    return _save_checkpoint(model, tokenizer, path, dtype)
 
 
 # ------------------------------------------------------------------------ training
@@ -401,7 +395,9 @@ def fine_tune(
 def _save_checkpoint(
     model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path, dtype: torch.dtype
 ) -> Path:
-    to_save = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
+    """Save ``model`` in ``dtype`` (a converted copy; ``model`` is left as it is) with the
+    tokenizer into ``path``."""
+    to_save = model if model.dtype == dtype else copy.deepcopy(model).to(dtype)
     to_save.config.dtype = dtype
     path.mkdir(parents=True, exist_ok=True)
     with _quiet_runtime():
