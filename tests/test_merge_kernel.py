@@ -268,3 +268,23 @@ def test_energy_pairing_is_plumbed_through(world):
     torch.testing.assert_close(out, world["a"] + 0.5 * rotate_rows_in_span(d, rotation))
     plain = world["a"] + 0.5 * d
     assert (out - plain).norm() > 1e-4
+
+
+def test_square_conv1d_weight_is_rotated_on_its_input_axis(tmp_path):
+    """GPT-2 Conv1D stores (in, out); a square one must still be rotated on axis 0."""
+    g = torch.Generator().manual_seed(7)
+    origin = torch.randn(IN, IN, generator=g)
+    ckpt = origin + 0.1 * torch.randn(IN, IN, generator=g)
+    s_from = random_subspace(IN, R, g)
+    s_cur = nearby_subspace(s_from, 0.3, g)
+    paths = {}
+    for key, weight, basis in (("origin", origin, s_from), ("a", ckpt, s_cur)):
+        content = StatisticsContent(
+            layers={NAME: LayerStatistics(basis, torch.linspace(2.0, 1.0, R), torch.tensor(4.0))},
+            probes={NAME: weight_probe(weight)}, transposed=[NAME],
+            metadata={"calibration_fingerprint": "same", "probe_dtype": "float32"})
+        paths[key] = str(write_statistics(tmp_path / f"{key}.st", content))
+    out = _merge([origin, ckpt], ["origin", "a"], "a", {
+        "learning_rate": 0.5, "origin": {"origin": True, "a": False}, "activations": paths})
+    expected = reference_arm_step(ckpt.T, origin.T, [ckpt.T], [1.0], s_from, s_cur, 0.5).T
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-4)

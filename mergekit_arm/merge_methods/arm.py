@@ -171,6 +171,7 @@ def arm_kernel(
     )
 
     s_from = s_cur = eig_from = eig_cur = None
+    transposed = False  # GPT-2 Conv1D stores (in, out): work on W^T, the (out, in) map
     rotates = roles.origin is not roles.cur and (rotation_strength != 0.0 or off_subspace != 1.0)
     guides = off_subspace != 1.0
     if cur_tensor.ndim == 2 and (rotates or guides):
@@ -230,10 +231,10 @@ def arm_kernel(
             f"arm: statistics for {name} have input size {s_cur.shape[0]} but the weight is "
             f"{tuple(cur_tensor.shape)}; the statistics come from another architecture"
         )
-    w_cur = cur_tensor.T if (s_cur is not None and d.shape != cur_tensor.shape) else cur_tensor
+    w_cur = cur_tensor.T if transposed else cur_tensor
     result = arm_update(w_cur, d, s_from, s_cur, learning_rate, rotation_strength, off_subspace,
                         pairing=pairing, eig_from=eig_from, eig_cur=eig_cur)
-    if result.shape != cur_tensor.shape:
+    if transposed:
         result = result.T
     if not _all_finite(result):
         raise NonFiniteError(
