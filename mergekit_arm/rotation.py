@@ -38,28 +38,44 @@ def select_rank(
     trace: torch.Tensor | float | None = None,
     rank: int = 64,
     energy: float | None = None,
+    eigengap: bool = False,
 ) -> int:
     """Number of leading directions to keep.
 
     ``r = min(rank, len(eigenvalues))``; with ``energy`` set, the smallest ``r`` whose
     leading eigenvalues sum to at least ``energy * trace`` (``trace`` defaults to the
-    sum of the stored eigenvalues), still capped by ``rank``.
+    sum of the stored eigenvalues), still capped by ``rank``. With ``eigengap``, the cut
+    then moves to the largest relative gap ``l_k / l_{k+1}`` for ``k`` in
+    ``[ceil(r/2), r]`` (``l_{k+1}`` must be stored), so it does not slice through a
+    cluster of near-equal eigenvalues whose directions resampling would swap.
     """
     if rank < 1:
         raise ValueError(f"rank must be >= 1, got {rank}")
     available = int(eigenvalues.shape[0])
     r = min(rank, available)
-    if energy is None:
-        return r
-    if not 0.0 < energy <= 1.0:
-        raise ValueError(f"energy must be in (0, 1], got {energy}")
-    total = float(eigenvalues.sum()) if trace is None else float(trace)
-    if total <= 0.0:
-        return r
-    cumulative = torch.cumsum(_f32(eigenvalues).clamp_min(0), 0)
-    reached = torch.nonzero(cumulative >= energy * total * (1 - 1e-6))
-    needed = int(reached[0, 0]) + 1 if reached.numel() else available
-    return max(1, min(r, needed))
+    if energy is not None:
+        if not 0.0 < energy <= 1.0:
+            raise ValueError(f"energy must be in (0, 1], got {energy}")
+        total = float(eigenvalues.sum()) if trace is None else float(trace)
+        if total > 0.0:
+            cumulative = torch.cumsum(_f32(eigenvalues).clamp_min(0), 0)
+            reached = torch.nonzero(cumulative >= energy * total * (1 - 1e-6))
+            needed = int(reached[0, 0]) + 1 if reached.numel() else available
+            r = max(1, min(r, needed))
+    return eigengap_rank(eigenvalues, r) if eigengap else r
+
+
+def eigengap_rank(eigenvalues: torch.Tensor, rank: int) -> int:
+    """``argmax_k l_k / l_{k+1}`` over ``k`` in ``[ceil(rank/2), rank]`` with ``l_{k+1}``
+    stored (descending eigenvalues, 1-based ``k``); ``rank`` when no gap can be measured."""
+    available = int(eigenvalues.shape[0])
+    low, high = max(1, (rank + 1) // 2), min(rank, available - 1)
+    if high < low:
+        return rank
+    values = _f32(eigenvalues[low - 1 : high + 1]).clamp_min(0)
+    floor = torch.finfo(torch.float32).tiny
+    ratios = values[:-1] / values[1:].clamp_min(floor)
+    return low + int(torch.argmax(ratios))
 
 
 def select_subspace(
@@ -68,9 +84,10 @@ def select_subspace(
     trace: torch.Tensor | float | None = None,
     rank: int = 64,
     energy: float | None = None,
+    eigengap: bool = False,
 ) -> torch.Tensor:
     """First ``select_rank(...)`` columns of ``basis`` (``in x r``), in float32."""
-    r = select_rank(eigenvalues, trace, rank=rank, energy=energy)
+    r = select_rank(eigenvalues, trace, rank=rank, energy=energy, eigengap=eigengap)
     return _f32(basis[:, :r])
 
 
@@ -271,21 +288,33 @@ def combine_displacements(
     weights: list[float] | None = None,
     normalize: bool = True,
 ) -> torch.Tensor:
-    """``d = sum_j w_j (W_to_j - W_from)``, divided by ``sum_j w_j`` when ``normalize``."""
+    """``d = sum_j c_j (W_to_j - W_from)`` with ``c_j = w_j / sum_k w_k`` (``normalize``) or ``w_j``.
+
+    One pass for a single target of coefficient 1 (``d = W_to - W_from``). Every target
+    enters through a real subtraction and, for ``c_j != 1``, a real multiplication (also
+    for ``c_j = 0``), so a NaN/Inf in any input reaches ``d`` (``0 * Inf = NaN``).
+    """
     if not targets:
         raise ValueError("at least one target is needed to form a displacement")
-    weights = [1.0] * len(targets) if weights is None else list(weights)
+    weights = [1.0] * len(targets) if weights is None else [float(w) for w in weights]
     if len(weights) != len(targets):
         raise ValueError(f"{len(weights)} weights for {len(targets)} targets")
-    base = _f32(w_from)
-    d = torch.zeros_like(base)
-    for weight, target in zip(weights, targets):
-        d.add_(_f32(target) - base, alpha=float(weight))
     if normalize:
         total = float(sum(weights))
         if total == 0.0 or not math.isfinite(total):
             raise ValueError(f"weights sum to {total}; cannot normalize (set normalize: false)")
-        d.div_(total)
+        coefficients = [w / total for w in weights]
+    else:
+        coefficients = weights
+    base = _f32(w_from)
+    d = torch.sub(_f32(targets[0]), base)
+    if coefficients[0] != 1.0:
+        d.mul_(coefficients[0])
+    for coefficient, target in zip(coefficients[1:], targets[1:]):
+        term = torch.sub(_f32(target), base)
+        if coefficient != 1.0:
+            term.mul_(coefficient)
+        d.add_(term)
     return d
 
 
@@ -320,6 +349,55 @@ def arm_direction(
     return guide_to_subspace(rotated, s_cur, off_subspace)
 
 
+class LowRankRotation(NamedTuple):
+    """``d R^T = d + (d V) K`` with ``V`` (in x k) the rotation's basis, ``K`` built from ``d V``.
+
+    ``planes``: ``V = [E, F]`` (2m columns), ``K`` from the cosines and sines of
+    :class:`RotationPlanes`; ``span``: ``V = U``, ``(d U) (Omega - I)^T``.
+    """
+
+    basis: torch.Tensor  # in x k
+    planes: RotationPlanes | None
+    span: SpanRotation | None
+
+    def coefficients(self, projected: torch.Tensor) -> torch.Tensor:
+        """``C`` (out x k) with ``d R^T = d + C V^T``, from ``projected = d V``."""
+        if self.planes is not None:
+            # [dE (cos-1) - dF sin, dF (cos-1) + dE sin] = P [cos-1, cos-1] + swap(P) [-sin, sin]
+            m = self.planes.e.shape[1]
+            cm1, sin = self.planes.cos - 1.0, self.planes.sin
+            return torch.addcmul(projected * torch.cat([cm1, cm1]), projected.roll(m, dims=1),
+                                 torch.cat([-sin, sin]))
+        if self.span is None:
+            raise ValueError("a LowRankRotation needs planes or a span rotation")
+        k = self.span.u.shape[1]
+        eye = torch.eye(k, dtype=projected.dtype, device=projected.device)
+        return projected @ (self.span.omega - eye).T
+
+
+def low_rank_rotation(
+    s_from: torch.Tensor,
+    s_cur: torch.Tensor,
+    rotation_strength: float = 1.0,
+    eps: float = DEFAULT_EPS,
+    pairing: str = "subspace",
+    eig_from: torch.Tensor | None = None,
+    eig_cur: torch.Tensor | None = None,
+) -> LowRankRotation | None:
+    """The rotation of :func:`arm_direction` as a :class:`LowRankRotation`; None for ``R = I``."""
+    if pairing == "subspace":
+        planes = principal_rotation(s_from, s_cur, strength=rotation_strength, eps=eps)
+        if planes.is_identity:
+            return None
+        return LowRankRotation(torch.cat([planes.e, planes.f], dim=1), planes, None)
+    if pairing == "energy":
+        if eig_from is None or eig_cur is None:
+            raise ValueError("pairing='energy' needs the eigenvalues of both subspaces")
+        span = energy_weighted_rotation(s_from, eig_from, s_cur, eig_cur, rotation_strength)
+        return None if span.is_identity else LowRankRotation(span.u, None, span)
+    raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+
+
 def arm_update(
     w_cur: torch.Tensor,
     d: torch.Tensor,
@@ -333,18 +411,41 @@ def arm_update(
     eig_from: torch.Tensor | None = None,
     eig_cur: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One ARM step ``W_cur + eta d_A`` in float32.
+    """One ARM step ``W_cur + eta d_A`` in float32, in two full passes over ``W``.
 
-    Without subspaces (``s_from`` or ``s_cur`` is None: norms, biases, embeddings)
-    this is the plain step ``W_cur + eta d``. The caller casts back to its dtype.
+    With ``d R^T = d + C V^T`` (:class:`LowRankRotation`, ``C`` from ``d V``) and
+    ``S = S_cur``, ``d_A = beta d R^T + (1 - beta) (d R^T S) S^T`` is
+    ``beta d + [beta C, (1 - beta)(d S + C V^T S)] [V, S]^T``, so
+    ``W_new = (W_cur + eta beta d) + eta [..] [V, S]^T``: one matmul ``d [V, S]``, one
+    ``add`` and one ``addmm`` (no full-size temporary). Equal to
+    ``w_cur + eta * arm_direction(...)`` to float32 rounding.
+
+    Without subspaces (``s_from`` or ``s_cur`` is None: norms, biases, embeddings), and
+    whenever ``R = I`` and ``beta = 1``, this is the plain step
+    ``torch.add(W_cur, d, alpha=eta)``, exactly. The caller casts back to its dtype.
     """
-    w = _f32(w_cur)
+    w, d = _f32(w_cur), _f32(d)
+    eta, beta = float(learning_rate), float(off_subspace)
     if s_from is None or s_cur is None:
-        direction = _f32(d)
-    else:
-        direction = arm_direction(d, s_from, s_cur, rotation_strength, off_subspace, eps,
-                                  pairing, eig_from, eig_cur)
-    return w + float(learning_rate) * direction
+        return torch.add(w, d, alpha=eta)
+    rotation = low_rank_rotation(s_from, s_cur, rotation_strength, eps, pairing, eig_from, eig_cur)
+    guided = beta != 1.0
+    if rotation is None and not guided:
+        return torch.add(w, d, alpha=eta)
+    s = _f32(s_cur)
+    parts = ([rotation.basis] if rotation is not None else []) + ([s] if guided else [])
+    columns = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    projected = d @ columns  # d [V, S]
+    k = rotation.basis.shape[1] if rotation is not None else 0
+    coeff = rotation.coefficients(projected[:, :k]) if rotation is not None else None
+    if guided:
+        inside = projected[:, k:]  # d S, then + C (V^T S): (d R^T) S
+        if coeff is not None:
+            inside = inside + coeff @ (rotation.basis.T @ s)
+        inside = inside * (1.0 - beta)
+        coeff = inside if coeff is None else torch.cat([coeff * beta, inside], dim=1)
+    out = torch.add(w, d, alpha=eta * beta)
+    return out.addmm_(coeff, columns.T, alpha=eta)
 
 
 def cosine_similarity(x: torch.Tensor, y: torch.Tensor) -> float:

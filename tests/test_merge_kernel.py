@@ -288,3 +288,67 @@ def test_square_conv1d_weight_is_rotated_on_its_input_axis(tmp_path):
         "learning_rate": 0.5, "origin": {"origin": True, "a": False}, "activations": paths})
     expected = reference_arm_step(ckpt.T, origin.T, [ckpt.T], [1.0], s_from, s_cur, 0.5).T
     torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-4)
+
+
+# -- NaN/Inf: the result is checked once, the inputs only to name the culprit -----------------
+
+# (parameters, description): every code path of the kernel's step
+NONFINITE_VARIANTS = [
+    pytest.param({}, id="default"),
+    pytest.param({"rotation_strength": 0.5}, id="half-rotation"),
+    pytest.param({"rotation_strength": 0.0, "off_subspace": 0.5}, id="guidance-only"),
+    pytest.param({"off_subspace": 0.0}, id="off-subspace-0"),
+    pytest.param({"pairing": "energy"}, id="energy"),
+    pytest.param({"pairing": "energy", "off_subspace": 0.3}, id="energy-guided"),
+    pytest.param({"learning_rate": 0.0}, id="learning-rate-0"),
+    pytest.param({"normalize": False}, id="no-normalize"),
+]
+
+
+@pytest.mark.parametrize("variant", NONFINITE_VARIANTS)
+@pytest.mark.parametrize("bad", ["origin", "a", "b", "c"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_nonfinite_input_is_named_on_every_path(world, variant, bad, value):
+    """origin, base (a), a target of weight 0 (b) and one of weight 2 (c): a NaN/Inf in any
+    of them names the tensor and that model, whatever the parameters."""
+    tensors = {"origin": world["origin"].clone(), "a": world["a"].clone(), "b": world["b"].clone(),
+               "c": world["b"].flip(0).clone()}
+    tensors[bad][3, 5] = value
+    ids = ["origin", "b", "c", "a"]
+    params = {
+        "learning_rate": 0.5, "origin": {k: k == "origin" for k in ids},
+        "weight": {"origin": 1.0, "a": 1.0, "b": 0.0, "c": 2.0},
+        "activations": {"origin": world["from_stats"], "a": world["cur_stats"], "b": None, "c": None},
+        **variant,
+    }
+    with pytest.raises(NonFiniteError, match=f"tensor {NAME} of model {bad} holds 1 NaN/Inf"):
+        _merge([tensors[k] for k in ids], ids, "a", params)
+
+
+@pytest.mark.parametrize("name", [NAME, "model.norm.weight"], ids=["linear", "1-D"])
+def test_nonfinite_single_shot_and_plain_step(world, name):
+    bad = world["a"].clone()
+    bad[0, 1] = float("inf")
+    tensors = [world["origin"], bad] if name == NAME else [world["origin"][0], bad[0]]
+    with pytest.raises(NonFiniteError, match=f"tensor {name} of model a holds 1"):
+        _merge(tensors, ["origin", "a"], "a", _params(world), name=name)
+
+
+def test_overflow_of_finite_inputs_is_reported_as_produced(world):
+    origin, ckpt = world["origin"].clone(), world["a"].clone()
+    origin[3, 5], ckpt[3, 5] = -3e38, 3e38  # finite, but W_cur - W_from overflows
+    with pytest.raises(NonFiniteError, match="arm produced NaN/Inf"):
+        _merge([origin, ckpt], ["origin", "a"], "a", _params(world, verify_statistics=False))
+    with pytest.raises(ArmConfigError, match="learning_rate"):
+        _merge([world["origin"], world["a"]], ["origin", "a"], "a", _params(world, learning_rate=1e39))
+
+
+def test_nan_weight_at_a_probe_position_is_reported_as_nan(world):
+    """The statistics' weight probes would not match a NaN weight; the NaN is what is named."""
+    from mergekit_arm.statistics import probe_indices
+
+    bad = world["a"].clone()
+    flat = probe_indices(bad.shape)[0]
+    bad.view(-1)[flat] = float("nan")
+    with pytest.raises(NonFiniteError, match=f"tensor {NAME} of model a"):
+        _merge([world["origin"], bad], ["origin", "a"], "a", _params(world))

@@ -81,10 +81,14 @@ def test_displacement_in_from_subspace_lands_in_cur_subspace(out, n, r, scale):
 @pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
 def test_zero_strength_and_identical_statistics_give_task_arithmetic_exactly(out, n, r, scale):
     _, s_from, s_cur, d, w = _setup(out, n, r, scale)
-    expected = w + 0.7 * d
+    expected = arm_update(w, d, None, None, 0.7)  # the plain step, W_cur + eta d
+    torch.testing.assert_close(expected.double(), w.double() + 0.7 * d.double(), atol=1e-6,
+                               rtol=1e-6)
     assert torch.equal(arm_update(w, d, s_from, s_cur, 0.7, rotation_strength=0.0), expected)
     assert torch.equal(arm_update(w, d, s_cur, s_cur.clone(), 0.7), expected)
-    assert torch.equal(arm_update(w, d, None, None, 0.7), expected)
+    assert torch.equal(arm_update(w, d, s_from, s_cur, 0.7, rotation_strength=0.0,
+                                  pairing="energy", eig_from=torch.ones(r), eig_cur=torch.ones(r)),
+                       expected)
 
 
 @pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
@@ -221,7 +225,8 @@ def test_energy_rotation_solves_procrustes_and_is_identity_for_equal_statistics(
     same = energy_weighted_rotation(s_from, eig, s_from.clone(), eig.clone())
     assert same.is_identity
     assert torch.equal(arm_update(w, d, s_from, s_from.clone(), 0.5, pairing="energy",
-                                  eig_from=eig, eig_cur=eig.clone()), w + 0.5 * d)
+                                  eig_from=eig, eig_cur=eig.clone()),
+                       arm_update(w, d, None, None, 0.5))
     rotation = energy_weighted_rotation(s_from, eig, s_cur, eig)
     rot = _span_matrix(rotation, 20).double()
     root_f = s_from.double() @ torch.diag(eig.double().sqrt()) @ s_from.double().T
@@ -263,3 +268,59 @@ def test_energy_rotation_strength_is_a_power(gamma):
     once = rotate_rows_in_span(d, energy_weighted_rotation(s_from, eig, s_cur, eig, 2 * gamma))
     torch.testing.assert_close(twice, once, atol=1e-4, rtol=1e-4)
     assert full.u.shape == part.u.shape
+
+
+# -- the fused step (arm_update) against the step-by-step composition -------------------------
+
+STEP_VARIANTS = [
+    pytest.param({}, id="default"),
+    pytest.param({"rotation_strength": 0.5}, id="half-rotation"),
+    pytest.param({"rotation_strength": 0.0, "off_subspace": 0.4}, id="guidance-only"),
+    pytest.param({"off_subspace": 0.0}, id="in-subspace-only"),
+    pytest.param({"off_subspace": 0.3, "rotation_strength": 1.5}, id="guided"),
+    pytest.param({"pairing": "energy"}, id="energy"),
+    pytest.param({"pairing": "energy", "off_subspace": 0.3, "rotation_strength": 0.5},
+                 id="energy-guided"),
+]
+
+
+def _eigs(r):
+    return {"eig_from": torch.linspace(3.0, 0.5, r), "eig_cur": torch.linspace(2.5, 0.4, r)}
+
+
+@pytest.mark.parametrize("variant", STEP_VARIANTS)
+@pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
+def test_fused_step_equals_composition(out, n, r, scale, variant):
+    """``arm_update`` (one matmul, one add, one addmm) equals ``W + eta * arm_direction``
+    (rotate, then guide, then step) and, for the subspace pairing, the float64 reference."""
+    _, s_from, s_cur, d, w = _setup(out, n, r, scale)
+    kwargs = {**variant, **(_eigs(r) if variant.get("pairing") == "energy" else {})}
+    fused = arm_update(w, d, s_from, s_cur, 0.6, **kwargs)
+    composed = w + 0.6 * arm_direction(d, s_from, s_cur, **kwargs)
+    torch.testing.assert_close(fused, composed, atol=2e-6, rtol=1e-5)
+    if variant.get("pairing") != "energy":
+        expected = reference_arm_step(w, torch.zeros_like(w), [d], [1.0], s_from, s_cur, 0.6,
+                                      gamma=variant.get("rotation_strength", 1.0),
+                                      beta=variant.get("off_subspace", 1.0))
+        torch.testing.assert_close(fused.double(), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", [v for v in STEP_VARIANTS
+                                     if v.values[0].get("off_subspace", 1.0) != 0.0])
+@pytest.mark.parametrize("bad", ["cur", "from", "target", "zero-weight-target"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_nonfinite_input_always_reaches_the_step(variant, bad, value):
+    """Why the kernel checks only its result: a NaN/Inf in W_cur, W_from or any target
+    (weight 0 included: 0 * Inf = NaN) makes ``W_cur + eta d_A`` non-finite whenever the
+    float32 factor ``eta * off_subspace`` is nonzero (where it is 0, the kernel checks its
+    inputs directly: tests/test_merge_kernel.py)."""
+    r = 4
+    g, s_from, s_cur, _, w_cur = _setup(10, 20, r, 0.3)
+    w_from = torch.randn(10, 20, generator=g)
+    targets = [torch.randn(10, 20, generator=g) for _ in range(2)]
+    where = {"cur": w_cur, "from": w_from, "target": targets[0], "zero-weight-target": targets[1]}
+    where[bad][2, 7] = value
+    d = combine_displacements(w_from, targets, [1.0, 0.0])
+    kwargs = {**variant, **(_eigs(r) if variant.get("pairing") == "energy" else {})}
+    result = arm_update(w_cur, d, s_from, s_cur, 0.5, **kwargs)
+    assert not bool(torch.isfinite(result).all())

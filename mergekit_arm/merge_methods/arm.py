@@ -94,6 +94,20 @@ def _check_finite(entry: TensorEntry, name: str) -> None:
         )
 
 
+def _result_shows_bad_inputs(learning_rate: float, off_subspace: float) -> bool:
+    """Whether a NaN/Inf in any input is sure to reach the result, so that checking the
+    result once stands for checking every input.
+
+    ``W_new = (W_cur + eta beta d) + eta C V^T`` (:func:`arm_update`): ``W_cur`` enters
+    by addition, and ``d`` by subtractions and real multiplications (``0 * Inf = NaN``,
+    :func:`combine_displacements`), so a non-finite input makes ``W_cur`` or ``d``
+    non-finite at that element; ``eta beta d`` keeps it there when the float32 factor
+    ``eta beta`` is nonzero. With ``eta beta = 0`` (``learning_rate: 0`` or
+    ``off_subspace: 0``) that term is not relied on: the inputs are checked directly.
+    """
+    return abs(learning_rate * off_subspace) >= torch.finfo(torch.float32).tiny
+
+
 def _validate_parameters(
     learning_rate: float,
     rank: int,
@@ -103,7 +117,7 @@ def _validate_parameters(
     missing_statistics: str,
     pairing: str = "subspace",
 ) -> None:
-    if not math.isfinite(learning_rate):
+    if not (math.isfinite(learning_rate) and abs(learning_rate) <= torch.finfo(torch.float32).max):
         raise ArmConfigError(f"arm: learning_rate must be a finite number, got {learning_rate}")
     if rank < 1:
         raise ArmConfigError(f"arm: rank must be >= 1, got {rank}")
@@ -153,6 +167,7 @@ def arm_kernel(
     strict_calibration: bool = True,
     verify_statistics: bool = True,
     pairing: str = "subspace",
+    eigengap: bool = False,
 ) -> torch.Tensor:
     """One ARM step for one output tensor (see module docstring and docs/method.md)."""
     _validate_parameters(
@@ -160,8 +175,6 @@ def arm_kernel(
     )
     name = group.metadata.name or "<unnamed tensor>"
     roles = assign_roles(group, origin)
-    for entry in group.entries:
-        _check_finite(entry, name)
     cur_tensor = roles.cur.tensor
     d = combine_displacements(
         roles.origin.tensor,
@@ -199,14 +212,16 @@ def arm_kernel(
                     "--data/--samples/--max-length (or set strict_calibration: false)"
                 )
             if verify_statistics:
-                cur_stats.check_weight(name, cur_tensor, _label(roles.cur))
+                _check_weight(cur_stats, name, roles.cur)
                 if rotates:
-                    from_stats.check_weight(name, roles.origin.tensor, _label(roles.origin))
+                    _check_weight(from_stats, name, roles.origin)
             transposed = name in cur_stats.transposed
             cur_layer = cur_stats[name]
             from_layer = from_stats[name]
-            s_cur = select_subspace(cur_layer.basis, cur_layer.eigenvalues, cur_layer.trace, rank, energy)
-            s_from = select_subspace(from_layer.basis, from_layer.eigenvalues, from_layer.trace, rank, energy)
+            s_cur = select_subspace(cur_layer.basis, cur_layer.eigenvalues, cur_layer.trace,
+                                    rank, energy, eigengap)
+            s_from = select_subspace(from_layer.basis, from_layer.eigenvalues, from_layer.trace,
+                                     rank, energy, eigengap)
             s_cur = s_cur.to(cur_tensor.device)
             s_from = s_from.to(cur_tensor.device)
             eig_cur = cur_layer.eigenvalues.to(cur_tensor.device)
@@ -236,12 +251,25 @@ def arm_kernel(
                         pairing=pairing, eig_from=eig_from, eig_cur=eig_cur)
     if transposed:
         result = result.T
-    if not _all_finite(result):
+    finite = _all_finite(result)
+    if not finite or not _result_shows_bad_inputs(learning_rate, off_subspace):
+        for entry in group.entries:  # name the input that holds NaN/Inf, if one does
+            _check_finite(entry, name)
+    if not finite:
         raise NonFiniteError(
             f"arm produced NaN/Inf for {name} (learning_rate={learning_rate}); lower the "
             "learning rate or check the inputs"
         )
     return result.to(dtype=cur_tensor.dtype).contiguous()
+
+
+def _check_weight(stats: ActivationStatistics, name: str, entry: TensorEntry) -> None:
+    """``stats.check_weight``; a probe mismatch caused by NaN/Inf weights is reported as such."""
+    try:
+        stats.check_weight(name, entry.tensor, _label(entry))
+    except StatisticsError:
+        _check_finite(entry, name)
+        raise
 
 
 arm_merge_method = merge_method(
