@@ -1,15 +1,19 @@
 """Quality benchmark: does ARM, from early SFT checkpoints, beat converged SFT?
 
     python benchmarks/quality.py --quick              # tiny Llama, 3 seeds, minutes on 2 cores
-    python benchmarks/quality.py --full --seeds 0     # SmolLM2-135M-Instruct (CPU: ~1 h)
+    python benchmarks/quality.py --full --seeds 0     # SmolLM2-135M-Instruct (CPU: ~1.5 h)
+    python benchmarks/quality.py --quick --task basic_arithmetic --data-seed 7 --seeds 5,6,7
 
 Writes ``quality-<preset>.md`` and ``.json`` into ``--out`` (default
 ``benchmarks/results``). SFT runs (and the rebuilt SmolLM2 folder) are cached in
-``--cache`` so a re-run reuses them. See ``docs/quality.md`` for the protocol.
+``--cache`` so a re-run reuses them; so are finished seeds, keyed by the preset, the seed
+and a fingerprint of the benchmark and package code (``--fresh`` recomputes them). See
+``docs/quality.md`` for the protocol.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import sys
@@ -24,10 +28,35 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality_lib import pipeline, report  # noqa: E402
+from quality_lib import candidates, pipeline, report  # noqa: E402
 
 ARM_DRIVER = ("in-memory fixed-set driver in benchmarks/quality_lib/merges.py "
               "(mergekit_arm.calibrate.calibrate + mergekit merge_state_dicts(..., 'arm'))")
+
+
+def code_fingerprint() -> str:
+    """SHA-256 (12 hex) of the benchmark's and the package's Python sources: a finished
+    seed is reused only by a run of exactly the same code."""
+    import mergekit_arm
+
+    here = Path(__file__).resolve().parent
+    files = sorted([here / "quality.py", *(here / "quality_lib").glob("*.py"),
+                    *Path(mergekit_arm.__file__).resolve().parent.rglob("*.py")])
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def results_name(preset: pipeline.Preset) -> str:
+    """``quick``, ``full``, ... plus the second task and data seed when not the defaults."""
+    name = preset.name
+    if preset.task2 != "chain_sum":
+        name += f"-{preset.task2}"
+    if preset.data_seed:
+        name += f"-data{preset.data_seed}"
+    return name
 
 
 def _log(message: str) -> None:
@@ -43,31 +72,62 @@ def _log(message: str) -> None:
 @click.option("--cache", "cache_dir", default="benchmarks/.cache/quality", type=click.Path(file_okay=False))
 @click.option("--smallest", is_flag=True, help="CI smoke-test settings (seconds)")
 @click.option("--threads", default=None, type=int, help="torch threads (default: all cores)")
+@click.option("--task", default=None,
+              help="second task: any reasoning-gym dataset with question/answer items "
+                   "(default chain_sum)")
+@click.option("--task-config", default=None,
+              help='JSON keyword arguments of that dataset, e.g. \'{"max_terms": 3}\' '
+                   "(default: the preset's for chain_sum, {} otherwise)")
+@click.option("--data-seed", default=None, type=int,
+              help="shift every dataset seed and the gsm template split (another instance)")
 @click.option("--set", "overrides", multiple=True,
               help="override a preset field, e.g. --set n_train_gsm=200 (JSON values)")
+@click.option("--fresh", is_flag=True, help="recompute seeds even if a finished result of the "
+              "same code and preset is cached")
+@click.option("--sft-only", is_flag=True,
+              help="only build the origin and the SFT run of each seed into --cache, then exit")
 @click.option("--check-stream", is_flag=True,
               help="only compare the in-memory ARM driver with mergekit_arm.stream.run_stream "
                    "on the first seed, print the result and exit")
 def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smallest: bool,
-         threads: int | None, overrides: tuple[str, ...], check_stream: bool) -> None:
+         threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
+         overrides: tuple[str, ...], fresh: bool, sft_only: bool, check_stream: bool) -> None:
     """Run the benchmark and write its tables."""
     if threads:
         torch.set_num_threads(threads)
     preset = pipeline.QUICK if preset_name == "quick" else pipeline.FULL
     if smallest:
         preset = pipeline.smallest(preset)
+    if task is not None:
+        preset = replace(preset, task2=task, task2_config={} if task != "chain_sum"
+                         else preset.task2_config)
+    if task_config is not None:
+        preset = replace(preset, task2_config=json.loads(task_config))
+    if data_seed is not None:
+        preset = replace(preset, data_seed=data_seed)
     for item in overrides:
         key, _, value = item.partition("=")
         if not hasattr(preset, key):
             raise click.BadParameter(f"unknown preset field {key!r}", param_hint="--set")
-        preset = replace(preset, **{key: json.loads(value)})
+        try:
+            preset = replace(preset, **{key: json.loads(value)})
+        except json.JSONDecodeError as error:
+            raise click.BadParameter(f"{item!r}: the value is not JSON ({error})",
+                                     param_hint="--set") from error
     seed_list = ([int(s) for s in seeds.split(",")] if seeds else
                  ([0, 1, 2] if preset_name == "quick" else [0]))
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
+    if sft_only:
+        for seed in seed_list:
+            with tempfile.TemporaryDirectory(prefix="quality-") as work:
+                pipeline.Run(preset, seed, cache, Path(work), log=_log).prepare()
+        return
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     per_seed: list[dict] = []
+    reused: list[int] = []
+    fingerprint = code_fingerprint()
 
     def payload() -> dict:
         return {
@@ -78,10 +138,12 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
             "wall_seconds": time.perf_counter() - t0,
             "machine": report.machine(),
             "arm_driver": ARM_DRIVER,
+            "code_fingerprint": fingerprint,
             "seeds_requested": seed_list,
+            "reused_seeds": reused,
             "complete": len(per_seed) == len(seed_list),
-            "candidates": list(pipeline.CANDIDATES),
-            "table": report.aggregate(per_seed, pipeline.CANDIDATES),
+            "candidates": list(candidates.CANDIDATES),
+            "table": report.aggregate(per_seed, candidates.CANDIDATES),
             "seeds": per_seed,
         }
 
@@ -94,16 +156,27 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
             print(json.dumps(run_check(run, Path(work)), indent=1))
         return
 
+    preset_key = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode()).hexdigest()[:12]
     for seed in seed_list:
-        with tempfile.TemporaryDirectory(prefix="quality-") as work:
-            run = pipeline.Run(preset, seed, cache, Path(work), log=_log)
-            run.prepare()
-            pipeline.run_candidates(run)
-            per_seed.append({"seed": seed, "results": run.results, "timings": run.timings,
-                             "diagnostics": run.diagnostics, "sft_history": run.sft_history,
-                             "splits": run.splits.summary()})
+        done = cache / f"result-{preset.name}-{preset_key}-{fingerprint}-seed{seed}.json"
+        if done.is_file() and not fresh:
+            _log(f"[seed {seed}] reusing the finished result {done.name}")
+            per_seed.append(json.loads(done.read_text(encoding="utf-8")))
+            reused.append(seed)
+        else:
+            with tempfile.TemporaryDirectory(prefix="quality-") as work:
+                run = pipeline.Run(preset, seed, cache, Path(work), log=_log)
+                run.prepare()
+                candidates.run_candidates(run)
+                result = {"seed": seed, "results": run.results, "timings": run.timings,
+                          "diagnostics": run.diagnostics, "sft_history": run.sft_history,
+                          "splits": run.splits.summary()}
+            tmp = done.with_suffix(".tmp")
+            tmp.write_text(json.dumps(result, default=str), encoding="utf-8")
+            tmp.replace(done)
+            per_seed.append(result)
         # Written after every seed, so an interrupted run still leaves its finished seeds.
-        md, js = report.write(Path(out_dir), preset.name, payload())
+        md, js = report.write(Path(out_dir), results_name(preset), payload())
     _log(f"wrote {md} and {js}")
     print(md.read_text(encoding="utf-8").split("## Selected")[0])
 

@@ -87,6 +87,7 @@ class Calibrator:
     batch_size: int = 8
     seconds: float = 0.0
     calls: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)  # label -> calibration tokens
     _counter: int = field(default=0)
 
     def __call__(self, state: StateDict, label: str, texts: list[str] | None = None,
@@ -100,9 +101,10 @@ class Calibrator:
         options = CalibrationOptions(samples=samples or self.samples, max_length=self.max_length,
                                      rank=self.rank, batch_size=self.batch_size,
                                      device="cpu", dtype="float32")
-        calibrate(self.model, path, options, tokenizer=self.tokenizer,
-                  texts=texts if texts is not None else self.texts, model_label=label,
-                  progress=False)
+        result = calibrate(self.model, path, options, tokenizer=self.tokenizer,
+                           texts=texts if texts is not None else self.texts, model_label=label,
+                           progress=False)
+        self.tokens[label] = result.num_tokens
         self.seconds += time.perf_counter() - start
         self.calls += 1
         return path
@@ -111,8 +113,13 @@ class Calibrator:
 def arm_merge(cur: StateDict, origin: StateDict, targets: Sequence[StateDict],
               cur_stats: Path | None, origin_stats: Path | None, learning_rate: float,
               rank: int, energy: float | None = None, rotation_strength: float = 1.0,
-              off_subspace: float = 1.0) -> StateDict:
-    """One ARM step through mergekit (``merge_method: arm``); targets empty = the base."""
+              off_subspace: float = 1.0, pairing: str = "subspace",
+              eigengap: bool = False) -> StateDict:
+    """One ARM step through mergekit (``merge_method: arm``); targets empty = the base.
+
+    ``cur_stats`` and ``origin_stats`` must be different files (the kernel refuses one
+    file for both, since that is what an inherited top-level ``activations`` looks like).
+    """
     from mergekit.merge_methods import merge_state_dicts
 
     _register()
@@ -129,6 +136,8 @@ def arm_merge(cur: StateDict, origin: StateDict, targets: Sequence[StateDict],
         "energy": energy,
         "rotation_strength": float(rotation_strength),
         "off_subspace": float(off_subspace),
+        "pairing": pairing,
+        "eigengap": bool(eigengap),
         "missing_statistics": "plain",
     }
     with torch.no_grad():
@@ -146,7 +155,8 @@ def _layers(path: Path):
     return load_statistics(path)
 
 
-def angle_summary(stats_a: Path, stats_b: Path, rank: int, energy: float | None = None) -> dict:
+def angle_summary(stats_a: Path, stats_b: Path, rank: int, energy: float | None = None,
+                  eigengap: bool = False) -> dict:
     """Principal angles (degrees) between the top subspaces of every linear input."""
     from mergekit_arm.rotation import principal_angles, select_subspace
 
@@ -159,8 +169,8 @@ def angle_summary(stats_a: Path, stats_b: Path, rank: int, energy: float | None 
         if key in seen:  # q/k/v and gate/up share an input: count it once
             continue
         seen.add(key)
-        sa = select_subspace(la.basis, la.eigenvalues, la.trace, rank, energy)
-        sb = select_subspace(lb.basis, lb.eigenvalues, lb.trace, rank, energy)
+        sa = select_subspace(la.basis, la.eigenvalues, la.trace, rank, energy, eigengap)
+        sb = select_subspace(lb.basis, lb.eigenvalues, lb.trace, rank, energy, eigengap)
         r = min(sa.shape[1], sb.shape[1])
         angles.append(torch.rad2deg(principal_angles(sa[:, :r], sb[:, :r])))
     return summarize_angles(torch.cat(angles) if angles else torch.zeros(0))
@@ -181,7 +191,9 @@ MapFn = Callable[[torch.Tensor, str], torch.Tensor]
 
 def direction_cosines(d: StateDict, future: StateDict, from_stats: Path, cur_stats: Path,
                       rank: int, energy: float | None = None, rotation_strength: float = 1.0,
-                      off_subspace: float = 1.0, extra_maps: dict[str, MapFn] | None = None) -> dict:
+                      off_subspace: float = 1.0, pairing: str = "subspace",
+                      eigengap: bool = False,
+                      extra_maps: dict[str, MapFn] | None = None) -> dict:
     """Cosine, over all linear weights with statistics, between the displacement ``d``
     (unrotated, and rotated/guided as ARM does) and the update ``future`` SFT made later."""
     from mergekit_arm.rotation import arm_direction, select_subspace
@@ -196,10 +208,11 @@ def direction_cosines(d: StateDict, future: StateDict, from_stats: Path, cur_sta
         if name in cs.transposed:
             dd, ff = dd.T, ff.T
         lf, lc = fs[name], cs[name]
-        s_from = select_subspace(lf.basis, lf.eigenvalues, lf.trace, rank, energy)
-        s_cur = select_subspace(lc.basis, lc.eigenvalues, lc.trace, rank, energy)
-        variants = {"unrotated": dd,
-                    "rotated": arm_direction(dd, s_from, s_cur, rotation_strength, off_subspace)}
+        s_from = select_subspace(lf.basis, lf.eigenvalues, lf.trace, rank, energy, eigengap)
+        s_cur = select_subspace(lc.basis, lc.eigenvalues, lc.trace, rank, energy, eigengap)
+        rotated = arm_direction(dd, s_from, s_cur, rotation_strength, off_subspace,
+                                pairing=pairing, eig_from=lf.eigenvalues, eig_cur=lc.eigenvalues)
+        variants = {"unrotated": dd, "rotated": rotated}
         for key, fn in (extra_maps or {}).items():
             variants[key] = fn(dd, name)
         for key, v in variants.items():
@@ -232,15 +245,39 @@ def cosine_rates(eta0: float, steps: int) -> list[float]:
     return [eta0 * 0.5 * (1 + math.cos(math.pi * k / steps)) for k in range(steps)]
 
 
+@dataclass(frozen=True)
+class Leg:
+    """What one stream step moves along: ``d = mean_j (targets_j - source)``, rotated from
+    ``source``'s activation subspace (``source_stats``) into the current model's."""
+
+    source: StateDict
+    source_stats: Path | None
+    targets: tuple[StateDict, ...]
+    label: str = ""
+
+
+def fixed_legs(origin: StateDict, origin_stats: Path | None, targets: Sequence[StateDict],
+               steps: int) -> list[Leg]:
+    """``mode: fixed``: every step from = origin, to = the targets."""
+    return [Leg(origin, origin_stats, tuple(targets), "origin->targets")] * steps
+
+
+def checkpoint_legs(origin: StateDict, origin_stats: Path | None,
+                    checkpoints: Sequence[tuple[str, StateDict, Path]]) -> list[Leg]:
+    """``mode: checkpoints``: step t from = c_{t-1} (origin for t = 1), to = c_t."""
+    legs, prev, prev_stats, prev_name = [], origin, origin_stats, "origin"
+    for name, state, stats in checkpoints:
+        legs.append(Leg(prev, prev_stats, (state,), f"{prev_name}->{name}"))
+        prev, prev_stats, prev_name = state, stats, name
+    return legs
+
+
 def arm_stream(
     start: StateDict,
-    origin: StateDict,
-    targets: Sequence[StateDict],
-    origin_stats: Path | None,
+    legs: Sequence[Leg],
     calibrator: Calibrator | None,
     val_loss: Callable[[StateDict], float],
     *,
-    steps: int,
     min_steps: int = 0,
     rates: Sequence[float] | None = None,
     line_search: Sequence[float] | None = None,
@@ -249,34 +286,45 @@ def arm_stream(
     energy: float | None = None,
     rotation_strength: float = 1.0,
     off_subspace: float = 1.0,
-    diagnostics: Callable[[int, StateDict, Path | None], dict] | None = None,
+    pairing: str = "subspace",
+    start_stats: Path | None = None,
+    diagnostics: Callable[[int, StateDict, Path | None, Leg], dict] | None = None,
     label: str = "arm",
     log: Callable[[str], None] = print,
 ) -> StreamRun:
-    """Fixed-set streaming: every step from = origin, to = ``targets`` (the start when empty).
+    """Streaming Merging in memory: step k applies ``W <- W + eta_k d_A`` along ``legs[k]``.
 
-    ``rates`` is the schedule; with ``line_search`` each step tries ``base_rate * m`` for
-    every multiplier and keeps the lowest validation loss, stopping early when no
-    candidate improves on the current model. The step kept is the one with the lowest
-    validation loss among steps ``>= min_steps`` (step 0 = the start).
+    The current model is calibrated before every step (``start_stats``, if given, are the
+    start's statistics and save the first pass). ``rates`` is the schedule; with
+    ``line_search`` each step tries ``base_rate * m`` for every multiplier and keeps the
+    lowest validation loss, stopping early when no candidate improves on the current
+    model. The step kept is the one with the lowest validation loss among steps
+    ``>= min_steps`` (step 0 = the start).
     """
+    import shutil
+
     needs_stats = rotation_strength != 0.0 or off_subspace != 1.0
     cur = start
     best = StreamRun(start, 0, val_loss(start), [])
     current_val = best.best_val
     best.trajectory.append({"step": 0, "val": current_val})
-    for k in range(steps):
-        stats = calibrator(cur, f"{label}-step{k}") if needs_stats else None
-        record: dict = {"step": k + 1}
+    for k, leg in enumerate(legs):
+        stats = None
+        if needs_stats:
+            if k == 0 and start_stats is not None:
+                # A copy: the kernel refuses one file for base_model and origin.
+                stats = calibrator.folder / f"{label}-step0-{Path(start_stats).name}"
+                shutil.copyfile(start_stats, stats)
+            else:
+                stats = calibrator(cur, f"{label}-step{k}")
+        record: dict = {"step": k + 1, "leg": leg.label}
         if diagnostics is not None:
-            record["diagnostics"] = diagnostics(k, cur, stats)
-        # Fixed set: the displacement always starts at the origin and ends at the
-        # targets; with no explicit targets the start checkpoint is the target.
-        tgt = list(targets) if targets else [start]
+            record["diagnostics"] = diagnostics(k, cur, stats, leg)
+        targets = list(leg.targets)
 
-        def step(rate: float, cur=cur, stats=stats, tgt=tgt) -> StateDict:
-            return arm_merge(cur, origin, tgt, stats, origin_stats, rate, rank, energy,
-                             rotation_strength, off_subspace)
+        def step(rate: float, cur=cur, stats=stats, leg=leg, targets=targets) -> StateDict:
+            return arm_merge(cur, leg.source, targets, stats, leg.source_stats, rate, rank,
+                             energy, rotation_strength, off_subspace, pairing)
 
         if line_search:
             tried = []
@@ -298,7 +346,7 @@ def arm_stream(
             current_val = val_loss(cur)
         record.update({"rate": rate, "val": current_val})
         best.trajectory.append(record)
-        log(f"  {label} step {k + 1}: eta {rate:.4g} val {current_val:.4f}")
+        log(f"  {label} step {k + 1} ({leg.label}): eta {rate:.4g} val {current_val:.4f}")
         if current_val < best.best_val or best.best_step < min_steps:
             best.best_state, best.best_step, best.best_val = cur, k + 1, current_val
         if not math.isfinite(current_val):

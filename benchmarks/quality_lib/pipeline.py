@@ -27,33 +27,42 @@ class Preset:
     name: str
     model: str  # "tiny" or "smollm2"
     n_train_gsm: int
-    n_train_arith: int
-    n_val: int  # per task
+    n_train_task2: int
+    n_val: int  # second-task validation problems (and gsm ones unless n_val_gsm is set)
     n_test: int  # per gsm test split
-    n_test_arith: int
-    n_calibration: int  # calibration texts (also the pool of the split-half floor)
+    n_test_task2: int
+    n_calibration: int  # calibration texts of the main statistics
     max_length: int
     epochs: int
     batch_size: int
     learning_rate: float
     warmup_fraction: float
-    bf16: bool
+    bf16: bool  # bf16 autocast for training and evaluation (CPU with avx512_bf16, or GPU)
     eval_batch_size: int
     acc_gsm: int  # greedy-decoded problems of the primary gsm test split
-    acc_arith: int
+    acc_task2: int
     gsm_new_tokens: int
-    arith_new_tokens: int
     cal_max_length: int
-    rank: int
+    rank: int  # the spec's rank r of every ARM candidate unless a grid says otherwise
     stream_steps: int
     alpha_grid: list[float]
     lambda_grid: list[float]
     stream_eta_grid: list[float]
+    # second task: any reasoning-gym dataset with question/answer items, and its config
+    task2: str = "chain_sum"
+    task2_config: dict = field(default_factory=lambda: {
+        "min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2})
+    task2_new_tokens: int | None = None  # None: longest test answer + 4 tokens
+    data_seed: int = 0  # shifts every dataset seed and the gsm template split
     line_search_base: float = 0.5
     line_search_multipliers: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0])
-    energy_options: list[float | None] = field(default_factory=lambda: [None, 0.9])
-    arith_difficulty: dict = field(default_factory=lambda: {
-        "min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2})
+    # arm-single: ranks tried on validation; statistics store max(rank_options, rank_sweep)
+    rank_options: list[int] = field(default_factory=lambda: [16])
+    rank_sweep: list[int] = field(default_factory=lambda: [4, 16, 64])  # diagnostics only
+    energy_cut: float = 0.9  # the `energy` variant of arm-single
+    # "more calibration tokens": the variant's statistics use this many times n_calibration
+    calibration_multiplier: int = 2
+    checkpoint_eta_grid: list[float] = field(default_factory=lambda: [1.0, 1.5, 2.0])
     n_val_gsm: int | None = None  # gsm validation problems (None: n_val)
     # Smallest number of steps a stream may return; 0 lets validation keep the start
     # checkpoint (then the "ARM" candidate is just sft-20%).
@@ -66,55 +75,63 @@ class Preset:
     pretrain_steps: int = 150
     pretrain_lr: float = 3e-3
 
+    @property
+    def stats_rank(self) -> int:
+        """Rank stored in every statistics file (the largest any candidate or sweep reads,
+        plus one so that the eigengap rule can see the gap after its largest rank)."""
+        return max([self.rank, *self.rank_options, *self.rank_sweep]) + 1
+
+    @property
+    def calibration_pool(self) -> int:
+        return self.n_calibration * max(1, self.calibration_multiplier)
+
     def training_key(self, seed: int) -> str:
-        keys = ("model", "n_train_gsm", "n_train_arith", "max_length", "epochs", "batch_size",
-                "learning_rate", "warmup_fraction", "bf16", "arith_difficulty", "vocab_size",
-                "hidden", "layers", "intermediate", "pretrain_steps", "pretrain_lr")
+        keys = ("model", "n_train_gsm", "n_train_task2", "max_length", "epochs", "batch_size",
+                "learning_rate", "warmup_fraction", "bf16", "task2", "task2_config", "data_seed",
+                "vocab_size", "hidden", "layers", "intermediate", "pretrain_steps",
+                "pretrain_lr")
         blob = json.dumps({k: getattr(self, k) for k in keys} | {"seed": seed,
                           "data_version": DATA_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 QUICK = Preset(
-    name="quick", model="tiny", n_train_gsm=200, n_train_arith=600, n_val=40, n_test=80,
-    n_test_arith=80,
+    name="quick", model="tiny", n_train_gsm=200, n_train_task2=600, n_val=40, n_test=80,
+    n_test_task2=80,
     n_calibration=64, max_length=160, epochs=4, batch_size=16, learning_rate=3e-3,
-    warmup_fraction=0.1, bf16=False, eval_batch_size=32, acc_gsm=8, acc_arith=80,
-    gsm_new_tokens=80, arith_new_tokens=6, cal_max_length=160, rank=16, stream_steps=4,
+    warmup_fraction=0.1, bf16=False, eval_batch_size=32, acc_gsm=8, acc_task2=80,
+    gsm_new_tokens=80, cal_max_length=160, rank=16, stream_steps=4,
     alpha_grid=[0.05, 0.1, 0.25, 0.5, 1.0, 2.0], lambda_grid=[1.0, 1.5, 2.0, 3.0],
     stream_eta_grid=[0.05, 0.1, 0.25, 0.5], min_stream_steps=1,
+    rank_options=[16, 32], rank_sweep=[4, 16, 32],
 )
 
-# Sized for a *contended* 2-core CPU (other jobs running) where SmolLM2-135M trained at
-# ~20 tokens/s and evaluated at ~50 tokens/s in float32 (bf16 autocast was 4x slower:
-# no native bf16 here). A worked gsm_symbolic problem is ~190 tokens, a chain_sum one
-# ~20, so on this machine the full preset fine-tunes on chain_sum only and measures
-# gsm_symbolic loss on a few problems as a forgetting indicator. With more compute,
-# raise n_train_gsm / n_val_gsm / n_test with --set (the code paths are the same).
+# SmolLM2-135M-Instruct on 2 CPU cores with avx512_bf16 (measured: ~140 training and
+# ~470 evaluation tokens/s with bf16 autocast, half that in float32). A worked
+# gsm_symbolic problem is ~170 tokens, a chain_sum one ~30. One seed takes about 1.5 h
+# including the SFT (cached for re-runs); on a GPU raise the sizes with --set.
 FULL = Preset(
-    name="full", model="smollm2", n_train_gsm=0, n_train_arith=160, n_val=16, n_test=6,
-    n_test_arith=48, n_calibration=8, max_length=192, epochs=3, batch_size=8,
-    learning_rate=1e-4, warmup_fraction=0.1, bf16=False, eval_batch_size=16, acc_gsm=0,
-    acc_arith=48, gsm_new_tokens=200, arith_new_tokens=6, cal_max_length=128, rank=16,
-    # Step grids and the one-step minimum are those of the committed full table (first
-    # passed with --set; the coarser grid's first pass always picked its smallest value).
-    stream_steps=2, alpha_grid=[0.05, 0.1, 0.25, 0.5], lambda_grid=[1.0, 2.0],
-    stream_eta_grid=[0.1, 0.25], min_stream_steps=1, line_search_multipliers=[0.5, 1.0, 2.0],
-    energy_options=[None], arith_difficulty={"min_terms": 2, "max_terms": 3, "min_digits": 1,
-                                             "max_digits": 2},
-    n_val_gsm=0,
+    name="full", model="smollm2", n_train_gsm=240, n_train_task2=480, n_val=32, n_test=48,
+    n_test_task2=96, n_calibration=64, max_length=320, epochs=3, batch_size=8,
+    learning_rate=1e-4, warmup_fraction=0.1, bf16=True, eval_batch_size=16, acc_gsm=16,
+    acc_task2=96, gsm_new_tokens=200, cal_max_length=256, rank=16, stream_steps=3,
+    alpha_grid=[0.05, 0.1, 0.25, 0.5], lambda_grid=[1.0, 2.0], stream_eta_grid=[0.1, 0.25],
+    min_stream_steps=1, line_search_multipliers=[0.5, 1.0, 2.0], n_val_gsm=24,
+    task2_config={"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
+    rank_options=[16, 64], rank_sweep=[4, 16, 64], checkpoint_eta_grid=[1.0, 1.5, 2.0],
 )
 
 
 def smallest(preset: Preset) -> Preset:
     """The CI smoke-test settings: the quick preset shrunk to seconds."""
     return Preset(**(asdict(preset) | {
-        "name": preset.name + "-smoke", "n_train_gsm": 24, "n_train_arith": 48, "n_val": 8,
-        "n_test": 8, "n_test_arith": 8, "n_calibration": 8, "max_length": 96, "epochs": 2, "batch_size": 8,
-        "acc_gsm": 2, "acc_arith": 4, "gsm_new_tokens": 16, "cal_max_length": 64,
-        "rank": 8, "stream_steps": 2, "alpha_grid": [0.5, 1.0], "lambda_grid": [1.0, 2.0],
-        "stream_eta_grid": [0.5], "line_search_multipliers": [0.5, 1.0],
-        "energy_options": [None], "pretrain_steps": 10, "hidden": 32, "intermediate": 64}))
+        "name": preset.name + "-smoke", "n_train_gsm": 24, "n_train_task2": 48, "n_val": 8,
+        "n_test": 8, "n_test_task2": 8, "n_calibration": 8, "max_length": 96, "epochs": 2,
+        "batch_size": 8, "acc_gsm": 2, "acc_task2": 4, "gsm_new_tokens": 16,
+        "cal_max_length": 64, "rank": 8, "stream_steps": 2, "alpha_grid": [0.5, 1.0],
+        "lambda_grid": [1.0, 2.0], "stream_eta_grid": [0.5], "line_search_multipliers": [0.5, 1.0],
+        "rank_options": [8], "rank_sweep": [4, 8], "checkpoint_eta_grid": [1.0, 1.5],
+        "pretrain_steps": 10, "hidden": 32, "intermediate": 64}))
 
 
 def _num(value: float | None) -> str:
@@ -149,9 +166,10 @@ class Run:
     def prepare(self) -> None:
         p = self.preset
         with self.stage("data"):
-            self.splits: Splits = build_splits(self.seed, p.n_train_gsm, p.n_train_arith, p.n_val,
-                                               p.n_test, p.n_calibration, p.arith_difficulty,
-                                               p.n_test_arith, p.n_val_gsm)
+            self.splits: Splits = build_splits(
+                self.seed, p.n_train_gsm, p.n_train_task2, p.n_val, p.n_test,
+                (p.calibration_pool + 1) // 2, p.task2_config, p.n_test_task2, p.n_val_gsm, p.task2,
+                p.data_seed)
         with self.stage("origin"):
             self._origin()
         with self.stage("sft"):
@@ -160,7 +178,7 @@ class Run:
                                    p.bf16)
         self.calibrator = merges.Calibrator(
             self.model, self.tokenizer, [e.text() for e in self.splits.calibration],
-            self.work / "stats", p.n_calibration, p.cal_max_length, p.rank)
+            self.work / "stats", p.n_calibration, p.cal_max_length, p.stats_rank)
         self.calibrator.folder.mkdir(parents=True, exist_ok=True)
 
     def _origin(self) -> None:
@@ -226,6 +244,14 @@ class Run:
             self.val_cache[id(state)] = loss
         return loss
 
+    def task2_new_tokens(self) -> int:
+        p = self.preset
+        if p.task2_new_tokens is not None:
+            return p.task2_new_tokens
+        lengths = [len(self.tokenizer(" " + e.answer, add_special_tokens=False)["input_ids"])
+                   for e in self.splits.test_task2[:p.acc_task2]]
+        return max(lengths, default=4) + 4
+
     def test(self, name: str, state: StateDict, selected: dict | None = None,
              val: float | None = None) -> None:
         """The only place the test splits are touched: once per candidate."""
@@ -238,19 +264,26 @@ class Run:
             "val": val,
             "loss_gsm_ood": self.evaluator.loss(s.test_gsm_ood),
             "loss_gsm_id": self.evaluator.loss(s.test_gsm_id),
-            "loss_arith": self.evaluator.loss(s.test_arith),
+            "loss_task2": self.evaluator.loss(s.test_task2),
             "acc_gsm_ood": (self.evaluator.accuracy(s.test_gsm_ood[:p.acc_gsm], p.gsm_new_tokens)
                             if p.acc_gsm else None),
-            "acc_arith": self.evaluator.accuracy(s.test_arith[:p.acc_arith], p.arith_new_tokens,
-                                                 batch_size=32),
+            "acc_task2": (self.evaluator.accuracy(s.test_task2[:p.acc_task2],
+                                                  self.task2_new_tokens(), batch_size=32)
+                          if p.acc_task2 else None),
             "selected": selected or {},
         }
         self.timings["test"] = self.timings.get("test", 0.0) + time.perf_counter() - start
         self.results[name] = row
-        self.log(f"[seed {self.seed}] {name:<22} val {row['val']:.4f} gsm-ood {row['loss_gsm_ood']:.4f} "
-                 f"gsm-id {row['loss_gsm_id']:.4f} arith {row['loss_arith']:.4f} "
-                 f"acc-gsm {_num(row['acc_gsm_ood'])} acc-arith {_num(row['acc_arith'])} "
-                 f"{selected or ''}")
+        self.log(f"[seed {self.seed}] {name:<26} val {row['val']:.4f} "
+                 f"gsm-ood {row['loss_gsm_ood']:.4f} gsm-id {row['loss_gsm_id']:.4f} "
+                 f"{p.task2} {row['loss_task2']:.4f} acc-gsm {_num(row['acc_gsm_ood'])} "
+                 f"acc-{p.task2} {_num(row['acc_task2'])} {selected or ''}")
+
+    def copy_result(self, name: str, source: str, selected: dict) -> None:
+        """A candidate that validation resolved to another candidate's exact model (no new
+        test evaluation: the row is that candidate's)."""
+        self.results[name] = dict(self.results[source]) | {"selected": selected}
+        self.log(f"[seed {self.seed}] {name:<26} = {source} (chosen on validation)")
 
     def select(self, builder, grid: list[dict]) -> tuple[StateDict, dict, float]:
         best = (None, None, float("inf"))
@@ -263,143 +296,3 @@ class Run:
                 best = (state, params, loss)
         self.log("  validation: " + ", ".join(f"{p} -> {v:.4f}" for p, v in tried))
         return best[0], dict(best[1]) | {"val_grid": [[json.dumps(p), v] for p, v in tried]}, best[2]
-
-
-CANDIDATES = (
-    "origin", "sft-10%", "sft-20%", "sft-30%", "sft-100%", "expo-20%", "avg-early",
-    "task-arithmetic", "model-stock", "arm-single", "arm-stream", "arm-line-search",
-    "ablation-rotation0", "ablation-offsubspace0",
-)
-
-
-def run_candidates(run: Run) -> None:
-    p, ck, origin = run.preset, run.ckpt, run.origin
-    c10, c20, c30, c100 = ck[0.1], ck[0.2], ck[0.3], ck[1.0]
-    early = [c10, c20, c30]
-    future = merges.diff(c100, c20)  # the update SFT made after the 20% checkpoint
-
-    with run.stage("baselines"):
-        run.test("origin", origin)
-        for f, name in ((0.1, "sft-10%"), (0.2, "sft-20%"), (0.3, "sft-30%"), (1.0, "sft-100%")):
-            run.test(name, ck[f])
-        state, sel, v = run.select(lambda alpha: merges.expo(origin, c20, alpha),
-                                   [{"alpha": a} for a in p.alpha_grid])
-        run.test("expo-20%", state, sel, v)
-        run.test("avg-early", merges.average(early))
-        state, sel, v = run.select(
-            lambda lam: merges.mergekit_merge("task_arithmetic", origin, early,
-                                              {"weight": 1.0, "normalize": True, "lambda": lam}),
-            [{"lam": x} for x in p.lambda_grid])
-        run.test("task-arithmetic", state, sel, v)
-        run.test("model-stock", merges.mergekit_merge("model_stock", origin, early, {}))
-
-    with run.stage("calibration (origin, c10, c20, split halves)"):
-        s_origin = run.calibrator(origin, "origin")
-        s_c20 = run.calibrator(c20, "c20")
-        s_c10 = run.calibrator(c10, "c10")
-        texts = run.calibrator.texts[:p.n_calibration]
-        half = len(texts) // 2
-        s_half_a = run.calibrator(origin, "origin-halfA", texts=texts[:half], samples=half)
-        s_half_b = run.calibrator(origin, "origin-halfB", texts=texts[half:2 * half], samples=half)
-        s_c20_a = run.calibrator(c20, "c20-halfA", texts=texts[:half], samples=half)
-        s_origin_a = s_half_a
-
-    with run.stage("diagnostics"):
-        d20 = merges.diff(c20, origin)
-        diag: dict = {
-            "noise_floor_split_half_origin": merges.angle_summary(s_half_a, s_half_b, p.rank),
-            "angles_origin_to_c20": merges.angle_summary(s_origin, s_c20, p.rank),
-            "angles_origin_to_c20_half_samples": merges.angle_summary(s_origin_a, s_c20_a, p.rank),
-            "angles_c10_to_c20": merges.angle_summary(s_c10, s_c20, p.rank),
-        }
-        for energy in p.energy_options:
-            if energy is not None:
-                diag[f"noise_floor_split_half_energy{energy}"] = merges.angle_summary(
-                    s_half_a, s_half_b, p.rank, energy)
-                diag[f"angles_origin_to_c20_energy{energy}"] = merges.angle_summary(
-                    s_origin, s_c20, p.rank, energy)
-        cos = {}
-        for energy in p.energy_options:
-            tag = "rank" if energy is None else f"energy{energy}"
-            cos[f"origin->c20 vs c100-c20 ({tag})"] = merges.direction_cosines(
-                d20, future, s_origin, s_c20, p.rank, energy)
-        cos["origin->c20 vs c100-c20 (half calibration samples)"] = merges.direction_cosines(
-            d20, future, s_origin_a, s_c20_a, p.rank)
-        cos["origin->c20 vs c100-c20 (off_subspace 0)"] = merges.direction_cosines(
-            d20, future, s_origin, s_c20, p.rank, off_subspace=0.0)
-        cos["c10->c20 (latest step) vs c100-c20"] = merges.direction_cosines(
-            merges.diff(c20, c10), future, s_c10, s_c20, p.rank)
-        try:
-            from .procrustes import procrustes_cosines
-
-            cos.update(procrustes_cosines(d20, future, s_origin, s_c20, p.rank))
-        except ImportError:
-            pass
-        diag["cosines_first_step"] = cos
-        run.diagnostics["first_step"] = diag
-        for k, v in cos.items():
-            run.log(f"  cos {k}: unrotated {v['unrotated']:.4f} rotated {v['rotated']:.4f}")
-        for k, v in diag.items():
-            if k.startswith(("noise", "angles")):
-                run.log(f"  {k}: mean {v.get('mean', float('nan')):.2f} deg, "
-                        f"median {v.get('median', float('nan')):.2f}, p90 {v.get('p90', float('nan')):.2f}")
-
-    def step_diag(k: int, cur: StateDict, stats) -> dict:
-        out: dict = {}
-        if stats is not None:
-            out["angles_origin_to_cur"] = merges.angle_summary(s_origin, stats, p.rank)
-            out["cos_vs_c100_minus_cur"] = merges.direction_cosines(
-                d20, merges.diff(c100, cur), s_origin, stats, p.rank)
-        return out
-
-    with run.stage("arm-single"):
-        state, sel, v = run.select(
-            lambda eta, energy: merges.arm_merge(c20, origin, [], s_c20, s_origin, eta, p.rank,
-                                                 energy),
-            [{"eta": a, "energy": e} for e in p.energy_options for a in p.alpha_grid])
-        run.test("arm-single", state, sel, v)
-
-    streams = {}
-    with run.stage("arm-stream"):
-        best = None
-        for eta0 in p.stream_eta_grid:
-            res = merges.arm_stream(c20, origin, [], s_origin, run.calibrator, run.val,
-                                    steps=p.stream_steps, min_steps=p.min_stream_steps,
-                                    rates=merges.cosine_rates(eta0, p.stream_steps), rank=p.rank,
-                                    diagnostics=step_diag, label=f"arm-stream eta0={eta0}",
-                                    log=run.log)
-            streams[eta0] = res.trajectory
-            if best is None or res.best_val < best[1].best_val:
-                best = (eta0, res)
-        eta0, res = best
-        run.test("arm-stream", res.best_state,
-                 {"eta0": eta0, "schedule": "cosine", "steps": res.best_step,
-                  "max_steps": p.stream_steps}, res.best_val)
-        run.diagnostics["arm-stream"] = {str(k): v for k, v in streams.items()}
-
-    with run.stage("arm-line-search"):
-        res_ls = merges.arm_stream(c20, origin, [], s_origin, run.calibrator, run.val,
-                                   steps=p.stream_steps, min_steps=p.min_stream_steps, line_search=p.line_search_multipliers,
-                                   base_rate=p.line_search_base, rank=p.rank,
-                                   diagnostics=step_diag, label="arm-line-search", log=run.log)
-        run.test("arm-line-search", res_ls.best_state,
-                 {"base_rate": p.line_search_base, "multipliers": p.line_search_multipliers,
-                  "steps": res_ls.best_step,
-                  "rates": [t.get("rate") for t in res_ls.trajectory[1:] if "rate" in t]},
-                 res_ls.best_val)
-        run.diagnostics["arm-line-search"] = res_ls.trajectory
-
-    with run.stage("ablations"):
-        for name, kwargs in (("ablation-rotation0", {"rotation_strength": 0.0}),
-                             ("ablation-offsubspace0", {"off_subspace": 0.0})):
-            res_ab = merges.arm_stream(c20, origin, [], s_origin, run.calibrator, run.val,
-                                       steps=p.stream_steps, min_steps=p.min_stream_steps,
-                                       rates=merges.cosine_rates(eta0, p.stream_steps),
-                                       rank=p.rank, diagnostics=None, label=name, log=run.log,
-                                       **kwargs)
-            run.test(name, res_ab.best_state,
-                     {"eta0 (from arm-stream)": eta0, "steps": res_ab.best_step} | kwargs,
-                     res_ab.best_val)
-            run.diagnostics[name] = res_ab.trajectory
-    run.timings["calibration passes (s)"] = run.calibrator.seconds
-    run.timings["validation evals (s)"] = run.evaluator.seconds

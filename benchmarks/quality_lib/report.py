@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 from pathlib import Path
 
+# (key, label); "{task2}" is replaced by the second task's name
 METRICS = (("val", "val loss"), ("loss_gsm_ood", "gsm OOD loss"), ("loss_gsm_id", "gsm ID loss"),
-           ("loss_arith", "arith loss"), ("acc_gsm_ood", "gsm OOD acc"),
-           ("acc_arith", "arith acc"))
+           ("loss_task2", "{task2} loss"), ("acc_gsm_ood", "gsm OOD acc"),
+           ("acc_task2", "{task2} acc"))
+# Where-ARM-stands comparisons: the metrics (lower is better unless acc) and references
+VERDICT_METRICS = (("loss_gsm_ood", "gsm OOD loss"), ("loss_task2", "{task2} loss"),
+                   ("acc_task2", "{task2} acc"))
+REFERENCES = ("sft-100%", "sft-20%", "expo-20%", "avg-early")
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float | None]) -> tuple[float, float]:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return float("nan"), float("nan")
@@ -27,10 +33,46 @@ def aggregate(per_seed: list[dict], candidates: tuple[str, ...]) -> dict:
         rows = [s["results"][name] for s in per_seed if name in s["results"]]
         if not rows:
             continue
-        table[name] = {key: dict(zip(("mean", "std"), mean_std([r[key] for r in rows])))
+        table[name] = {key: dict(zip(("mean", "std"), mean_std([r.get(key) for r in rows])))
                        for key, _ in METRICS}
         table[name]["n_seeds"] = len(rows)
     return table
+
+
+def compare(per_seed: list[dict], candidate: str, reference: str, key: str) -> dict | None:
+    """Paired difference ``candidate - reference`` over the seeds that have both, and a
+    verdict: a win/loss needs the same sign in every seed and a mean beyond one sample std
+    of the per-seed differences (with one seed: the sign only, flagged as such)."""
+    diffs = []
+    for s in per_seed:
+        a, b = s["results"].get(candidate, {}).get(key), s["results"].get(reference, {}).get(key)
+        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b):
+            diffs.append(a - b)
+    if not diffs:
+        return None
+    m, sd = mean_std(diffs)
+    better = (lambda x: x > 0) if key.startswith("acc") else (lambda x: x < 0)
+    tol = 1e-9 if key.startswith("acc") else 5e-4
+    if all(abs(x) <= tol for x in diffs):
+        verdict = "tie"
+    elif all(better(x) for x in diffs) and (len(diffs) == 1 or abs(m) > sd):
+        verdict = "wins"
+    elif all(better(-x) for x in diffs) and (len(diffs) == 1 or abs(m) > sd):
+        verdict = "loses"
+    else:
+        verdict = "tie"
+    return {"mean": m, "std": sd, "n": len(diffs), "verdict": verdict}
+
+
+def verdicts(per_seed: list[dict], candidates: tuple[str, ...]) -> dict:
+    out = {}
+    for cand in (c for c in candidates if c.startswith("arm")):
+        for ref in REFERENCES:
+            for key, _ in VERDICT_METRICS:
+                res = compare(per_seed, cand, ref, key)
+                if res is not None:
+                    out.setdefault(cand, {}).setdefault(ref, {})[key] = res
+    return out
 
 
 def machine() -> dict:
@@ -40,13 +82,19 @@ def machine() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     try:
-        import os
-
-        info["cpus"] = os.cpu_count()
-    except Exception:  # pragma: no cover
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    info["avx512_bf16"] = "avx512_bf16" in line.split()
+                    break
+    except OSError:  # pragma: no cover
         pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
@@ -57,47 +105,104 @@ def _fmt(cell: dict, n: int, digits: int = 4) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{m:.{digits}f}"
 
 
-def _angles(d: dict) -> str:
+def _angles(d: dict | None) -> str:
     if not d or not d.get("n"):
         return "n/a"
     return (f"mean {d['mean']:.1f}°, median {d['median']:.1f}°, p90 {d['p90']:.1f}°, "
             f">45°: {100 * d['frac_gt_45']:.0f}%, >80°: {100 * d['frac_gt_80']:.0f}% (n={d['n']})")
 
 
+def _stream_tables(name: str, traj) -> list[str]:
+    lines: list[str] = []
+    runs = traj.items() if isinstance(traj, dict) else [("", traj)]
+    for tag, steps in runs:
+        lines += ["", f"{name} {('eta=' + tag) if tag else ''}: per step", "",
+                  "| step | leg | eta | val | angles from→cur | cos(d, c100-cur) unrot / rot |",
+                  "|---|---|---|---|---|---|"]
+        for rec in steps[1:]:
+            dg = rec.get("diagnostics", {})
+            c = dg.get("cos_vs_c100_minus_cur", {})
+            cos_txt = f"{c['unrotated']:.4f} / {c['rotated']:.4f}" if c else "n/a"
+            rate = rec.get("rate")
+            lines.append(f"| {rec['step']} | {rec.get('leg', '')} | "
+                         f"{'' if rate is None else f'{rate:.4g}'} | {rec['val']:.4f} | "
+                         f"{_angles(dg.get('angles_source_to_cur'))} | {cos_txt} |")
+    return lines
+
+
+def _verdict_lines(payload: dict, task2: str) -> list[str]:
+    n = len(payload["seeds"])
+    spread = ("paired over seeds: mean ± sample std of the per-seed difference; **wins** or "
+              "**loses** needs the same sign in every seed and |mean| > std, else **tie**"
+              if n > 1 else
+              "one seed: no spread, so every wins/loses below is a single sample (the quick "
+              "preset's seed spread is the only noise estimate)")
+    lines = ["## Where ARM stands", "",
+             f"Difference candidate − reference; for losses negative is better, for accuracy "
+             f"positive is better; {spread}.", ""]
+    refs = [r for r in REFERENCES if any(r in v for v in payload["verdicts"].values())]
+    for key, label in VERDICT_METRICS:
+        digits = 3 if key.startswith("acc") else 4
+        lines += [f"**{label.format(task2=task2)}**", "",
+                  "| ARM candidate | " + " | ".join(f"vs {r}" for r in refs) + " |",
+                  "|---|" + "---|" * len(refs)]
+        for cand, by_ref in payload["verdicts"].items():
+            row = []
+            for ref in refs:
+                c = by_ref.get(ref, {}).get(key)
+                if c is None:
+                    row.append("n/a")
+                    continue
+                spread_txt = f" ± {c['std']:.{digits}f}" if c["n"] > 1 else ""
+                row.append(f"{c['mean']:+.{digits}f}{spread_txt} {c['verdict']}")
+            lines.append(f"| {cand} | " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
+
+
 def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
+    """Write ``quality-<preset>.json`` and ``.md`` atomically (temp file, then rename)."""
     out.mkdir(parents=True, exist_ok=True)
+    task2 = payload["preset"].get("task2", "task2")
+    payload = payload | {"verdicts": verdicts(payload["seeds"], tuple(payload["candidates"]))}
     json_path = out / f"quality-{preset_name}.json"
     md_path = out / f"quality-{preset_name}.md"
-    json_path.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
     table, seeds = payload["table"], payload["seeds"]
     n = len(seeds)
+    labels = [label.format(task2=task2) for _, label in METRICS]
     lines = [f"# Quality benchmark: `{preset_name}` preset", "",
              "Written by `benchmarks/quality.py`; do not edit by hand.", "",
              f"- command: `{payload['command']}`",
              f"- started {payload['started']}, finished {payload['finished']}, "
-             f"wall {payload['wall_seconds'] / 60:.1f} min",
+             f"wall {payload['wall_seconds'] / 60:.1f} min"
+             + (f" (seeds reused from earlier runs of the same code and preset: "
+                f"{payload['reused_seeds']})" if payload.get("reused_seeds") else ""),
              f"- machine: {payload['machine']}",
-             f"- seeds: {n} ({', '.join(str(s['seed']) for s in seeds)}); "
-             "cells are mean ± sample std over seeds" if n > 1 else
-             f"- seeds: 1 ({seeds[0]['seed']}); no spread available",
+             (f"- seeds: {n} ({', '.join(str(s['seed']) for s in seeds)}); "
+              "cells are mean ± sample std over seeds" if n > 1 else
+              f"- seeds: 1 ({seeds[0]['seed']}); no spread available"),
+             f"- second task: `{task2}` {json.dumps(payload['preset'].get('task2_config', {}))}; "
+             f"data seed {payload['preset'].get('data_seed', 0)}",
              f"- ARM steps: {payload['arm_driver']}",
+             f"- code fingerprint: `{payload.get('code_fingerprint', '?')}`",
              ("" if payload.get("complete", True) else
               f"- **partial: {n} of {len(payload['seeds_requested'])} requested seeds finished**"),
              "",
              "Losses are mean response-token cross-entropy (lower is better); accuracies are "
-             "exact match of the final number under greedy decoding. `gsm OOD` = templates "
-             "never trained on (primary); `gsm ID` = train templates, unseen values "
-             "(secondary); `arith` = chain_sum. `val` = the validation split (gsm problems of "
-             "templates disjoint from train and test, plus chain_sum; counts in the Data "
-             "section) that every hyperparameter was chosen on.", "",
-             "| candidate | " + " | ".join(label for _, label in METRICS) + " |",
+             "exact match under greedy decoding, scored by reasoning-gym's own scorer. `gsm OOD` "
+             "= gsm_symbolic templates never trained on (primary); `gsm ID` = train templates, "
+             f"unseen values (secondary); `{task2}` = the second task. `val` = the validation "
+             "split (gsm problems of templates disjoint from train and test, plus the second "
+             "task; counts in the Data section) that every hyperparameter was chosen on.", "",
+             "| candidate | " + " | ".join(labels) + " |",
              "|---|" + "---|" * len(METRICS)]
     for name, row in table.items():
         cells = [_fmt(row[k], row["n_seeds"], 3 if k.startswith("acc") else 4) for k, _ in METRICS]
         cells = [c if c != "n/a" or not k.startswith("acc") else "not run" for c, (k, _) in
                  zip(cells, METRICS)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Selected hyperparameters (per seed, chosen on validation)", ""]
+    lines += [""] + _verdict_lines(payload, task2)
+    lines += ["## Selected hyperparameters (per seed, chosen on validation)", ""]
     for s in seeds:
         for name, row in s["results"].items():
             sel = {k: v for k, v in row.get("selected", {}).items() if k != "val_grid"}
@@ -107,39 +212,30 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
     for s in seeds:
         diag = s["diagnostics"].get("first_step", {})
         lines += [f"### seed {s['seed']}", "",
-                  f"Principal angles at rank {payload['preset']['rank']} (per linear input):", ""]
-        for key, val in diag.items():
-            if key.startswith(("noise", "angles")):
-                lines.append(f"- {key}: {_angles(val)}")
-        lines += ["", "Cosine between a displacement and the update SFT made afterwards "
-                  "(c100 - c20), over all linear weights:", "",
-                  "| displacement | unrotated | rotated/mapped | other maps |", "|---|---|---|---|"]
-        for key, val in diag.get("cosines_first_step", {}).items():
-            extra = ", ".join(f"{k} {v:.4f}" for k, v in val.items()
-                              if k not in ("unrotated", "rotated", "weights"))
-            lines.append(f"| {key} | {val['unrotated']:.4f} | {val['rotated']:.4f} | {extra} |")
-        for name in ("arm-stream", "arm-line-search"):
+                  "Calibration tokens per statistics file: "
+                  f"`{json.dumps(s['diagnostics'].get('calibration_tokens', {}))}`", "",
+                  "Principal angles between activation subspaces (per linear input), next to "
+                  "split-half noise floors (the same model on disjoint calibration texts):", ""]
+        for key, val in diag.get("angles", {}).items():
+            lines.append(f"- {key}: {_angles(val)}")
+        lines += ["", "Cosine, over all linear weights, between a displacement (unrotated, and "
+                  "as ARM rotates it) and the update SFT actually made afterwards (c100 - c20):",
+                  "", "| displacement, settings | unrotated | rotated |", "|---|---|---|"]
+        for key, val in diag.get("cosines", {}).items():
+            lines.append(f"| {key} | {val['unrotated']:.4f} | {val['rotated']:.4f} |")
+        for name in ("arm-stream", "arm-line-search", "arm-stream-checkpoints"):
             traj = s["diagnostics"].get(name)
-            if not traj:
-                continue
-            runs = traj.items() if isinstance(traj, dict) else [("", traj)]
-            for tag, steps in runs:
-                lines += ["", f"{name} {('eta0=' + tag) if tag else ''}: per step", "",
-                          "| step | eta | val | angles origin→cur | cos(d, c100-cur) unrot / rot |",
-                          "|---|---|---|---|---|"]
-                for rec in steps[1:]:
-                    dg = rec.get("diagnostics", {})
-                    c = dg.get("cos_vs_c100_minus_cur", {})
-                    cos_txt = (f"{c['unrotated']:.4f} / {c['rotated']:.4f}" if c else "n/a")
-                    rate = rec.get("rate")
-                    lines.append(f"| {rec['step']} | {'' if rate is None else f'{rate:.4g}'} | "
-                                 f"{rec['val']:.4f} | {_angles(dg.get('angles_origin_to_cur'))} | "
-                                 f"{cos_txt} |")
+            if traj:
+                lines += _stream_tables(name, traj)
         lines.append("")
     lines += ["## Stage timings (seconds, per seed)", ""]
     for s in seeds:
         lines.append(f"- seed {s['seed']}: " + ", ".join(f"{k} {v:.0f}" for k, v in s["timings"].items()))
     lines += ["", "## Data", "", f"`{json.dumps(seeds[0]['splits'])}`", "",
               "## Preset", "", f"`{json.dumps(payload['preset'])}`", ""]
-    md_path.write_text("\n".join(lines), encoding="utf-8")
+    for path, text in ((json_path, json.dumps(payload, indent=1, default=str)),
+                       (md_path, "\n".join(lines))):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
     return md_path, json_path

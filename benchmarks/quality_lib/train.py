@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .data import Example, answers_match, extract_answer
+from .data import Example, extract_answer, scorer
 
 StateDict = dict[str, torch.Tensor]
 
@@ -116,13 +116,15 @@ class Evaluator:
 
     @torch.no_grad()
     def accuracy(self, examples: Sequence[Example], max_new_tokens: int, batch_size: int = 16) -> float:
-        """Exact match of the final number under greedy decoding (left-padded batches)."""
+        """Exact match under greedy decoding (left-padded batches), scored by the task's
+        own reasoning-gym scorer on the extracted answer."""
         if not examples:
             return float("nan")
         self.model.eval()
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         correct = 0
+        scorers = {}
         for s in range(0, len(examples), batch_size):
             chunk = examples[s:s + batch_size]
             prompts = [tok(e.prompt, add_special_tokens=False)["input_ids"] for e in chunk]
@@ -137,9 +139,10 @@ class Evaluator:
                                           max_new_tokens=max_new_tokens, pad_token_id=pad,
                                           eos_token_id=tok.eos_token_id)
             for i, e in enumerate(chunk):
+                if e.task not in scorers:
+                    scorers[e.task] = scorer(e.task)
                 text = tok.decode(out[i, width:], skip_special_tokens=True)
-                text = text.split("\nQuestion:")[0]
-                correct += answers_match(extract_answer(text), e.answer)
+                correct += scorers[e.task](extract_answer(text, e.task), e)
         return correct / len(examples)
 
 

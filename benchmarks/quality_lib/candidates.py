@@ -1,0 +1,263 @@
+"""Every candidate of one seed, built from the early checkpoints only, then tested once.
+
+Selection protocol (see ``pipeline.py``): each candidate's hyperparameters are chosen
+on the validation loss; :meth:`Run.test` is the only reader of the test splits and runs
+once per candidate, after its selection.
+
+ARM candidates, all through ``merge_method: arm`` in MergeKit:
+
+* ``arm-single``: one merge from c20, origin -> c20, the spec's settings (rank and eta
+  on validation);
+* ``arm-single (<variant>)``: the same merge with one remedy of the issue's list
+  switched on (energy-weighted pairing, an eigengap rank, an energy cut, twice the
+  calibration tokens, the latest step c10 -> c20 as the displacement); ``arm-single
+  (best on val)`` is whichever of these validation prefers (no new test evaluation);
+* ``arm-stream`` / ``arm-line-search``: fixed-set streams from c20 (cosine schedule, or a
+  line search per step);
+* ``arm-stream-checkpoints``: a stream of checkpoints from the origin, origin -> c10 ->
+  c20 -> c30, each leg scaled by a constant eta (eta = 1 without rotation reproduces c30);
+* ablations: the two streams with the rotation off (iterated ExPO) and the fixed stream
+  with ``off_subspace: 0``.
+"""
+
+from __future__ import annotations
+
+from . import merges
+from .pipeline import Run
+from .train import StateDict
+
+ARM_VARIANTS = (
+    # (row name, options) on top of the spec's arm-single
+    ("arm-single (energy pairing)", {"pairing": "energy"}),
+    ("arm-single (eigengap rank)", {"eigengap": True}),
+    ("arm-single (energy cut)", {"energy": "preset"}),
+    ("arm-single (2x calibration tokens)", {"tokens": 2}),
+    ("arm-single (latest step c10->c20)", {"direction": "latest"}),
+)
+
+CANDIDATES = (
+    "origin", "sft-10%", "sft-20%", "sft-30%", "sft-100%", "expo-20%", "expo-30%", "avg-early",
+    "task-arithmetic", "model-stock", "arm-single", *(name for name, _ in ARM_VARIANTS),
+    "arm-single (best on val)", "arm-stream", "arm-line-search", "arm-stream-checkpoints",
+    "ablation-rotation0", "ablation-offsubspace0", "ablation-checkpoints-rotation0",
+)
+
+
+def _mean_displacement(leg: merges.Leg) -> StateDict:
+    """``mean_j (to_j - from)`` of a leg (the kernel's ``d`` with equal weights)."""
+    targets = leg.targets
+    return {k: sum(t[k] for t in targets) / len(targets) - leg.source[k]
+            for k, v in leg.source.items() if v.is_floating_point()}
+
+
+def run_candidates(run: Run) -> None:
+    p, ck, origin = run.preset, run.ckpt, run.origin
+    c10, c20, c30, c100 = ck[0.1], ck[0.2], ck[0.3], ck[1.0]
+    early = [c10, c20, c30]
+    future = merges.diff(c100, c20)  # the update SFT made after the 20% checkpoint
+    n = p.n_calibration
+
+    with run.stage("baselines"):
+        run.test("origin", origin)
+        for f, name in ((0.1, "sft-10%"), (0.2, "sft-20%"), (0.3, "sft-30%"), (1.0, "sft-100%")):
+            run.test(name, ck[f])
+        for name, c in (("expo-20%", c20), ("expo-30%", c30)):
+            state, sel, v = run.select(lambda alpha, c=c: merges.expo(origin, c, alpha),
+                                       [{"alpha": a} for a in p.alpha_grid])
+            run.test(name, state, sel, v)
+        run.test("avg-early", merges.average(early))
+        state, sel, v = run.select(
+            lambda lam: merges.mergekit_merge("task_arithmetic", origin, early,
+                                              {"weight": 1.0, "normalize": True, "lambda": lam}),
+            [{"lam": x} for x in p.lambda_grid])
+        run.test("task-arithmetic", state, sel, v)
+        run.test("model-stock", merges.mergekit_merge("model_stock", origin, early, {}))
+
+    cal = run.calibrator
+    texts = cal.texts
+    with run.stage("calibration (origin, c10, c20, split halves, 2x tokens)"):
+        s_origin = cal(origin, "origin")
+        s_c10 = cal(c10, "c10")
+        s_c20 = cal(c20, "c20")
+        half = n // 2
+        s_half_a = cal(origin, "origin-halfA", texts=texts[:half], samples=half)
+        s_half_b = cal(origin, "origin-halfB", texts=texts[half:n], samples=n - half)
+        s_c20_a = cal(c20, "c20-halfA", texts=texts[:half], samples=half)
+        big = min(len(texts), n * max(1, p.calibration_multiplier))
+        if big > n:
+            s_origin_big = cal(origin, "origin-2x", texts=texts[:big], samples=big)
+            s_c20_big = cal(c20, "c20-2x", texts=texts[:big], samples=big)
+            s_origin_rest = cal(origin, "origin-rest", texts=texts[n:big], samples=big - n)
+        else:
+            s_origin_big = s_c20_big = s_origin_rest = None
+        run.diagnostics["calibration_tokens"] = cal.tokens
+
+    with run.stage("diagnostics"):
+        run.diagnostics["first_step"] = first_step_diagnostics(
+            run, s_origin, s_c10, s_c20, s_half_a, s_half_b, s_c20_a, s_origin_big, s_c20_big,
+            s_origin_rest, future)
+
+    def step_diag(k: int, cur: StateDict, stats, leg: merges.Leg) -> dict:
+        out: dict = {}
+        if stats is not None and leg.source_stats is not None:
+            d = _mean_displacement(leg)
+            out["angles_source_to_cur"] = merges.angle_summary(leg.source_stats, stats, p.rank)
+            out["cos_vs_c100_minus_cur"] = merges.direction_cosines(
+                d, merges.diff(c100, cur), leg.source_stats, stats, p.rank)
+        return out
+
+    with run.stage("arm-single and variants"):
+        single = {}
+        state, sel, v = run.select(
+            lambda eta, rank: merges.arm_merge(c20, origin, [], s_c20, s_origin, eta, rank),
+            [{"eta": a, "rank": r} for r in p.rank_options for a in p.alpha_grid])
+        run.test("arm-single", state, sel, v)
+        single["arm-single"] = v
+        rank = sel["rank"]
+        for name, options in ARM_VARIANTS:
+            opts = dict(options)
+            cur_stats, from_stats, source = s_c20, s_origin, origin
+            if opts.pop("tokens", None):
+                if s_origin_big is None:
+                    continue
+                cur_stats, from_stats = s_c20_big, s_origin_big
+            if opts.pop("direction", None) == "latest":
+                from_stats, source = s_c10, c10
+            if opts.get("energy") == "preset":
+                opts["energy"] = p.energy_cut
+
+            def build(eta, cur_stats=cur_stats, from_stats=from_stats, source=source, opts=opts):
+                return merges.arm_merge(c20, source, [], cur_stats, from_stats, eta, rank, **opts)
+
+            state, sel, v = run.select(build, [{"eta": a} for a in p.alpha_grid])
+            run.test(name, state, sel | {"rank": rank} | opts, v)
+            single[name] = v
+        best = min(single, key=single.get)
+        run.copy_result("arm-single (best on val)", best,
+                        {"variant": best, "val_by_variant": single})
+
+    streams = {}
+    with run.stage("arm-stream"):
+        best_run = None
+        for eta0 in p.stream_eta_grid:
+            res = merges.arm_stream(
+                c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
+                min_steps=p.min_stream_steps, rates=merges.cosine_rates(eta0, p.stream_steps),
+                rank=p.rank, start_stats=s_c20, diagnostics=step_diag,
+                label=f"arm-stream eta0={eta0}", log=run.log)
+            streams[eta0] = res.trajectory
+            if best_run is None or res.best_val < best_run[1].best_val:
+                best_run = (eta0, res)
+        eta0, res = best_run
+        run.test("arm-stream", res.best_state,
+                 {"eta0": eta0, "schedule": "cosine", "steps": res.best_step,
+                  "max_steps": p.stream_steps}, res.best_val)
+        run.diagnostics["arm-stream"] = {str(k): v for k, v in streams.items()}
+
+    with run.stage("arm-line-search"):
+        res_ls = merges.arm_stream(
+            c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
+            min_steps=p.min_stream_steps, line_search=p.line_search_multipliers,
+            base_rate=p.line_search_base, rank=p.rank, start_stats=s_c20,
+            diagnostics=step_diag, label="arm-line-search", log=run.log)
+        run.test("arm-line-search", res_ls.best_state,
+                 {"base_rate": p.line_search_base, "multipliers": p.line_search_multipliers,
+                  "steps": res_ls.best_step,
+                  "rates": [t.get("rate") for t in res_ls.trajectory[1:] if "rate" in t]},
+                 res_ls.best_val)
+        run.diagnostics["arm-line-search"] = res_ls.trajectory
+
+    legs = merges.checkpoint_legs(origin, s_origin,
+                                  [("c10", c10, s_c10), ("c20", c20, s_c20), ("c30", c30, None)])
+    with run.stage("arm-stream-checkpoints"):
+        runs, best_ck = {}, None
+        for eta in p.checkpoint_eta_grid:
+            res = merges.arm_stream(
+                origin, legs, cal, run.val, min_steps=1, rates=[eta] * len(legs), rank=p.rank,
+                start_stats=s_origin, diagnostics=step_diag,
+                label=f"arm-stream-checkpoints eta={eta}", log=run.log)
+            runs[eta] = res.trajectory
+            if best_ck is None or res.best_val < best_ck[1].best_val:
+                best_ck = (eta, res)
+        eta_ck, res = best_ck
+        run.test("arm-stream-checkpoints", res.best_state,
+                 {"eta": eta_ck, "schedule": "constant", "steps": res.best_step,
+                  "legs": [leg.label for leg in legs[:res.best_step]]}, res.best_val)
+        run.diagnostics["arm-stream-checkpoints"] = {str(k): v for k, v in runs.items()}
+
+    with run.stage("ablations"):
+        for name, kwargs in (("ablation-rotation0", {"rotation_strength": 0.0}),
+                             ("ablation-offsubspace0", {"off_subspace": 0.0})):
+            res_ab = merges.arm_stream(
+                c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
+                min_steps=p.min_stream_steps, rates=merges.cosine_rates(eta0, p.stream_steps),
+                rank=p.rank, start_stats=s_c20, label=name, log=run.log, **kwargs)
+            run.test(name, res_ab.best_state,
+                     {"eta0 (from arm-stream)": eta0, "steps": res_ab.best_step} | kwargs,
+                     res_ab.best_val)
+            run.diagnostics[name] = res_ab.trajectory
+        res_ab = merges.arm_stream(origin, legs, cal, run.val, min_steps=1,
+                                   rates=[eta_ck] * len(legs), rank=p.rank,
+                                   rotation_strength=0.0, label="ablation-checkpoints-rotation0",
+                                   log=run.log)
+        run.test("ablation-checkpoints-rotation0", res_ab.best_state,
+                 {"eta (from arm-stream-checkpoints)": eta_ck, "steps": res_ab.best_step,
+                  "rotation_strength": 0.0}, res_ab.best_val)
+        run.diagnostics["ablation-checkpoints-rotation0"] = res_ab.trajectory
+    run.timings["calibration passes (s)"] = cal.seconds
+    run.timings["validation evals (s)"] = run.evaluator.seconds
+
+
+def first_step_diagnostics(run: Run, s_origin, s_c10, s_c20, s_half_a, s_half_b, s_c20_a,
+                           s_origin_big, s_c20_big, s_origin_rest, future: StateDict) -> dict:
+    """Principal angles against split-half noise floors, and the cosine of each candidate
+    displacement (rotated / unrotated) with the update SFT made after c20."""
+    p, origin, c10, c20 = run.preset, run.origin, run.ckpt[0.1], run.ckpt[0.2]
+    n = p.n_calibration
+    angles, cos = {}, {}
+    for r in sorted(set(p.rank_sweep) | {p.rank}):
+        angles[f"noise floor (origin, two halves of {n} texts), rank {r}"] = merges.angle_summary(
+            s_half_a, s_half_b, r)
+        angles[f"origin -> c20, rank {r}"] = merges.angle_summary(s_origin, s_c20, r)
+    r = p.rank
+    angles[f"noise floor, eigengap rank <= {r}"] = merges.angle_summary(
+        s_half_a, s_half_b, r, eigengap=True)
+    angles[f"origin -> c20, eigengap rank <= {r}"] = merges.angle_summary(
+        s_origin, s_c20, r, eigengap=True)
+    angles[f"noise floor, energy {p.energy_cut} (rank <= {r})"] = merges.angle_summary(
+        s_half_a, s_half_b, r, p.energy_cut)
+    angles[f"origin -> c20, energy {p.energy_cut} (rank <= {r})"] = merges.angle_summary(
+        s_origin, s_c20, r, p.energy_cut)
+    angles[f"origin -> c20, {n // 2} texts, rank {r}"] = merges.angle_summary(s_half_a, s_c20_a, r)
+    if s_origin_big is not None:
+        angles[f"noise floor (origin, two disjoint sets of {n} texts), rank {r}"] = (
+            merges.angle_summary(s_origin, s_origin_rest, r))
+        angles[f"origin -> c20, {2 * n} texts, rank {r}"] = merges.angle_summary(
+            s_origin_big, s_c20_big, r)
+    angles[f"c10 -> c20, rank {r}"] = merges.angle_summary(s_c10, s_c20, r)
+
+    d20 = merges.diff(c20, origin)
+    for rr in sorted(set(p.rank_sweep) | {p.rank}):
+        cos[f"origin->c20, rank {rr}"] = merges.direction_cosines(d20, future, s_origin, s_c20, rr)
+    cos[f"origin->c20, energy pairing, rank {r}"] = merges.direction_cosines(
+        d20, future, s_origin, s_c20, r, pairing="energy")
+    cos[f"origin->c20, eigengap rank <= {r}"] = merges.direction_cosines(
+        d20, future, s_origin, s_c20, r, eigengap=True)
+    cos[f"origin->c20, energy {p.energy_cut}"] = merges.direction_cosines(
+        d20, future, s_origin, s_c20, r, p.energy_cut)
+    cos[f"origin->c20, {n // 2} texts"] = merges.direction_cosines(
+        d20, future, s_half_a, s_c20_a, r)
+    if s_origin_big is not None:
+        cos[f"origin->c20, {2 * n} texts"] = merges.direction_cosines(
+            d20, future, s_origin_big, s_c20_big, r)
+    cos["origin->c20, off_subspace 0"] = merges.direction_cosines(
+        d20, future, s_origin, s_c20, r, off_subspace=0.0)
+    cos["c10->c20 (latest step)"] = merges.direction_cosines(
+        merges.diff(c20, c10), future, s_c10, s_c20, r)
+    for k, v in cos.items():
+        run.log(f"  cos vs c100-c20, {k}: unrotated {v['unrotated']:.4f} "
+                f"rotated {v['rotated']:.4f}")
+    for k, v in angles.items():
+        run.log(f"  angles {k}: mean {v.get('mean', float('nan')):.2f} deg, "
+                f"p90 {v.get('p90', float('nan')):.2f}")
+    return {"angles": angles, "cosines": cos}
