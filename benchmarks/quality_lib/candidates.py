@@ -101,9 +101,9 @@ def run_candidates(run: Run) -> None:
         out: dict = {}
         if stats is not None and leg.source_stats is not None:
             d = _mean_displacement(leg)
-            out["angles_source_to_cur"] = merges.angle_summary(leg.source_stats, stats, p.rank)
+            out["angles_source_to_cur"] = merges.angle_summary(leg.source_stats, stats, rank)
             out["cos_vs_c100_minus_cur"] = merges.direction_cosines(
-                d, merges.diff(c100, cur), leg.source_stats, stats, p.rank)
+                d, merges.diff(c100, cur), leg.source_stats, stats, rank)
         return out
 
     with run.stage("arm-single and variants"):
@@ -113,7 +113,7 @@ def run_candidates(run: Run) -> None:
             [{"eta": a, "rank": r} for r in p.rank_options for a in p.alpha_grid])
         run.test("arm-single", state, sel, v)
         single["arm-single"] = v
-        rank = sel["rank"]
+        rank = sel["rank"]  # every later ARM candidate uses the rank validation chose here
         for name, options in ARM_VARIANTS:
             opts = dict(options)
             cur_stats, from_stats, source = s_c20, s_origin, origin
@@ -143,7 +143,7 @@ def run_candidates(run: Run) -> None:
             res = merges.arm_stream(
                 c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
                 min_steps=p.min_stream_steps, rates=merges.cosine_rates(eta0, p.stream_steps),
-                rank=p.rank, start_stats=s_c20, diagnostics=step_diag,
+                rank=rank, start_stats=s_c20, diagnostics=step_diag,
                 label=f"arm-stream eta0={eta0}", log=run.log)
             streams[eta0] = res.trajectory
             if best_run is None or res.best_val < best_run[1].best_val:
@@ -158,7 +158,7 @@ def run_candidates(run: Run) -> None:
         res_ls = merges.arm_stream(
             c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
             min_steps=p.min_stream_steps, line_search=p.line_search_multipliers,
-            base_rate=p.line_search_base, rank=p.rank, start_stats=s_c20,
+            base_rate=p.line_search_base, rank=rank, start_stats=s_c20,
             diagnostics=step_diag, label="arm-line-search", log=run.log)
         run.test("arm-line-search", res_ls.best_state,
                  {"base_rate": p.line_search_base, "multipliers": p.line_search_multipliers,
@@ -173,7 +173,7 @@ def run_candidates(run: Run) -> None:
         runs, best_ck = {}, None
         for eta in p.checkpoint_eta_grid:
             res = merges.arm_stream(
-                origin, legs, cal, run.val, min_steps=1, rates=[eta] * len(legs), rank=p.rank,
+                origin, legs, cal, run.val, min_steps=1, rates=[eta] * len(legs), rank=rank,
                 start_stats=s_origin, diagnostics=step_diag,
                 label=f"arm-stream-checkpoints eta={eta}", log=run.log)
             runs[eta] = res.trajectory
@@ -191,13 +191,13 @@ def run_candidates(run: Run) -> None:
             res_ab = merges.arm_stream(
                 c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
                 min_steps=p.min_stream_steps, rates=merges.cosine_rates(eta0, p.stream_steps),
-                rank=p.rank, start_stats=s_c20, label=name, log=run.log, **kwargs)
+                rank=rank, start_stats=s_c20, label=name, log=run.log, **kwargs)
             run.test(name, res_ab.best_state,
                      {"eta0 (from arm-stream)": eta0, "steps": res_ab.best_step} | kwargs,
                      res_ab.best_val)
             run.diagnostics[name] = res_ab.trajectory
         res_ab = merges.arm_stream(origin, legs, cal, run.val, min_steps=1,
-                                   rates=[eta_ck] * len(legs), rank=p.rank,
+                                   rates=[eta_ck] * len(legs), rank=rank,
                                    rotation_strength=0.0, label="ablation-checkpoints-rotation0",
                                    log=run.log)
         run.test("ablation-checkpoints-rotation0", res_ab.best_state,

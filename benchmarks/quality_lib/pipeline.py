@@ -43,7 +43,8 @@ class Preset:
     acc_task2: int
     gsm_new_tokens: int
     cal_max_length: int
-    rank: int  # the spec's rank r of every ARM candidate unless a grid says otherwise
+    rank: int  # rank of the diagnostics (angles, cosines); ARM candidates use the rank
+    # that arm-single chose on validation among rank_options
     stream_steps: int
     alpha_grid: list[float]
     lambda_grid: list[float]
