@@ -12,6 +12,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -93,37 +94,101 @@ def iter_batches(
 # -- math ----------------------------------------------------------------------------
 
 
-# Above this input size the eigendecomposition runs in float32: a float64 copy of a
-# 28672-wide second moment (a 70B down_proj input) is 6.6 GB, and eigh holds several.
+#: ``x^T x`` is accumulated as row panels of its lower block triangle, one panel per
+#: ``PANEL_WIDTH`` input features, at most ``MAX_PANELS``: ``(p + 1) / 2p`` of the flops of
+#: the full product. Measured on one CPU thread (docs/performance.md): 8 panels cut the
+#: accumulation of a 1536-wide input by ~37% and of a 576-wide one by ~32%; more panels
+#: gain nothing (smaller matmuls), and below 64 features per panel the split does not pay.
+PANEL_WIDTH = 64
+MAX_PANELS = 8
+
+
+def lower_panels(dim: int) -> list[tuple[int, int]]:
+    """Row ranges ``[r0, r1)`` of the panels that cover the lower block triangle."""
+    panels = min(MAX_PANELS, max(1, dim // PANEL_WIDTH))
+    edges = [round(i * dim / panels) for i in range(panels + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def accumulate_lower_gram(total: torch.Tensor, x: torch.Tensor, panels: list[tuple[int, int]]) -> None:
+    """``total[r0:r1, :r1] += x[:, r0:r1]^T x[:, :r1]`` per panel: the lower block triangle of
+    ``x^T x`` (diagonal blocks in full); :func:`symmetrise_lower` completes it."""
+    for r0, r1 in panels:
+        total[r0:r1, :r1].addmm_(x[:, r0:r1].T, x[:, :r1])
+
+
+def symmetrise_lower(total: torch.Tensor, panels: list[tuple[int, int]]) -> torch.Tensor:
+    """Copy the lower off-diagonal blocks onto the upper ones, in place: ``x^T x`` in full."""
+    for r0, r1 in panels[1:]:
+        total[:r0, r0:r1].copy_(total[r0:r1, :r0].T)
+    return total
+
+
+#: float32 ``eigh`` is kept when the top-r eigenvalues span at most this ratio
+#: ``lambda_1 / lambda_r``; above it the decomposition is redone in float64. Measured on
+#: SmolLM2-135M's second moments, with massive-activation outliers added (docs/performance.md):
+#: up to a spread of ~1e3 float32 matches float64 to <= 0.2 degree (top-64 subspace) and a
+#: relative eigenvalue error <= 3e-5; from ~5e3 on its error grows to 10-90 degrees, because
+#: its backward error is ``~eps32 * lambda_1``, which then reaches the eigenvalue gaps near r.
+FLOAT32_EIGH_MAX_SPREAD = 1e3
+#: Above this input size the eigendecomposition stays in float32 whatever the spread: a
+#: float64 copy of a 28672-wide second moment (a 70B down_proj input) is 6.6 GB, and
+#: ``eigh`` holds three such arrays (input, eigenvectors, workspace).
 FLOAT64_EIGH_MAX_DIM = 8192
 
 
-def principal_subspace(second_moment: torch.Tensor, rank: int) -> LayerStatistics:
-    """Top-``rank`` eigenpairs of a symmetric PSD matrix ``C``.
+def symmetrise_in_place(c: torch.Tensor) -> torch.Tensor:
+    """``C <- (C + C^T) / 2`` in place, one row panel at a time (temporary: one panel)."""
+    for r0, r1 in lower_panels(c.shape[0]):
+        mean = c[r0:r1, :r1].add(c[:r1, r0:r1].T).mul_(0.5)
+        c[r0:r1, :r1].copy_(mean)
+        c[:r1, r0:r1].copy_(mean.T)
+    return c
 
-    ``eigh`` runs in float64 up to ``FLOAT64_EIGH_MAX_DIM`` and in float32 above it.
+
+def principal_subspace(second_moment: torch.Tensor, rank: int, *, overwrite: bool = False
+                       ) -> LayerStatistics:
+    """Top-``rank`` eigenpairs of a symmetric PSD matrix ``C`` (``C`` is first symmetrised).
+
+    ``eigh`` runs in float32; when its top eigenvalues spread by more than
+    ``FLOAT32_EIGH_MAX_SPREAD`` (``lambda_1 / lambda_r``, where float32 is not accurate
+    enough) it is redone in float64, unless the input is wider than ``FLOAT64_EIGH_MAX_DIM``.
     Columns are ordered by descending eigenvalue and signed so that each column's
     largest-magnitude entry is positive (a deterministic, sign-free convention).
+    ``overwrite=True`` lets the function symmetrise a float32 ``second_moment`` in place and
+    use it as its workspace; otherwise it works on a copy. Only the kept ``r`` columns of the
+    eigenvectors are copied.
     """
     n = second_moment.shape[0]
-    dtype = torch.float64 if n <= FLOAT64_EIGH_MAX_DIM else torch.float32
-    c = second_moment.to(dtype, copy=True)
-    c.add_(c.T.clone()).mul_(0.5)
-    trace = torch.diagonal(c).sum().to(torch.float32).cpu()
-    eigenvalues, vectors = torch.linalg.eigh(c)
-    del c
     r = min(rank, n)
+    if overwrite and second_moment.dtype == torch.float32:
+        c = second_moment
+    else:
+        c = second_moment.to(torch.float32, copy=True)
+    symmetrise_in_place(c)
+    trace = torch.diagonal(c).sum().cpu()
+    eigenvalues, vectors = torch.linalg.eigh(c)
+    if n <= FLOAT64_EIGH_MAX_DIM and not _float32_accurate(eigenvalues, r):
+        del eigenvalues, vectors
+        eigenvalues, vectors = torch.linalg.eigh(c.to(torch.float64))
+    del c
     eigenvalues = eigenvalues[-r:].flip(0).clamp_min(0.0)
-    vectors = vectors[:, -r:].flip(1)
+    vectors = vectors[:, -r:].flip(1)  # a copy of the r kept columns; the rest is freed
     pivot = vectors.abs().argmax(dim=0)
     signs = torch.sign(vectors[pivot, torch.arange(r, device=vectors.device)])
     signs[signs == 0] = 1.0
-    vectors = vectors * signs
+    vectors.mul_(signs)
     return LayerStatistics(
         basis=vectors.to(torch.float32).cpu().contiguous(),
         eigenvalues=eigenvalues.to(torch.float32).cpu().contiguous(),
         trace=trace,
     )
+
+
+def _float32_accurate(ascending: torch.Tensor, r: int) -> bool:
+    """``0 < lambda_r`` and ``lambda_1 <= FLOAT32_EIGH_MAX_SPREAD * lambda_r`` (ascending input)."""
+    largest, rth = float(ascending[-1]), float(ascending[-r])
+    return rth > 0.0 and largest <= FLOAT32_EIGH_MAX_SPREAD * rth
 
 
 # -- hooks ---------------------------------------------------------------------------
@@ -146,8 +211,13 @@ def linear_modules(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, b
 
 @dataclass
 class _Accumulator:
-    total: torch.Tensor  # sum_t x_t x_t^T, float32
+    total: torch.Tensor  # lower block triangle of sum_t x_t x_t^T, float32
+    panels: list[tuple[int, int]]
     count: int = 0
+
+    def second_moment(self) -> torch.Tensor:
+        """``E[x x^T] = sum / count`` in full, computed in place (the accumulator is spent)."""
+        return symmetrise_lower(self.total, self.panels).div_(self.count)
 
 
 class InputSecondMoments:
@@ -208,18 +278,25 @@ class InputSecondMoments:
             acc = self.accumulators.get(name)
             if acc is None:
                 dim = tokens.shape[-1]
-                acc = _Accumulator(torch.zeros(dim, dim, dtype=torch.float32, device=tokens.device))
+                with torch.inference_mode(False):  # a normal tensor: finalised in place later
+                    total = torch.zeros(dim, dim, dtype=torch.float32, device=tokens.device)
+                acc = _Accumulator(total, lower_panels(dim))
                 self.accumulators[name] = acc
-            acc.total.addmm_(tokens.T, tokens)
+            accumulate_lower_gram(acc.total, tokens, acc.panels)
             acc.count += int(tokens.shape[0])
 
         return hook
 
 
 def finalise_moments(moments: InputSecondMoments, rank: int) -> dict[str, LayerStatistics]:
-    """Principal subspace of every accumulated input (``E[x x^T] = sum / count``)."""
+    """Principal subspace of every accumulated input (``E[x x^T] = sum / count``).
+
+    Each accumulator is completed and eigendecomposed in place, then dropped, so the
+    moments are spent afterwards.
+    """
     layers: dict[str, LayerStatistics] = {}
-    for name, acc in moments.accumulators.items():
+    for name in list(moments.accumulators):
+        acc = moments.accumulators.pop(name)
         if acc.count == 0:
             raise CalibrationError(f"no tokens reached {name}; the calibration data yields no tokens")
         if not bool(torch.isfinite(acc.total).all()):
@@ -228,7 +305,9 @@ def finalise_moments(moments: InputSecondMoments, rank: int) -> dict[str, LayerS
                 "are corrupt or it overflows in this dtype; check the checkpoint (NaN weights) "
                 "or calibrate with --dtype float32"
             )
-        layers[name] = principal_subspace(acc.total / acc.count, rank)
+        second_moment = acc.second_moment()
+        del acc
+        layers[name] = principal_subspace(second_moment, rank, overwrite=True)
     return layers
 
 
@@ -256,6 +335,14 @@ def assemble_content(
 
 
 # -- the pass ------------------------------------------------------------------------
+
+
+class _StopForward(Exception):
+    """Raised by a forward pre-hook to end a forward early (its remaining output is unused)."""
+
+
+def _stop_forward(module: torch.nn.Module, args) -> None:
+    raise _StopForward
 
 
 @dataclass
@@ -301,10 +388,11 @@ def collect_statistics(
     moments = InputSecondMoments(modules)
     start = time.perf_counter()
     bar = tqdm(total=len(token_lists), unit="sample", desc="calibration", disable=not progress)
-    with torch.inference_mode(), moments:
+    with torch.inference_mode(), moments, _skip_logits(model):
         for ids, mask in iter_batches(token_lists, batch_size, pad_id):
             moments.set_mask(mask)
-            model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            with suppress(_StopForward):
+                model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
             bar.update(ids.shape[0])
     bar.close()
     timings["forward"] = time.perf_counter() - start
@@ -322,6 +410,25 @@ def collect_statistics(
     probes = {name: _resident_probe(model, name) for name in modules}
     content = assemble_content(model, modules, layers, moments.aliases, probes)
     return content, timings
+
+
+@contextmanager
+def _skip_logits(model: torch.nn.Module) -> Iterator[None]:
+    """For a decoder-stack layout (:func:`~mergekit_arm.layerwise.decoder_stack`), end each
+    forward in a pre-hook of ``lm_head`` that runs after the input hooks: the model's own
+    forward computes everything up to ``lm_head``'s input, and the logits (vocab x tokens,
+    ~21% of SmolLM2-135M's forward) are never computed. Other layouts run in full."""
+    from mergekit_arm.layerwise import decoder_stack
+
+    stack = decoder_stack(model)
+    if stack is None:
+        yield
+        return
+    handle = stack.head.register_forward_pre_hook(_stop_forward)  # after the input hooks
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def resolve_mode(

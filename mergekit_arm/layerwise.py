@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from mergekit_arm.calibrate import _stop_forward, _StopForward
 from mergekit_arm.errors import CalibrationError, ModelLoadError
 from mergekit_arm.statistics import (
     LayerStatistics,
@@ -64,8 +65,6 @@ __all__ = [
 ]
 
 
-class _StopForward(Exception):
-    """Raised by the last catcher (and the ``lm_head`` hook) to end a forward early."""
 
 
 # -- model layout ----------------------------------------------------------------------
@@ -402,13 +401,9 @@ def _run_decoder_layer(layer: torch.nn.Module, index: int, batches: list[_Batch]
         batch.hidden = out[0] if isinstance(out, tuple) else out
 
 
-def _stop(module, args):
-    raise _StopForward
-
-
 def _run_tail(stack: DecoderStack, batches: list[_Batch], moments) -> None:
     """Final norm, then ``lm_head`` up to its input hooks (the matmul itself is skipped)."""
-    handle = stack.head.register_forward_pre_hook(_stop)  # after the moments hook: runs last
+    handle = stack.head.register_forward_pre_hook(_stop_forward)  # after the moments hook: runs last
     try:
         for batch in batches:
             moments.set_mask(batch.mask)

@@ -200,16 +200,149 @@ def test_nan_weights_are_named(tiny_llama, calibration_texts, tmp_path):
 
 
 def test_principal_subspace_float32_path_for_wide_inputs(monkeypatch):
-    """Wide inputs (70B down_proj) eigendecompose in float32; same leading subspace."""
+    """Wide inputs (70B down_proj) stay in float32 even when their spread would call for
+    float64 (memory); narrower ones with the same spread are redone in float64."""
     import mergekit_arm.calibrate as cal
 
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 24, generator=g) * torch.linspace(3.0, 0.1, 24)
-    c = x.T @ x / 200
-    wide = None
+    c = _heavy_tailed_moment(24, 300.0)
+    calls = _record_eigh(monkeypatch)
     exact = cal.principal_subspace(c, 6)
+    assert calls == [torch.float32, torch.float64]
+    calls.clear()
     monkeypatch.setattr(cal, "FLOAT64_EIGH_MAX_DIM", 8)
     wide = cal.principal_subspace(c, 6)
-    torch.testing.assert_close(wide.eigenvalues, exact.eigenvalues, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(wide.basis.abs(), exact.basis.abs(), atol=1e-3, rtol=0)
+    assert calls == [torch.float32]
+    torch.testing.assert_close(wide.eigenvalues, exact.eigenvalues, rtol=1e-3, atol=1e-6)
     assert float(wide.trace) == pytest.approx(float(torch.trace(c)), rel=1e-5)
+
+
+# -- the accumulator and the eigendecomposition ------------------------------------------------
+
+
+@pytest.mark.parametrize("dim", [1, 63, 64, 130, 600])
+def test_lower_panel_accumulation_equals_full_gram(dim):
+    """The lower block triangle, accumulated over batches and symmetrised once, equals
+    x^T x computed in full (float64 reference) to float32 rounding."""
+    import mergekit_arm.calibrate as cal
+
+    g = torch.Generator().manual_seed(dim)
+    batches = [torch.randn(n, dim, generator=g) * torch.linspace(5.0, 0.1, dim) for n in (7, 300, 41)]
+    panels = cal.lower_panels(dim)
+    assert panels[0][0] == 0 and panels[-1][1] == dim
+    assert len(panels) == min(cal.MAX_PANELS, max(1, dim // cal.PANEL_WIDTH))
+    total = torch.zeros(dim, dim)
+    for x in batches:
+        cal.accumulate_lower_gram(total, x, panels)
+    full = cal.symmetrise_lower(total, panels)
+    x = torch.cat(batches).double()
+    expected = x.T @ x
+    scale = expected.diagonal().sqrt()
+    torch.testing.assert_close(full.double() / torch.outer(scale, scale),
+                               expected / torch.outer(scale, scale), atol=2e-6, rtol=0)
+    assert torch.equal(full, full.T)
+
+
+def test_hooks_accumulate_second_moment_of_selected_tokens():
+    """InputSecondMoments (lower panels) gives E[x x^T] over the unmasked tokens."""
+    from mergekit_arm.calibrate import InputSecondMoments
+
+    g = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(200, 3)
+    xs = [torch.randn(2, 9, 200, generator=g) for _ in range(3)]
+    masks = [torch.ones(2, 9, dtype=torch.long) for _ in range(3)]
+    masks[1][1, 4:] = 0
+    moments = InputSecondMoments({"w": (layer, False)})
+    with torch.inference_mode(), moments:
+        for x, mask in zip(xs, masks):
+            moments.set_mask(mask)
+            layer(x)
+    acc = moments.accumulators["w"]
+    kept = torch.cat([x[m.bool()] for x, m in zip(xs, masks)]).double()
+    assert acc.count == kept.shape[0]
+    torch.testing.assert_close(acc.second_moment().double(), kept.T @ kept / kept.shape[0],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_symmetrise_in_place():
+    from mergekit_arm.calibrate import symmetrise_in_place
+
+    g = torch.Generator().manual_seed(1)
+    c = torch.randn(300, 300, generator=g)
+    expected = (c + c.T) / 2
+    out = symmetrise_in_place(c)
+    assert out is c
+    torch.testing.assert_close(c, expected, atol=0, rtol=0)
+
+
+def _heavy_tailed_moment(n: int, outlier: float, seed: int = 0) -> torch.Tensor:
+    """E[x x^T] of features with a power-law spread and two 'massive activation' features."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(4 * n, n, generator=g) @ torch.randn(n, n, generator=g) / n**0.5
+    x = x * torch.arange(1, n + 1, dtype=torch.float32) ** -0.5
+    x[:, :2] *= outlier
+    return x.T @ x / x.shape[0]
+
+
+def _record_eigh(monkeypatch) -> list[torch.dtype]:
+    calls: list[torch.dtype] = []
+    eigh = torch.linalg.eigh
+
+    def recording(c, *args, **kwargs):
+        calls.append(c.dtype)
+        return eigh(c, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", recording)
+    return calls
+
+
+def _subspace_error_deg(basis: torch.Tensor, reference: torch.Tensor) -> float:
+    a, b = reference.double(), basis.double()
+    sines = torch.linalg.svdvals(b - a @ (a.T @ b))
+    return float(torch.rad2deg(torch.asin(sines.max().clamp(max=1.0))))
+
+
+def _float64_top(c: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    e, v = torch.linalg.eigh(c.double())
+    return e.flip(0)[:r], v.flip(1)[:, :r]
+
+
+@pytest.mark.parametrize(("outlier", "expected_dtypes"), [
+    (1.0, [torch.float32]),                      # spread ~1e2: float32 suffices
+    (300.0, [torch.float32, torch.float64]),     # massive activations: redone in float64
+])
+def test_principal_subspace_matches_float64(monkeypatch, outlier, expected_dtypes):
+    import mergekit_arm.calibrate as cal
+
+    c = _heavy_tailed_moment(256, outlier)
+    ref_e, ref_v = _float64_top(c, 32)
+    before = c.clone()
+    calls = _record_eigh(monkeypatch)
+    stats = cal.principal_subspace(c, 32)
+    assert calls == expected_dtypes
+    assert torch.equal(c, before)  # overwrite=False leaves the input alone
+    torch.testing.assert_close(stats.eigenvalues.double(), ref_e, rtol=1e-4, atol=0)
+    assert _subspace_error_deg(stats.basis, ref_v) < 0.5
+    assert float(stats.trace) == pytest.approx(float(torch.trace(c.double())), rel=1e-5)
+    assert stats.basis.dtype == torch.float32 and stats.basis.is_contiguous()
+
+
+def test_float32_eigh_is_not_enough_for_massive_activations():
+    """Why the float64 fallback exists: the same heavy-tailed matrix in float32 eigh."""
+    c = _heavy_tailed_moment(256, 300.0)
+    e32, v32 = torch.linalg.eigh(c)
+    ref_e, ref_v = _float64_top(c, 32)
+    assert float(e32[-1] / e32[-32]) > 1e3  # the spread the fallback tests for
+    errors = (e32.flip(0)[:32].double() - ref_e).abs() / ref_e
+    assert float(errors.max()) > 1e-3 or _subspace_error_deg(v32.flip(1)[:, :32], ref_v) > 1.0
+
+
+def test_principal_subspace_overwrite_uses_the_input(monkeypatch):
+    import mergekit_arm.calibrate as cal
+
+    work = _heavy_tailed_moment(128, 1.0)
+    work[3, 7] += 1e-3  # asymmetric: symmetrised in place
+    reference = cal.principal_subspace((work + work.T) / 2, 8)
+    stats = cal.principal_subspace(work, 8, overwrite=True)
+    assert float(work[3, 7]) == float(work[7, 3])
+    torch.testing.assert_close(stats.eigenvalues, reference.eigenvalues, rtol=1e-5, atol=0)
+    torch.testing.assert_close(stats.basis, reference.basis, rtol=0, atol=1e-4)

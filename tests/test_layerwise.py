@@ -306,3 +306,54 @@ def test_accelerate_dispatched_model(tmp_path, demo_tokenizer, calibration_texts
     content, _ = collect_statistics(model, tokens, pad, RANK, 4, False, mode=mode)
     assert_same_statistics(reference, content)
     assert model_fingerprint(model) == model_fingerprint(plain)
+
+
+# -- all-at-once without the logits ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_all_at_once_skips_logits_and_equals_full_forward(request, arch, calibration_texts):
+    """For decoder-stack layouts the all-at-once pass ends each forward at lm_head's input
+    (its matmul never runs); the statistics equal those of hooks on full forwards."""
+    from mergekit_arm.calibrate import (
+        InputSecondMoments,
+        finalise_moments,
+        iter_batches,
+        linear_modules,
+    )
+
+    model_dir = request.getfixturevalue(arch)
+    tokens, pad = _tokens(model_dir, calibration_texts[:10])
+    model = load_causal_lm(model_dir, "float32", "cpu")
+    moments = InputSecondMoments(linear_modules(model))
+    with torch.inference_mode(), moments:
+        for ids, mask in iter_batches(tokens, 4, pad):
+            moments.set_mask(mask)
+            model(input_ids=ids, attention_mask=mask, use_cache=False)
+    full_layers = finalise_moments(moments, RANK)
+    head_calls = []
+    handle = model.lm_head.register_forward_hook(lambda m, a, o: head_calls.append(1))
+    try:
+        content, _ = collect_statistics(model, tokens, pad, RANK, 4, False, mode="all-at-once")
+    finally:
+        handle.remove()
+    assert head_calls == []
+    assert set(content.layers) == set(full_layers)
+    for name, layer in full_layers.items():
+        assert torch.equal(content.layers[name].eigenvalues, layer.eigenvalues), name
+        assert torch.equal(content.layers[name].basis, layer.basis), name
+    assert model.lm_head._forward_pre_hooks == {}  # the stop hook is removed
+
+
+def test_gpt2_all_at_once_runs_the_full_forward(demo_tokenizer, calibration_texts):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=512)).eval()
+    tokens = tokenize_texts(demo_tokenizer, calibration_texts[:3], 16)
+    head_calls = []
+    handle = model.lm_head.register_forward_hook(lambda m, a, o: head_calls.append(1))
+    try:
+        content, _ = collect_statistics(model, tokens, 0, 4, 2, False, mode="all-at-once")
+    finally:
+        handle.remove()
+    assert len(head_calls) == 2 and "lm_head.weight" in content.layers
