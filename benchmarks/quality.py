@@ -35,12 +35,13 @@ ARM_DRIVER = ("in-memory fixed-set driver in benchmarks/quality_lib/merges.py "
 
 
 def code_fingerprint() -> str:
-    """SHA-256 (12 hex) of the benchmark's and the package's Python sources: a finished
-    seed is reused only by a run of exactly the same code."""
+    """SHA-256 (12 hex) of the Python sources that compute a seed's results (the
+    benchmark's library and the package; not this script nor the report writer, which
+    only orchestrate and format): a finished seed is reused only by the same code."""
     import mergekit_arm
 
     here = Path(__file__).resolve().parent
-    files = sorted([here / "quality.py", *(here / "quality_lib").glob("*.py"),
+    files = sorted([*(f for f in (here / "quality_lib").glob("*.py") if f.name != "report.py"),
                     *Path(mergekit_arm.__file__).resolve().parent.rglob("*.py")])
     digest = hashlib.sha256()
     for f in files:
