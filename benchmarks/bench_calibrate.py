@@ -138,6 +138,48 @@ def throughput(args, device: str, dtype: torch.dtype) -> None:
     print("(target: statistics cost <= 30% on top of the forward, i.e. a ratio <= 1.30)\n")
 
 
+# -- mode choice ----------------------------------------------------------------------------
+
+MODE_SIZES = {  # label: (hidden, intermediate, layers, heads, kv heads, vocab)
+    "tiny (test models)": (64, 128, 2, 4, 2, 512),
+    "hidden 128, 2 layers": (128, 384, 2, 4, 2, 2048),
+    "hidden 384, 8 layers": (384, 1024, 8, 6, 2, 49152),
+    "SmolLM2 width, 8 layers": (576, 1536, 8, 9, 3, 49152),
+}
+
+
+def mode_choice(args, device: str, dtype: torch.dtype) -> None:
+    """Wall time of the whole statistics pass in each mode, per model size (what auto picks by)."""
+    sizes = dict(list(MODE_SIZES.items())[:2]) if args.quick else MODE_SIZES
+    repeats = 1 if args.quick else 3
+    print(f"== mode choice: whole statistics pass (forward, accumulation, eigen), {args.samples} "
+          f"samples x <= {args.length} tokens, batch {args.batch_size}, rank {args.rank}; median "
+          f"of {repeats}, modes interleaved")
+    rows = []
+    for label, (hidden, inter, layers, heads, kv, vocab) in sizes.items():
+        config = smollm2_config(layers, vocab=vocab, hidden=hidden, intermediate=inter,
+                                heads=heads, kv_heads=kv)
+        model = random_model(config, dtype, device)
+        tokens = random_tokens(args.samples, args.length, vocab, seed=2)
+        times: dict[str, list[float]] = {"all-at-once": [], "layer-sequential": []}
+        for mode in times:  # untimed warm-up
+            statistics_pass(model, tokens, args.batch_size, args.rank, mode, device)
+        for _ in range(repeats):
+            for mode in times:
+                times[mode].append(statistics_pass(model, tokens, args.batch_size, args.rank,
+                                                   mode, device)[2])
+        med = {mode: statistics.median(v) for mode, v in times.items()}
+        params = sum(p.numel() for p in model.parameters())
+        faster = min(med, key=med.get)
+        rows.append([label, f"{params / 1e6:.1f}M", f"{med['all-at-once']:.3f}",
+                     f"{med['layer-sequential']:.3f}",
+                     f"{med['layer-sequential'] / med['all-at-once']:.2f}", faster])
+        del model
+    print(table(rows, ["model", "parameters", "all-at-once s", "layer-seq s", "layer-seq / aao",
+                       "faster"]))
+    print()
+
+
 # -- memory ---------------------------------------------------------------------------------
 
 
@@ -237,6 +279,8 @@ def main() -> None:
                         help="torch.set_num_threads (default: torch's default; 1 with --quick)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-modes", action="store_true",
+                        help="skip the all-at-once vs layer-sequential timing per model size")
     args = parser.parse_args()
     args.samples = args.samples or (4 if args.quick else 8)
     args.length = args.length or (32 if args.quick else 256)
@@ -257,6 +301,8 @@ def main() -> None:
           f"threads), {gpu}; load average at start {os.getloadavg()[0]:.2f}")
     if not args.skip_throughput:
         throughput(args, device, dtype)
+    if not args.skip_modes:
+        mode_choice(args, device, dtype)
     if not args.skip_memory:
         memory_vs_depth(args)
     print(f"load average at end {os.getloadavg()[0]:.2f}")

@@ -241,6 +241,16 @@ def test_auto_mode_choice(tiny_llama, monkeypatch):
     assert layerwise.accumulator_bytes(big) == pytest.approx(21e9, rel=0.05)
     monkeypatch.setattr(layerwise, "free_memory", lambda device: 10**15)
     assert choose_mode(big, "cpu", **kwargs)[0] == "layer-sequential"
+    # The speed threshold: SmolLM2-135M's shape runs layer by layer, its 8-layer cut does not.
+    smol = AutoConfig.from_pretrained(tiny_llama)
+    smol.update({"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                 "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64,
+                 "vocab_size": 49152, "tie_word_embeddings": True})
+    assert layerwise.parameter_count(smol) == pytest.approx(134.5e6, rel=0.01)
+    mode, reason = choose_mode(smol, "cpu", **kwargs)
+    assert mode == "layer-sequential" and "M parameters (>= 100M" in reason
+    smol.update({"num_hidden_layers": 8})
+    assert choose_mode(smol, "cpu", **kwargs)[0] == "all-at-once"
 
 
 def test_auto_calibrates_tiny_model_all_at_once(tiny_llama, calibration_texts, tmp_path):

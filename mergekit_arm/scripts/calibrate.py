@@ -36,7 +36,8 @@ from mergekit_arm.errors import ArmError
               default="auto", show_default=True,
               help="all-at-once: one forward of the whole model per batch; layer-sequential: "
                    "one decoder layer on the device at a time, layers read lazily from disk "
-                   "(models larger than the GPU or RAM); auto: layer-sequential for large models.")
+                   "(models larger than the GPU or RAM); auto: layer-sequential from 100M "
+                   "parameters or when all-at-once would not fit.")
 @click.option("--check", is_flag=True, default=False,
               help="Do not calibrate: validate the existing statistics file OUT and print its metadata.")
 @click.option("-v", "--verbose", is_flag=True, default=False)
