@@ -213,6 +213,7 @@ class ActivationStatistics:
         self._probed = {k.rsplit(SEPARATOR, 1)[0] for k in keys if k.endswith(f"{SEPARATOR}probe")}
         self._lock = threading.RLock()
         self._cache: OrderedDict[str, LayerStatistics] = OrderedDict()
+        self._shared: OrderedDict[str, LayerStatistics] = OrderedDict()  # by stored name, no probe
         self._cache_size = cache_size
         self.probe_dtype = _dtype_from_name(self.metadata.get("probe_dtype", "float32"))
 
@@ -263,13 +264,23 @@ class ActivationStatistics:
             if cached is not None:
                 self._cache.move_to_end(name)
                 return cached
+            shared = self._shared.get(stored)  # q/k/v, gate/up: read and validated once
+            if shared is None:
+                shared = LayerStatistics(
+                    basis=self._read(f"{stored}{SEPARATOR}basis"),
+                    eigenvalues=self._read(f"{stored}{SEPARATOR}eigenvalues"),
+                    trace=self._read(f"{stored}{SEPARATOR}trace"),
+                )
+                _validate_layer(name, shared, source=str(self.path))
+                self._shared[stored] = shared
+                if len(self._shared) > self._cache_size:
+                    self._shared.popitem(last=False)
+            else:
+                self._shared.move_to_end(stored)
             layer = LayerStatistics(
-                basis=self._read(f"{stored}{SEPARATOR}basis"),
-                eigenvalues=self._read(f"{stored}{SEPARATOR}eigenvalues"),
-                trace=self._read(f"{stored}{SEPARATOR}trace"),
+                basis=shared.basis, eigenvalues=shared.eigenvalues, trace=shared.trace,
                 probe=self._read(f"{name}{SEPARATOR}probe") if name in self._probed else None,
             )
-            _validate_layer(name, layer, source=str(self.path))
             self._cache[name] = layer
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

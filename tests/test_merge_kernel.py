@@ -352,3 +352,26 @@ def test_nan_weight_at_a_probe_position_is_reported_as_nan(world):
     bad.view(-1)[flat] = float("nan")
     with pytest.raises(NonFiniteError, match=f"tensor {NAME} of model a"):
         _merge([world["origin"], bad], ["origin", "a"], "a", _params(world))
+
+
+def test_aliases_share_one_validated_read(tmp_path, monkeypatch):
+    """q/k/v (gate/up) share one stored entry: it is read and validated once, for any alias."""
+    from mergekit_arm import statistics as st
+
+    q, k = "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight"
+    basis = random_subspace(IN, R, torch.Generator().manual_seed(4))
+    w = torch.randn(OUT, IN)
+    content = StatisticsContent(
+        layers={q: LayerStatistics(basis, torch.linspace(2.0, 1.0, R), torch.tensor(4.0))},
+        probes={q: weight_probe(w), k: weight_probe(2 * w)}, aliases={k: q},
+        metadata={"calibration_fingerprint": "same", "probe_dtype": "float32"})
+    path = write_statistics(tmp_path / "alias.st", content)
+    calls = []
+    validate = st._validate_layer
+    monkeypatch.setattr(st, "_validate_layer", lambda *a, **kw: (calls.append(a[0]), validate(*a, **kw)))
+    stats = st.ActivationStatistics(path)
+    first, second = stats[k], stats[q]
+    assert calls == [k]
+    assert first.basis is second.basis
+    torch.testing.assert_close(first.probe, weight_probe(2 * w))
+    torch.testing.assert_close(second.probe, weight_probe(w))
