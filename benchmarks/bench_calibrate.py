@@ -149,34 +149,42 @@ MODE_SIZES = {  # label: (hidden, intermediate, layers, heads, kv heads, vocab)
 
 
 def mode_choice(args, device: str, dtype: torch.dtype) -> None:
-    """Wall time of the whole statistics pass in each mode, per model size (what auto picks by)."""
+    """Each mode per model size, against a plain forward (what ``mode: auto`` picks by)."""
     sizes = dict(list(MODE_SIZES.items())[:2]) if args.quick else MODE_SIZES
     repeats = 1 if args.quick else 3
-    print(f"== mode choice: whole statistics pass (forward, accumulation, eigen), {args.samples} "
-          f"samples x <= {args.length} tokens, batch {args.batch_size}, rank {args.rank}; median "
-          f"of {repeats}, modes interleaved")
+    print(f"== mode choice: {args.samples} samples x <= {args.length} tokens, batch "
+          f"{args.batch_size}, rank {args.rank}; median of {repeats}, plain forward and both "
+          "modes interleaved; 'fwd+stats' = forward with accumulation, 'total' adds the eigen part")
     rows = []
     for label, (hidden, inter, layers, heads, kv, vocab) in sizes.items():
         config = smollm2_config(layers, vocab=vocab, hidden=hidden, intermediate=inter,
                                 heads=heads, kv_heads=kv)
         model = random_model(config, dtype, device)
         tokens = random_tokens(args.samples, args.length, vocab, seed=2)
-        times: dict[str, list[float]] = {"all-at-once": [], "layer-sequential": []}
-        for mode in times:  # untimed warm-up
+        modes = ("all-at-once", "layer-sequential")
+        runs: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in modes}
+        plain: list[float] = []
+        plain_forward(model, tokens, args.batch_size, device)  # untimed warm-up
+        for mode in modes:
             statistics_pass(model, tokens, args.batch_size, args.rank, mode, device)
         for _ in range(repeats):
-            for mode in times:
-                times[mode].append(statistics_pass(model, tokens, args.batch_size, args.rank,
-                                                   mode, device)[2])
-        med = {mode: statistics.median(v) for mode, v in times.items()}
+            plain.append(plain_forward(model, tokens, args.batch_size, device))
+            for mode in modes:
+                runs[mode].append(statistics_pass(model, tokens, args.batch_size, args.rank,
+                                                  mode, device))
+        base = statistics.median(plain)
+        fwd = {m: statistics.median(r[0] for r in runs[m]) for m in modes}
+        total = {m: statistics.median(r[2] for r in runs[m]) for m in modes}
         params = sum(p.numel() for p in model.parameters())
-        faster = min(med, key=med.get)
-        rows.append([label, f"{params / 1e6:.1f}M", f"{med['all-at-once']:.3f}",
-                     f"{med['layer-sequential']:.3f}",
-                     f"{med['layer-sequential'] / med['all-at-once']:.2f}", faster])
+        rows.append([label, f"{params / 1e6:.1f}M", f"{base:.3f}",
+                     f"{fwd['all-at-once'] / base:.2f}", f"{fwd['layer-sequential'] / base:.2f}",
+                     f"{total['all-at-once']:.3f}", f"{total['layer-sequential']:.3f}",
+                     f"{total['layer-sequential'] / total['all-at-once']:.2f}",
+                     min(total, key=total.get)])
         del model
-    print(table(rows, ["model", "parameters", "all-at-once s", "layer-seq s", "layer-seq / aao",
-                       "faster"]))
+    print(table(rows, ["model", "parameters", "plain s", "aao fwd+stats / plain",
+                       "layer-seq fwd+stats / plain", "aao total s", "layer-seq total s",
+                       "layer-seq / aao", "faster"]))
     print()
 
 
