@@ -1,7 +1,8 @@
 """CI smoke test of the quality benchmark's quick preset (smallest settings).
 
-Checks only that the script runs end to end and writes its table with every
-candidate row; the numbers themselves are not asserted (see docs/quality.md).
+Checks that the script runs end to end, writes its table with every candidate row and
+its verdict section, works on another reasoning-gym task and data seed, and reuses a
+finished seed on a re-run; the numbers themselves are not asserted (see docs/quality.md).
 """
 
 from __future__ import annotations
@@ -19,17 +20,42 @@ SCRIPT = ROOT / "benchmarks" / "quality.py"
 pytest.importorskip("reasoning_gym", reason="the quality benchmark needs the [bench] extra")
 
 
-def test_quick_preset_smallest_writes_table(tmp_path: Path) -> None:
-    out, cache = tmp_path / "out", tmp_path / "cache"
+def _run(out: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--smallest", "--seeds", "0", "--threads", "1",
-         "--out", str(out), "--cache", str(cache)],
+        [sys.executable, str(SCRIPT), "--quick", "--smallest", "--threads", "1",
+         "--out", str(out), "--cache", str(cache), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    md = (out / "quality-quick-smoke.md").read_text(encoding="utf-8")
-    payload = json.loads((out / "quality-quick-smoke.json").read_text(encoding="utf-8"))
+    return result
+
+
+CASES = [
+    pytest.param(("--seeds", "0"), "quick-smoke", "chain_sum", id="default-task"),
+    pytest.param(("--seeds", "3", "--task", "basic_arithmetic", "--data-seed", "2"),
+                 "quick-smoke-basic_arithmetic-data2", "basic_arithmetic", id="other-task"),
+]
+
+
+@pytest.mark.parametrize(("args", "stem", "task"), CASES)
+def test_quick_preset_smallest_writes_table(tmp_path: Path, args, stem, task) -> None:
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    _run(out, cache, *args)
+    md = (out / f"quality-{stem}.md").read_text(encoding="utf-8")
+    payload = json.loads((out / f"quality-{stem}.json").read_text(encoding="utf-8"))
     for name in payload["candidates"]:
         assert f"| {name} |" in md, f"row {name} missing from the table"
         assert name in payload["table"]
-    assert "arm-stream" in payload["candidates"] and "sft-100%" in payload["candidates"]
+    assert "arm-stream-checkpoints" in payload["candidates"]
+    assert payload["preset"]["task2"] == task
+    header = next(line for line in md.splitlines() if line.startswith("| candidate |"))
+    assert f"| {task} loss |" in header and f"| {task} acc |" in header
+    assert "## Where ARM stands" in md and payload["verdicts"]["arm-single"]["sft-100%"]
+    diag = payload["seeds"][0]["diagnostics"]["first_step"]
+    assert any(k.startswith("noise floor") for k in diag["angles"])
+    assert {"unrotated", "rotated"} <= set(diag["cosines"]["c10->c20 (latest step)"])
+    if task == "chain_sum":
+        # A re-run of the same code and preset reuses the finished seed, not recomputes it.
+        again = _run(out, cache, *args)
+        assert "reusing the finished result" in again.stdout
+        assert json.loads((out / f"quality-{stem}.json").read_text())["reused_seeds"] == [0]
