@@ -14,7 +14,12 @@
    ``arm-calibrate`` run (128 samples x 512 tokens = 65,536 tokens), where the fixed
    cost is amortised over 16x to 32x more tokens than measured here.
 
-2. Peak memory beyond the weights, for models of equal width (default hidden 384 /
+2. The accumulation of ``x^T x`` alone: the full product against row panels of its lower
+   block triangle (what ``InputSecondMoments`` does), per input width.
+
+3. ``mode: auto``: the whole pass in each mode against a plain forward, per model size.
+
+4. Peak memory beyond the weights, for models of equal width (default hidden 384 /
    intermediate 1024 to keep the run short; ``--mem-hidden 576 --mem-intermediate 1536``
    for SmolLM2's) and depth 2, 4, 8 and 16. Method: the PyTorch profiler with ``profile_memory=True`` records every
    CPU-allocator allocation and free during the pass; the peak of its running
@@ -136,6 +141,48 @@ def throughput(args, device: str, dtype: torch.dtype) -> None:
                      f"{fwd / base:.2f}", f"{total / base:.2f}", f"{projected:.2f}"])
     print(table(rows, header))
     print("(target: statistics cost <= 30% on top of the forward, i.e. a ratio <= 1.30)\n")
+
+
+# -- accumulation ---------------------------------------------------------------------------
+
+
+def accumulation(args, device: str) -> None:
+    """Time of ``sum x x^T`` for one batch: the full product vs lower-triangle row panels."""
+    from mergekit_arm.calibrate import accumulate_lower_gram, lower_panels
+
+    widths = [128, 576] if args.quick else [64, 128, 256, 576, 1536]
+    tokens = 512 if args.quick else 4096
+    repeats = 3 if args.quick else 7
+    print(f"== accumulation of x^T x: {tokens} tokens (one batch), float32, {device}; median of "
+          f"{repeats}; panels = row panels of the lower block triangle (used: lower_panels)")
+
+    def timed(fn) -> float:
+        fn()
+        samples = []
+        for _ in range(repeats):
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples)
+
+    rows = []
+    for n in widths:
+        x = torch.randn(tokens, n, device=device)
+        total = torch.zeros(n, n, device=device)
+        full = timed(partial(total.addmm_, x.T, x))
+        row = [str(n), f"{full * 1e3:.2f}"]
+        for count in (2, 4, 8, 16):
+            edges = [round(i * n / count) for i in range(count + 1)]
+            panels = list(zip(edges[:-1], edges[1:]))
+            row.append(f"{timed(partial(accumulate_lower_gram, total, x, panels)) / full:.2f}")
+        used = lower_panels(n)
+        used_time = timed(partial(accumulate_lower_gram, total, x, used))
+        row += [str(len(used)), f"{used_time / full:.2f}"]
+        rows.append(row)
+    print(table(rows, ["width", "full ms", "2 panels", "4", "8", "16", "used", "used / full"]))
+    print("(ratios: time / full product; flops of p panels: (p + 1) / 2p of the full product)\n")
 
 
 # -- mode choice ----------------------------------------------------------------------------
@@ -287,6 +334,8 @@ def main() -> None:
                         help="torch.set_num_threads (default: torch's default; 1 with --quick)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-accumulation", action="store_true",
+                        help="skip the x^T x timing (full product vs lower-triangle panels)")
     parser.add_argument("--skip-modes", action="store_true",
                         help="skip the all-at-once vs layer-sequential timing per model size")
     args = parser.parse_args()
@@ -309,6 +358,8 @@ def main() -> None:
           f"threads), {gpu}; load average at start {os.getloadavg()[0]:.2f}")
     if not args.skip_throughput:
         throughput(args, device, dtype)
+    if not args.skip_accumulation:
+        accumulation(args, device)
     if not args.skip_modes:
         mode_choice(args, device, dtype)
     if not args.skip_memory:
