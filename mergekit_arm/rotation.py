@@ -27,6 +27,7 @@ import torch
 
 # Pairs whose sine is below this are treated as already aligned (no turn).
 DEFAULT_EPS = 1e-5
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def _f32(tensor: torch.Tensor) -> torch.Tensor:
@@ -426,6 +427,12 @@ def arm_update(
     """
     w, d = _f32(w_cur), _f32(d)
     eta, beta = float(learning_rate), float(off_subspace)
+    if not (abs(eta) <= _FLOAT32_MAX and abs(eta * beta) <= _FLOAT32_MAX):
+        # Factors beyond float32 (the step overflows): computed unfused, so that the result
+        # holds Inf/NaN for the caller to report instead of failing to convert the factor.
+        direction = d if s_from is None or s_cur is None else arm_direction(
+            d, s_from, s_cur, rotation_strength, off_subspace, eps, pairing, eig_from, eig_cur)
+        return w + eta * direction
     if s_from is None or s_cur is None:
         return torch.add(w, d, alpha=eta)
     rotation = low_rank_rotation(s_from, s_cur, rotation_strength, eps, pairing, eig_from, eig_cur)

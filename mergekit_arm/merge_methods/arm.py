@@ -117,7 +117,7 @@ def _validate_parameters(
     missing_statistics: str,
     pairing: str = "subspace",
 ) -> None:
-    if not (math.isfinite(learning_rate) and abs(learning_rate) <= torch.finfo(torch.float32).max):
+    if not math.isfinite(learning_rate):
         raise ArmConfigError(f"arm: learning_rate must be a finite number, got {learning_rate}")
     if rank < 1:
         raise ArmConfigError(f"arm: rank must be >= 1, got {rank}")
