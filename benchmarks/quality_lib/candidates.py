@@ -50,6 +50,18 @@ def _mean_displacement(leg: merges.Leg) -> StateDict:
             for k, v in leg.source.items() if v.is_floating_point()}
 
 
+def _best_stream(grid, stream) -> tuple[float, merges.StreamRun, dict[str, list]]:
+    """Run ``stream(value)`` for every value of the grid; the one with the lowest validation
+    loss (at its best step) wins. Returns the value, its run and every run's trajectory."""
+    best, trajectories = None, {}
+    for value in grid:
+        res = stream(value)
+        trajectories[str(value)] = res.trajectory
+        if best is None or res.best_val < best[1].best_val:
+            best = (value, res)
+    return best[0], best[1], trajectories
+
+
 def run_candidates(run: Run) -> None:
     p, ck, origin = run.preset, run.ckpt, run.origin
     c10, c20, c30, c100 = ck[0.1], ck[0.2], ck[0.3], ck[1.0]
@@ -136,23 +148,16 @@ def run_candidates(run: Run) -> None:
         run.copy_result("arm-single (best on val)", best,
                         {"variant": best, "val_by_variant": single})
 
-    streams = {}
     with run.stage("arm-stream"):
-        best_run = None
-        for eta0 in p.stream_eta_grid:
-            res = merges.arm_stream(
-                c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
-                min_steps=p.min_stream_steps, rates=merges.cosine_rates(eta0, p.stream_steps),
-                rank=rank, start_stats=s_c20, diagnostics=step_diag,
-                label=f"arm-stream eta0={eta0}", log=run.log)
-            streams[eta0] = res.trajectory
-            if best_run is None or res.best_val < best_run[1].best_val:
-                best_run = (eta0, res)
-        eta0, res = best_run
+        eta0, res, trajectories = _best_stream(p.stream_eta_grid, lambda eta0: merges.arm_stream(
+            c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
+            min_steps=p.min_stream_steps, rates=merges.cosine_rates(eta0, p.stream_steps),
+            rank=rank, start_stats=s_c20, diagnostics=step_diag,
+            label=f"arm-stream eta0={eta0}", log=run.log))
         run.test("arm-stream", res.best_state,
                  {"eta0": eta0, "schedule": "cosine", "steps": res.best_step,
                   "max_steps": p.stream_steps}, res.best_val)
-        run.diagnostics["arm-stream"] = {str(k): v for k, v in streams.items()}
+        run.diagnostics["arm-stream"] = trajectories
 
     with run.stage("arm-line-search"):
         res_ls = merges.arm_stream(
@@ -170,20 +175,14 @@ def run_candidates(run: Run) -> None:
     legs = merges.checkpoint_legs(origin, s_origin,
                                   [("c10", c10, s_c10), ("c20", c20, s_c20), ("c30", c30, None)])
     with run.stage("arm-stream-checkpoints"):
-        runs, best_ck = {}, None
-        for eta in p.checkpoint_eta_grid:
-            res = merges.arm_stream(
-                origin, legs, cal, run.val, min_steps=1, rates=[eta] * len(legs), rank=rank,
-                start_stats=s_origin, diagnostics=step_diag,
-                label=f"arm-stream-checkpoints eta={eta}", log=run.log)
-            runs[eta] = res.trajectory
-            if best_ck is None or res.best_val < best_ck[1].best_val:
-                best_ck = (eta, res)
-        eta_ck, res = best_ck
+        eta_ck, res, trajectories = _best_stream(p.checkpoint_eta_grid, lambda eta: (
+            merges.arm_stream(origin, legs, cal, run.val, min_steps=1, rates=[eta] * len(legs),
+                              rank=rank, start_stats=s_origin, diagnostics=step_diag,
+                              label=f"arm-stream-checkpoints eta={eta}", log=run.log)))
         run.test("arm-stream-checkpoints", res.best_state,
                  {"eta": eta_ck, "schedule": "constant", "steps": res.best_step,
                   "legs": [leg.label for leg in legs[:res.best_step]]}, res.best_val)
-        run.diagnostics["arm-stream-checkpoints"] = {str(k): v for k, v in runs.items()}
+        run.diagnostics["arm-stream-checkpoints"] = trajectories
 
     with run.stage("ablations"):
         for name, kwargs in (("ablation-rotation0", {"rotation_strength": 0.0}),
