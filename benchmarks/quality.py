@@ -85,6 +85,9 @@ def _log(message: str) -> None:
               help="override a preset field, e.g. --set n_train_gsm=200 (JSON values)")
 @click.option("--fresh", is_flag=True, help="recompute seeds even if a finished result of the "
               "same code and preset is cached")
+@click.option("--readme", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="also rewrite this README's quality-table block for the preset "
+                   "(between its <!-- quality-table:NAME:start/end --> markers)")
 @click.option("--sft-only", is_flag=True,
               help="only build the origin and the SFT run of each seed into --cache, then exit")
 @click.option("--check-stream", is_flag=True,
@@ -92,7 +95,8 @@ def _log(message: str) -> None:
                    "on the first seed, print the result and exit")
 def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smallest: bool,
          threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
-         overrides: tuple[str, ...], fresh: bool, sft_only: bool, check_stream: bool) -> None:
+         overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool,
+         check_stream: bool) -> None:
     """Run the benchmark and write its tables."""
     if threads:
         torch.set_num_threads(threads)
@@ -179,6 +183,15 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
         # Written after every seed, so an interrupted run still leaves its finished seeds.
         md, js = report.write(Path(out_dir), results_name(preset), payload())
     _log(f"wrote {md} and {js}")
+    if readme:
+        final = json.loads(js.read_text(encoding="utf-8"))
+        target = Path(readme).resolve()
+        try:
+            link = md.resolve().relative_to(target.parent)
+        except ValueError:
+            link = md.resolve()
+        report.update_readme(target, results_name(preset), final, link)
+        _log(f"updated the {results_name(preset)} table in {readme}")
     print(md.read_text(encoding="utf-8").split("## Selected")[0])
 
 

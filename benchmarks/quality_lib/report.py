@@ -160,6 +160,45 @@ def _verdict_lines(payload: dict, task2: str) -> list[str]:
     return lines
 
 
+def main_table(payload: dict) -> list[str]:
+    """The candidates x metrics table (markdown lines) of a results payload."""
+    task2 = payload["preset"].get("task2", "task2")
+    lines = ["| candidate | " + " | ".join(label.format(task2=task2) for _, label in METRICS)
+             + " |", "|---|" + "---|" * len(METRICS)]
+    for name, row in payload["table"].items():
+        cells = [_fmt(row[k], row["n_seeds"], 3 if k.startswith("acc") else 4) for k, _ in METRICS]
+        cells = [c if c != "n/a" or not k.startswith("acc") else "not run" for c, (k, _) in
+                 zip(cells, METRICS)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def readme_markers(name: str) -> tuple[str, str]:
+    return (f"<!-- quality-table:{name}:start (written by benchmarks/quality.py --readme) -->",
+            f"<!-- quality-table:{name}:end -->")
+
+
+def update_readme(readme: Path, name: str, payload: dict, results_md: Path) -> None:
+    """Replace the block between the README's markers for ``name`` with the latest table."""
+    start, end = readme_markers(name)
+    text = readme.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} block to update")
+    n = len(payload["seeds"])
+    seeds = ", ".join(str(s["seed"]) for s in payload["seeds"])
+    block = [start, "",
+             f"`{payload['command']}` ({n} seed{'s' if n > 1 else ''}: {seeds}; "
+             + ("mean ± sample std over seeds" if n > 1 else "no spread") + f"; code "
+             f"`{payload.get('code_fingerprint', '?')}`; full results: "
+             f"[{results_md.as_posix()}]({results_md.as_posix()}))", "",
+             *main_table(payload), "", end]
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    tmp = readme.with_suffix(".tmp")
+    tmp.write_text(head + "\n".join(block) + tail, encoding="utf-8")
+    os.replace(tmp, readme)
+
+
 def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
     """Write ``quality-<preset>.json`` and ``.md`` atomically (temp file, then rename)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -167,9 +206,8 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
     payload = payload | {"verdicts": verdicts(payload["seeds"], tuple(payload["candidates"]))}
     json_path = out / f"quality-{preset_name}.json"
     md_path = out / f"quality-{preset_name}.md"
-    table, seeds = payload["table"], payload["seeds"]
+    seeds = payload["seeds"]
     n = len(seeds)
-    labels = [label.format(task2=task2) for _, label in METRICS]
     lines = [f"# Quality benchmark: `{preset_name}` preset", "",
              "Written by `benchmarks/quality.py`; do not edit by hand.", "",
              f"- command: `{payload['command']}`",
@@ -194,13 +232,7 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              f"unseen values (secondary); `{task2}` = the second task. `val` = the validation "
              "split (gsm problems of templates disjoint from train and test, plus the second "
              "task; counts in the Data section) that every hyperparameter was chosen on.", "",
-             "| candidate | " + " | ".join(labels) + " |",
-             "|---|" + "---|" * len(METRICS)]
-    for name, row in table.items():
-        cells = [_fmt(row[k], row["n_seeds"], 3 if k.startswith("acc") else 4) for k, _ in METRICS]
-        cells = [c if c != "n/a" or not k.startswith("acc") else "not run" for c, (k, _) in
-                 zip(cells, METRICS)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+             *main_table(payload)]
     lines += [""] + _verdict_lines(payload, task2)
     lines += ["## Selected hyperparameters (per seed, chosen on validation)", ""]
     for s in seeds:
