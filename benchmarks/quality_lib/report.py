@@ -27,6 +27,13 @@ def mean_std(values: list[float | None]) -> tuple[float, float]:
     return m, s
 
 
+def seed_minutes(seed_result: dict) -> float:
+    """Minutes one seed computed: the sum of its stage timings (``test`` and the keys ending
+    in ``(s)`` are totals across stages, so they are left out)."""
+    return sum(v for k, v in seed_result["timings"].items()
+               if k != "test" and not k.endswith("(s)")) / 60
+
+
 def aggregate(per_seed: list[dict], candidates: tuple[str, ...]) -> dict:
     table = {}
     for name in candidates:
@@ -215,6 +222,8 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              f"wall {payload['wall_seconds'] / 60:.1f} min"
              + (f" (seeds reused from earlier runs of the same code and preset: "
                 f"{payload['reused_seeds']})" if payload.get("reused_seeds") else ""),
+             "- compute per seed (sum of its stages, SFT included unless reused from the "
+             "cache): " + ", ".join(f"seed {s['seed']} {seed_minutes(s):.1f} min" for s in seeds),
              f"- machine: {payload['machine']}",
              (f"- seeds: {n} ({', '.join(str(s['seed']) for s in seeds)}); "
               "cells are mean ± sample std over seeds" if n > 1 else
@@ -234,6 +243,13 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              "task; counts in the Data section) that every hyperparameter was chosen on.", "",
              *main_table(payload)]
     lines += [""] + _verdict_lines(payload, task2)
+    if n > 1:
+        lines += ["## Per-seed results", "",
+                  "The same table for each seed alone (a run of one seed, e.g. the default "
+                  "`--full --seeds 0`, is compared with its row set here).", ""]
+        for s in seeds:
+            one = payload | {"table": aggregate([s], tuple(payload["candidates"]))}
+            lines += [f"### seed {s['seed']}", "", *main_table(one), ""]
     lines += ["## Selected hyperparameters (per seed, chosen on validation)", ""]
     for s in seeds:
         for name, row in s["results"].items():
