@@ -75,6 +75,9 @@ def install() -> None:
     """Install the hook (idempotent); register at once if MergeKit is loaded."""
     if os.environ.get("MERGEKIT_ARM_NO_AUTOREGISTER"):
         return
+    from mergekit_arm.errors import install_excepthook
+
+    install_excepthook()  # an uncaught ArmError prints `mergekit-arm: <message>` first
     if _TARGET in sys.modules:
         from mergekit_arm import register
 

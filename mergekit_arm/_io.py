@@ -1,16 +1,38 @@
-"""Atomic file and folder writes with clear messages on failure (e.g. a full disk)."""
+"""Atomic file and folder writes with clear messages on failure (e.g. a full disk).
+
+Every write goes to a temporary entry beside its target, named
+``.<target>.arm-<pid>-<token>.<kind>`` (``kind``: ``tmp`` for a file, ``partial`` for a
+folder, ``old`` for a folder being replaced), and is renamed onto the target only when
+complete. A file is staged *inside* a private temporary folder so that libraries which
+write through their own temporary file (safetensors writes ``.tmpXXXXXX`` and renames)
+leave nothing of theirs beside the target either.
+
+A process killed mid-write leaves its temporary entry behind. The next atomic write to
+the same target removes the entries of that target whose process is gone
+(:func:`remove_stale_temporaries`): only names of this pattern, only of a dead pid.
+
+Any failure of the write (an ``OSError`` or a ``SafetensorError``, which is not an
+``OSError``; a full disk included) becomes an :class:`OutputWriteError` naming the
+target and the fix, after the temporary entry is removed. Finished outputs get the mode
+a plain ``open()``/``mkdir()`` gives under the current umask (not ``mkstemp``'s 0600).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from mergekit_arm.errors import ArmError
+
+TEMP_KINDS = ("tmp", "partial", "old")
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.arm-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>tmp|partial|old)$")
+_OS_ERROR_CODE = re.compile(r"os error (\d+)")
 
 
 class OutputWriteError(ArmError, OSError):
@@ -23,36 +45,123 @@ def _umask() -> int:
     return mask
 
 
-def _explain(path: Path, error: OSError) -> OutputWriteError:
+def temporary_name(target: Path, kind: str) -> Path:
+    """A fresh temporary path beside ``target`` owned by this process (see module doc)."""
+    assert kind in TEMP_KINDS
+    return target.with_name(f".{target.name}.arm-{os.getpid()}-{secrets.token_hex(4)}.{kind}")
+
+
+def parse_temporary_name(path: Path) -> tuple[str, int, str] | None:
+    """``(target name, pid, kind)`` of one of our temporary entries, else None."""
+    found = _TEMP_NAME.match(path.name)
+    if found is None:
+        return None
+    return found["target"], int(found["pid"]), found["kind"]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (``os.kill(pid, 0)``)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return True  # cannot tell: keep the entry
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
+    """Delete our temporary entries in ``folder`` (of ``target`` only, if given) whose
+    writing process is gone; return what was removed.
+
+    A replaced folder (``old``) whose target is missing (a kill between the two renames of
+    :func:`atomic_directory`) is renamed back onto its target instead.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    pattern = f".{target}.arm-*" if target is not None else ".*.arm-*"
+    for path in folder.glob(pattern):
+        parsed = parse_temporary_name(path)
+        if parsed is None or (target is not None and parsed[0] != target):
+            continue
+        if process_alive(parsed[1]):
+            continue
+        original = folder / parsed[0]
+        if parsed[2] == "old" and not original.exists():
+            os.replace(path, original)  # killed between the two renames: put the old one back
+            continue
+        _remove(path)
+        removed.append(path)
+    return removed
+
+
+def write_error_code(error: BaseException) -> int | None:
+    """The errno of a write failure: ``OSError.errno``, or ``os error N`` in a
+    ``SafetensorError`` message; None when it is not a write failure."""
+    if isinstance(error, OSError):
+        return error.errno if error.errno is not None else 0
+    if type(error).__name__ == "SafetensorError":
+        found = _OS_ERROR_CODE.search(str(error))
+        return int(found[1]) if found else 0
+    return None
+
+
+def _explain(path: Path, error: BaseException, code: int) -> OutputWriteError:
     hint = "check the path and permissions"
-    if error.errno == errno.ENOSPC:
+    if code in (errno.ENOSPC, errno.EDQUOT):
         hint = "the disk is full: free space or write to another disk"
-    elif error.errno in (errno.EACCES, errno.EPERM):
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "no permission to write there: choose another output path"
-    return OutputWriteError(f"could not write {path}: {error.strerror or error}; {hint}. "
+    reason = getattr(error, "strerror", None) or str(error)
+    return OutputWriteError(f"could not write {path}: {reason}; {hint}. "
                             "Nothing was left at that path.")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it into place only on success."""
+    """Yield a temporary path (with ``path``'s name, in a private temporary folder next to
+    it); move it onto ``path`` only on success."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final.parent, final.name)
+        stage = temporary_name(final, "tmp")
+        stage.mkdir(mode=0o700)
+    except OSError as error:
+        raise _explain(final, error, write_error_code(error) or 0) from error
+    tmp = stage / final.name
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if not tmp.is_file():
+            raise FileNotFoundError(errno.ENOENT, "nothing was written", str(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # after the write: a library may have replaced it
+        _fsync(tmp)
         os.replace(tmp, final)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise _explain(final, error) from error
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as error:
+        shutil.rmtree(stage, ignore_errors=True)
+        code = write_error_code(error)
+        if code is not None and not isinstance(error, OutputWriteError):
+            raise _explain(final, error, code) from error
         raise
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -64,23 +173,27 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     final = Path(path)
     if final.exists() and not overwrite:
         raise OutputWriteError(f"{final} already exists; remove it or choose another path")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final.parent, final.name)
+        tmp = temporary_name(final, "partial")
+        tmp.mkdir(mode=0o777 & ~_umask())
+    except OSError as error:
+        raise _explain(final, error, write_error_code(error) or 0) from error
     try:
         yield tmp
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            old = temporary_name(final, "old")
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except OSError as error:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _explain(final, error) from error
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        code = write_error_code(error)
+        if code is not None and not isinstance(error, OutputWriteError):
+            raise _explain(final, error, code) from error
         raise
 
 
@@ -88,3 +201,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+__all__ = [
+    "OutputWriteError",
+    "atomic_directory",
+    "atomic_file",
+    "parse_temporary_name",
+    "process_alive",
+    "remove_stale_temporaries",
+    "temporary_name",
+    "write_error_code",
+    "write_text_atomic",
+]

@@ -25,3 +25,55 @@ class ModelLoadError(ArmError):
 
 class NonFiniteError(ArmError, ValueError):
     """An input or output tensor holds NaN or Inf."""
+
+
+class OutputCheckError(ArmError):
+    """A finished output folder fails verification (a file is truncated, unreadable or missing)."""
+
+
+# -- uncaught errors in `mergekit-yaml` ------------------------------------------------------
+TRACEBACK_ENV = "MERGEKIT_ARM_TRACEBACK"
+
+
+def find_arm_error(error: BaseException | None) -> ArmError | None:
+    """The first :class:`ArmError` in ``error``'s chain (itself, ``__cause__``, ``__context__``)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ArmError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def arm_excepthook(kind, value, traceback) -> None:
+    """``sys.excepthook`` that states an uncaught mergekit-arm error on one first line.
+
+    The full traceback follows only with ``MERGEKIT_ARM_TRACEBACK=1``; other exceptions
+    go to the previous hook unchanged. The exit status stays 1 (set by the interpreter).
+    """
+    import os
+    import sys
+
+    previous = getattr(arm_excepthook, "previous", sys.__excepthook__)
+    arm = find_arm_error(value)
+    if arm is None:
+        previous(kind, value, traceback)
+        return
+    message = str(arm).strip() or type(arm).__name__
+    sys.stderr.write(f"mergekit-arm: {message}\n")
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        previous(kind, value, traceback)
+    else:
+        sys.stderr.write(f"({type(arm).__name__}; set {TRACEBACK_ENV}=1 for the traceback)\n")
+    sys.stderr.flush()
+
+
+def install_excepthook() -> None:
+    """Wrap ``sys.excepthook`` once with :func:`arm_excepthook` (called by the start-up hook)."""
+    import sys
+
+    if sys.excepthook is arm_excepthook:
+        return
+    arm_excepthook.previous = sys.excepthook  # type: ignore[attr-defined]
+    sys.excepthook = arm_excepthook
