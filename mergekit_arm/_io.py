@@ -14,7 +14,8 @@ the same target removes the entries of that target whose process is gone
 Any failure of the write (an ``OSError`` or a ``SafetensorError``, which is not an
 ``OSError``; a full disk included) becomes an :class:`OutputWriteError` naming the
 target and the fix, after the temporary entry is removed. Finished outputs get the mode
-a plain ``open()``/``mkdir()`` gives under the current umask (not ``mkstemp``'s 0600).
+a plain ``open()``/``mkdir()`` gives under the current umask, whatever the writing library
+used (``mkstemp`` and safetensors create ``0600`` files).
 """
 
 from __future__ import annotations
@@ -130,6 +131,23 @@ def _explain(path: Path, error: BaseException, code: int) -> OutputWriteError:
                             "Nothing was left at that path.")
 
 
+def apply_umask_modes(folder: Path) -> None:
+    """Give everything under ``folder`` the mode ``open()``/``mkdir()`` would under the umask.
+
+    Libraries that write through a private temporary file (safetensors: ``0600``) leave
+    owner-only files otherwise. Executable files keep their execute bits.
+    """
+    mask = _umask()
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            os.chmod(path, 0o777 & ~mask)
+        elif path.is_file():
+            executable = path.stat().st_mode & 0o111
+            os.chmod(path, (0o777 if executable else 0o666) & ~mask)
+
+
 def _fsync(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
@@ -182,6 +200,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         raise _explain(final, error, write_error_code(error) or 0) from error
     try:
         yield tmp
+        apply_umask_modes(tmp)
         if final.exists():
             old = temporary_name(final, "old")
             os.replace(final, old)
@@ -205,6 +224,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 __all__ = [
     "OutputWriteError",
+    "apply_umask_modes",
     "atomic_directory",
     "atomic_file",
     "parse_temporary_name",

@@ -27,11 +27,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from mergekit_arm import __version__
-from mergekit_arm._io import write_text_atomic
+from mergekit_arm._io import remove_stale_temporaries, write_text_atomic
 from mergekit_arm.errors import ArmConfigError, ArmError
+from mergekit_arm.stream.watch import weight_files
 
 STATE_FORMAT_VERSION = 1
 INTERNAL = ".arm-stream"
+SAMPLES_PER_FILE = 64  # blocks of SAMPLE_BYTES read evenly across each weight file
+SAMPLE_BYTES = 1 << 16
 
 
 class OutLayout:
@@ -87,6 +90,8 @@ class StreamState(BaseModel):
     stop_reason: str | None = None
     weights: str | None = Field(None, description="file (in .arm-stream) of the current weights")
     consumed: list[str] = Field(default_factory=list, description="checkpoints merged, in order")
+    fingerprints: dict[str, str] = Field(
+        default_factory=dict, description="input model path -> weights_fingerprint when first used")
     start_loss: float | None = None
     records: list[dict[str, Any]] = Field(default_factory=list)
     rng: str | None = Field(None, description="torch CPU RNG state after the last step, base64")
@@ -125,8 +130,77 @@ def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix or '(config)'}: {old!r} -> {new!r}"]
 
 
+def weights_fingerprint(folder: str | Path) -> str | None:
+    """Cheap content fingerprint of a model folder's weight files (None if it has none).
+
+    SHA-256 over, per weight file: its name, its size, its safetensors header (the first
+    ``8 + n`` bytes) and ``SAMPLES_PER_FILE`` blocks of ``SAMPLE_BYTES`` read evenly from
+    start to end. Weights re-written at the same path (another training run, a copy of
+    another checkpoint) change it; a ``touch`` or a byte-identical copy do not.
+    """
+    files = weight_files(Path(folder))
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        if not file.is_file():
+            return None
+        size = file.stat().st_size
+        digest.update(f"{file.name}\0{size}\0".encode())
+        with open(file, "rb") as handle:
+            head = handle.read(8)
+            digest.update(head)
+            if file.suffix == ".safetensors" and len(head) == 8:
+                digest.update(handle.read(min(int.from_bytes(head, "little"), size)))
+            step = max(size - SAMPLE_BYTES, 0) / max(SAMPLES_PER_FILE - 1, 1)
+            for index in range(SAMPLES_PER_FILE):
+                handle.seek(int(index * step))
+                digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def input_paths(state: StreamState) -> list[str]:
+    """The model paths a resumed run relies on: origin, start, a fixed set, consumed ones."""
+    config = state.config
+    paths = [config.get("origin"), config.get("start")]
+    if config.get("mode") == "fixed":
+        paths += [entry.get("model") for entry in config.get("checkpoints") or []]
+    paths += state.consumed
+    return [str(path) for path in dict.fromkeys(paths) if path]
+
+
+def record_fingerprints(state: StreamState) -> None:
+    """Remember the fingerprint of every input path not fingerprinted yet."""
+    for path in input_paths(state):
+        if path not in state.fingerprints:
+            fingerprint = weights_fingerprint(path)
+            if fingerprint is not None:
+                state.fingerprints[path] = fingerprint
+
+
+def check_fingerprints(state: StreamState) -> None:
+    """Refuse to resume when an input's weights changed since the run used them.
+
+    Paths that are gone are left to the caller (a Trainer's ``save_total_limit`` deletes
+    old checkpoints; only the next step's ``from`` model must still exist).
+    """
+    for path, recorded in state.fingerprints.items():
+        if not Path(path).exists():
+            continue
+        current = weights_fingerprint(path)
+        if current is not None and current != recorded:
+            raise ArmError(
+                f"cannot resume: the weights of {path} changed since this stream used them "
+                f"({state.step} step(s) done); resuming would mix old and new weights in one "
+                "trajectory. Restore the original checkpoint, or re-run with --restart to start "
+                "over from the current files"
+            )
+
+
 def save_state(layout: OutLayout, state: StreamState) -> None:
-    """Write ``state.json`` atomically."""
+    """Fingerprint new inputs (see :func:`record_fingerprints`), then write ``state.json``
+    atomically."""
+    record_fingerprints(state)
     write_text_atomic(layout.state_file, state.model_dump_json(indent=1))
 
 
@@ -157,18 +231,13 @@ def clear_outputs(layout: OutLayout) -> None:
             path.unlink(missing_ok=True)
 
 
-def remove_partial_writes(layout: OutLayout) -> None:
-    """Delete leftovers of atomic writes cut short by a kill (``.NAME.*.partial``/``.tmp``)."""
+def remove_partial_writes(layout: OutLayout) -> list[Path]:
+    """Delete leftovers of atomic writes cut short by a kill (see ``mergekit_arm._io``)."""
     folders = (layout.root, layout.steps_dir, layout.internal, layout.stats_dir, layout.cache_dir)
+    removed: list[Path] = []
     for folder in folders:
-        if not folder.is_dir():
-            continue
-        for pattern in (".*.partial", ".*.tmp", ".*.old-*"):
-            for path in folder.glob(pattern):
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+        removed += remove_stale_temporaries(folder)
+    return removed
 
 
 def open_state(layout: OutLayout, config: dict[str, Any], restart: bool) -> tuple[StreamState, bool]:
@@ -198,17 +267,23 @@ def open_state(layout: OutLayout, config: dict[str, Any], restart: bool) -> tupl
             f"different config (changed: {listed or 'unknown'}). Re-run with the original config "
             "to resume, pass --restart to discard it and start over, or choose another OUT"
         )
+    if saved.status == "running":
+        check_fingerprints(saved)
     return saved, True
 
 
 __all__ = [
     "OutLayout",
     "StreamState",
+    "check_fingerprints",
     "clear_outputs",
     "config_diff",
     "config_hash",
     "open_state",
+    "input_paths",
     "read_state",
+    "record_fingerprints",
     "remove_partial_writes",
     "save_state",
+    "weights_fingerprint",
 ]
