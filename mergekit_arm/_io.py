@@ -126,7 +126,7 @@ def _explain(path: Path, error: BaseException, code: int) -> OutputWriteError:
         hint = "the disk is full: free space or write to another disk"
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "no permission to write there: choose another output path"
-    reason = getattr(error, "strerror", None) or str(error)
+    reason = (os.strerror(code) if code else None) or getattr(error, "strerror", None) or str(error)
     return OutputWriteError(f"could not write {path}: {reason}; {hint}. "
                             "Nothing was left at that path.")
 

@@ -91,7 +91,8 @@ def _load_json(path: Path, report: VerifyReport) -> object | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         report.bad(path, f"not valid JSON ({_first_line(error)}); the file is truncated or "
-                         "corrupt: re-run the merge into an empty folder")
+                         "corrupt (a full disk?): free space and re-run the merge into an "
+                         "empty folder")
         return None
 
 
