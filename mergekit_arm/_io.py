@@ -61,9 +61,9 @@ def parse_temporary_name(path: Path) -> tuple[str, int, str] | None:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists (``os.kill(pid, 0)``)."""
-    if pid == os.getpid():
-        return True
+    """Whether a process with this id exists (``os.kill(pid, 0)``; always True on Windows)."""
+    if pid == os.getpid() or os.name == "nt":
+        return True  # Windows: os.kill(pid, 0) would terminate the process; keep the entry
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
