@@ -109,14 +109,19 @@ def remove_stale_temporaries(folder: str | os.PathLike, target: str | None = Non
     return removed
 
 
-def write_error_code(error: BaseException) -> int | None:
+def write_error_code(error: BaseException | None) -> int | None:
     """The errno of a write failure: ``OSError.errno``, or ``os error N`` in a
-    ``SafetensorError`` message; None when it is not a write failure."""
-    if isinstance(error, OSError):
-        return error.errno if error.errno is not None else 0
-    if type(error).__name__ == "SafetensorError":
-        found = _OS_ERROR_CODE.search(str(error))
-        return int(found[1]) if found else 0
+    ``SafetensorError`` message, of ``error`` or of an exception it was raised from
+    (a library may wrap it); 0 when unknown; None when it is not a write failure."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError):
+            return error.errno if error.errno is not None else 0
+        if type(error).__name__ == "SafetensorError":
+            found = _OS_ERROR_CODE.search(str(error))
+            return int(found[1]) if found else 0
+        error = error.__cause__ or error.__context__
     return None
 
 
@@ -176,7 +181,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException as error:
         shutil.rmtree(stage, ignore_errors=True)
         code = write_error_code(error)
-        if code is not None and not isinstance(error, OutputWriteError):
+        if code is not None and isinstance(error, Exception) and not isinstance(error, ArmError):
             raise _explain(final, error, code) from error
         raise
     shutil.rmtree(stage, ignore_errors=True)
@@ -211,7 +216,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
         code = write_error_code(error)
-        if code is not None and not isinstance(error, OutputWriteError):
+        if code is not None and isinstance(error, Exception) and not isinstance(error, ArmError):
             raise _explain(final, error, code) from error
         raise
 

@@ -468,3 +468,20 @@ def test_stream_refuses_a_checkpoint_with_nan(tmp_path, tiny_llama, calibration_
     with pytest.raises(NonFiniteError, match=rf"{broken}.*{name}"):
         run_stream(config, tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "model").exists()
+
+
+def test_wrapped_write_failure_is_explained_but_our_errors_pass_through(tmp_path):
+    out = tmp_path / "model"
+    with pytest.raises(OutputWriteError, match="disk is full"), atomic_directory(out):
+        try:
+            raise SafetensorError(ENOSPC_MESSAGE)
+        except SafetensorError as error:
+            raise RuntimeError("save_pretrained failed") from error  # a library's wrapper
+    with pytest.raises(NonFiniteError), atomic_file(tmp_path / "x"):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise NonFiniteError("ours, raised while handling a write error") from None
+    with pytest.raises(KeyboardInterrupt), atomic_file(tmp_path / "x"):
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
