@@ -1,6 +1,6 @@
 """Accuracy of float32 ``eigh`` against float64 on real second moments, and its speed.
 
-``principal_subspace`` (mergekit_arm/calibrate.py) eigendecomposes every ``E[x x^T]`` in
+``principal_subspace`` (mergekit_arm/calibration/eigen.py) eigendecomposes every ``E[x x^T]`` in
 float32 and redoes it in float64 when the top-r eigenvalues spread by more than
 ``FLOAT32_EIGH_MAX_SPREAD`` (``lambda_1 / lambda_r``). This script measures why:
 
@@ -46,7 +46,7 @@ INPUTS = {  # module suffix -> label
 
 def collect(model, token_lists, pad_id: int, names: list[str], batch_size: int):
     """float32 ``sum x x^T`` of each named module's input: all batches, and per half."""
-    from mergekit_arm.calibrate import iter_batches
+    from mergekit_arm.calibration import iter_batches
 
     full: dict[str, torch.Tensor] = {}
     halves: dict[str, list[torch.Tensor]] = {}
@@ -102,7 +102,7 @@ def turn(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> float:
 
 
 def accuracy(full, halves, counts, rank: int, scales: list[float]) -> None:
-    from mergekit_arm.calibrate import FLOAT32_EIGH_MAX_SPREAD
+    from mergekit_arm.calibration.eigen import FLOAT32_EIGH_MAX_SPREAD
 
     g = torch.Generator().manual_seed(0)
     rows = []
@@ -174,8 +174,7 @@ def main() -> None:
         torch.set_num_threads(args.threads or 1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mergekit_arm.calibrate import tokenize_texts
-    from mergekit_arm.data import load_calibration_texts
+    from mergekit_arm.calibration import load_calibration_texts, tokenize_texts
 
     print(f"machine: {os.cpu_count()} CPU, torch {torch.__version__} ({torch.get_num_threads()} "
           f"threads); load average at start {os.getloadavg()[0]:.2f}")

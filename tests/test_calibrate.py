@@ -8,8 +8,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mergekit_arm.calibrate import CalibrationOptions, calibrate, tokenize_texts
-from mergekit_arm.data import load_calibration_texts
+from mergekit_arm.calibration import (
+    CalibrationOptions,
+    calibrate,
+    load_calibration_texts,
+    tokenize_texts,
+)
 from mergekit_arm.errors import CalibrationError, ModelLoadError
 from mergekit_arm.models import load_causal_lm, load_tokenizer
 from mergekit_arm.scripts.calibrate import main as calibrate_cli
@@ -202,7 +206,7 @@ def test_nan_weights_are_named(tiny_llama, calibration_texts, tmp_path):
 def test_principal_subspace_float32_path_for_wide_inputs(monkeypatch):
     """Wide inputs (70B down_proj) stay in float32 even when their spread would call for
     float64 (memory); narrower ones with the same spread are redone in float64."""
-    import mergekit_arm.calibrate as cal
+    import mergekit_arm.calibration.eigen as cal
 
     c = _heavy_tailed_moment(24, 300.0)
     calls = _record_eigh(monkeypatch)
@@ -223,7 +227,7 @@ def test_principal_subspace_float32_path_for_wide_inputs(monkeypatch):
 def test_lower_panel_accumulation_equals_full_gram(dim):
     """The lower block triangle, accumulated over batches and symmetrised once, equals
     x^T x computed in full (float64 reference) to float32 rounding."""
-    import mergekit_arm.calibrate as cal
+    import mergekit_arm.calibration.moments as cal
 
     g = torch.Generator().manual_seed(dim)
     batches = [torch.randn(n, dim, generator=g) * torch.linspace(5.0, 0.1, dim) for n in (7, 300, 41)]
@@ -244,7 +248,7 @@ def test_lower_panel_accumulation_equals_full_gram(dim):
 
 def test_hooks_accumulate_second_moment_of_selected_tokens():
     """InputSecondMoments (lower panels) gives E[x x^T] over the unmasked tokens."""
-    from mergekit_arm.calibrate import InputSecondMoments
+    from mergekit_arm.calibration.moments import InputSecondMoments
 
     g = torch.Generator().manual_seed(0)
     layer = torch.nn.Linear(200, 3)
@@ -264,7 +268,7 @@ def test_hooks_accumulate_second_moment_of_selected_tokens():
 
 
 def test_symmetrise_in_place():
-    from mergekit_arm.calibrate import symmetrise_in_place
+    from mergekit_arm.calibration.moments import symmetrise_in_place
 
     g = torch.Generator().manual_seed(1)
     c = torch.randn(300, 300, generator=g)
@@ -311,7 +315,7 @@ def _float64_top(c: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     (300.0, [torch.float32, torch.float64]),     # massive activations: redone in float64
 ])
 def test_principal_subspace_matches_float64(monkeypatch, outlier, expected_dtypes):
-    import mergekit_arm.calibrate as cal
+    import mergekit_arm.calibration.eigen as cal
 
     c = _heavy_tailed_moment(256, outlier)
     ref_e, ref_v = _float64_top(c, 32)
@@ -337,7 +341,7 @@ def test_float32_eigh_is_not_enough_for_massive_activations():
 
 
 def test_principal_subspace_overwrite_uses_the_input(monkeypatch):
-    import mergekit_arm.calibrate as cal
+    import mergekit_arm.calibration.eigen as cal
 
     work = _heavy_tailed_moment(128, 1.0)
     work[3, 7] += 1e-3  # asymmetric: symmetrised in place

@@ -1,4 +1,4 @@
-"""Calibration text: the shipped default corpus and local files read through ``datasets``.
+"""Calibration data: texts (the shipped corpus or local files read through ``datasets``), tokens, batches.
 
 Accepted ``--data``:
 
@@ -12,20 +12,23 @@ Accepted ``--data``:
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
 
+import torch
+
+from mergekit_arm.calibration.options import TextMode
 from mergekit_arm.errors import CalibrationError
 
-TextMode = Literal["paragraph", "line"]
 PAIR_FIELDS = (("prompt", "response"), ("question", "answer"), ("instruction", "output"))
 _BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
 def default_calibration_path() -> Path:
     """Path of the shipped corpus (inside the installed wheel, or the repo's ``calibration/``)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the mergekit_arm package
     for candidate in (
         here / "_calibration" / "default.jsonl",
         here.parent / "calibration" / "default.jsonl",
@@ -112,3 +115,43 @@ def load_calibration_texts(
             f"calibration data {path} is empty (no non-blank text); pass a file with text in it"
         )
     return texts
+
+
+def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, truncated to ``max_length``; texts with no token dropped."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
+    return [list(ids) for ids in encoded["input_ids"] if len(ids) > 0]
+
+
+def calibration_fingerprint(token_lists: Sequence[Sequence[int]]) -> str:
+    """SHA-256 of the exact token sequences (two files agree iff they saw the same tokens)."""
+    digest = hashlib.sha256()
+    for ids in token_lists:
+        digest.update(len(ids).to_bytes(4, "little"))
+        digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def iter_batches(
+    token_lists: Sequence[Sequence[int]], batch_size: int, pad_id: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Right-padded ``(input_ids, attention_mask)`` batches in the given order."""
+    for start in range(0, len(token_lists), batch_size):
+        chunk = token_lists[start : start + batch_size]
+        width = max(len(ids) for ids in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, seq in enumerate(chunk):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        yield ids, mask
+
+
+__all__ = [
+    "PAIR_FIELDS",
+    "calibration_fingerprint",
+    "default_calibration_path",
+    "iter_batches",
+    "load_calibration_texts",
+    "tokenize_texts",
+]
