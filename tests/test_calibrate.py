@@ -350,3 +350,83 @@ def test_principal_subspace_overwrite_uses_the_input(monkeypatch):
     assert float(work[3, 7]) == float(work[7, 3])
     torch.testing.assert_close(stats.eigenvalues, reference.eigenvalues, rtol=1e-5, atol=0)
     torch.testing.assert_close(stats.basis, reference.basis, rtol=0, atol=1e-4)
+
+
+# -- the top-r solver ------------------------------------------------------------------------
+
+
+def _record_eigh_shapes(monkeypatch) -> list[tuple[int, torch.dtype]]:
+    calls: list[tuple[int, torch.dtype]] = []
+    eigh = torch.linalg.eigh
+
+    def recording(c, *args, **kwargs):
+        calls.append((c.shape[0], c.dtype))
+        return eigh(c, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", recording)
+    return calls
+
+
+def _power_law_moment(n: int, alpha: float, outlier: float = 1.0, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(n, n, generator=g))[0]
+    x = torch.randn(4 * n, n, generator=g) @ (basis * torch.arange(1, n + 1) ** (-alpha / 2)).T
+    x[:, :2] *= outlier
+    return x.T @ x / x.shape[0]
+
+
+@pytest.mark.parametrize(("alpha", "outlier", "float64"), [
+    (0.5, 1.0, False),   # flat spectrum: slowest convergence
+    (1.0, 1.0, False),
+    (1.0, 30.0, False),  # massive activations, spread still <= 1e3
+    (3.0, 1.0, True),    # spread 16^3 > 1e3: the solver is redone in float64
+])
+def test_top_r_solver_matches_float64_eigh(monkeypatch, alpha, outlier, float64):
+    """Wide inputs go through the subspace iteration (no n x n eigh at all); eigenvalues and
+    subspace match float64 eigh; ill-conditioned spectra are finished in float64."""
+    import mergekit_arm.calibration.eigen as eigen
+
+    n, r = 512, 16
+    assert eigen.use_subspace_iteration(n, r)
+    c = _power_law_moment(n, alpha, outlier)
+    ref_e, ref_v = _float64_top(c, r)
+    calls = _record_eigh_shapes(monkeypatch)
+    stats = eigen.principal_subspace(c, r)
+    assert calls and all(size == eigen.subspace_block(n, r) for size, _ in calls)
+    assert (torch.float64 in {dtype for _, dtype in calls}) == float64
+    torch.testing.assert_close(stats.eigenvalues.double(), ref_e, rtol=1e-4, atol=0)
+    assert _subspace_error_deg(stats.basis, ref_v) < 0.2
+    assert float(stats.trace) == pytest.approx(float(torch.trace(c.double())), rel=1e-5)
+    again = eigen.principal_subspace(c, r)  # deterministic: resume / mode equality rely on it
+    assert torch.equal(again.basis, stats.basis) and torch.equal(again.eigenvalues, stats.eigenvalues)
+
+
+def test_top_r_solver_residuals_meet_the_tolerance():
+    from mergekit_arm.calibration.eigen import SUBSPACE_TOL, subspace_eigenpairs
+
+    c = _power_law_moment(400, 1.0).double()
+    found = subspace_eigenpairs(c, 10, tol=SUBSPACE_TOL)
+    assert found.converged and found.steps > 1
+    residual = (c @ found.vectors - found.vectors * found.eigenvalues).norm(dim=0)
+    assert bool((residual <= SUBSPACE_TOL * found.eigenvalues).all())
+    assert torch.allclose(found.vectors.T @ found.vectors, torch.eye(10, dtype=c.dtype), atol=1e-10)
+    stopped = subspace_eigenpairs(c, 10, tol=SUBSPACE_TOL, max_steps=1)
+    assert not stopped.converged
+
+
+@pytest.mark.parametrize(("n", "r", "max_steps"), [
+    (512, 64, None),   # rank close to the width (block 128 > 512 / 8): full eigh
+    (512, 16, 1),      # the solver does not converge: full eigh
+])
+def test_top_r_solver_falls_back_to_full_eigh(monkeypatch, n, r, max_steps):
+    import mergekit_arm.calibration.eigen as eigen
+
+    if max_steps is not None:
+        monkeypatch.setattr(eigen, "SUBSPACE_MAX_STEPS", max_steps)
+    c = _power_law_moment(n, 1.0)
+    ref_e, ref_v = _float64_top(c, r)
+    calls = _record_eigh_shapes(monkeypatch)
+    stats = eigen.principal_subspace(c, r)
+    assert (n, torch.float32) in calls
+    torch.testing.assert_close(stats.eigenvalues.double(), ref_e, rtol=1e-4, atol=0)
+    assert _subspace_error_deg(stats.basis, ref_v) < 0.2

@@ -42,21 +42,55 @@ def default_calibration_path() -> Path:
     )
 
 
-def _rows_to_texts(dataset, source: str) -> list[str]:
+#: What a file of each kind must hold (for the messages about empty or unusable files).
+_EXPECTED = {
+    "text": "text, one sample per paragraph (blank-line separated) or per line",
+    "json": 'one object per line with a "text" field, e.g. {"text": "..."}, or a '
+            "prompt/response pair",
+    "parquet": "a `text` column or a prompt/response pair of columns",
+}
+
+
+def _rows_to_texts(dataset, source: str) -> tuple[list[str], str]:
+    """The texts of a dataset's rows, and which field(s) they came from."""
     columns = set(dataset.column_names)
     if "text" in columns:
-        return [str(t) for t in dataset["text"] if t is not None]
+        return [str(t) for t in dataset["text"] if t is not None], "`text` field"
     for prompt, response in PAIR_FIELDS:
         if {prompt, response} <= columns:
             return [
                 f"{p}\n{r}"
                 for p, r in zip(dataset[prompt], dataset[response])
                 if p is not None and r is not None
-            ]
+            ], f"`{prompt}`+`{response}` pair"
     raise CalibrationError(
-        f"calibration data {source} has columns {sorted(columns)}; expected a `text` column or "
-        f"one of the pairs {[f'{a}+{b}' for a, b in PAIR_FIELDS]}"
+        f"calibration data {source} has no usable text field: its columns are {sorted(columns)}, "
+        f"expected a `text` field or one of the pairs {[f'{a}+{b}' for a, b in PAIR_FIELDS]}; "
+        "rename the field holding the text to `text`"
     )
+
+
+def _has_text(path: Path, chunk: int = 1 << 16) -> bool:
+    """Whether the file holds any byte other than whitespace (reads up to the first one)."""
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            if block.strip():
+                return True
+    return False
+
+
+def _refuse_empty_files(files: list[Path], builder: str) -> None:
+    """A clear error for files with no content (``datasets`` fails on them obscurely)."""
+    if builder == "parquet":
+        return
+    empty = [f for f in files if not _has_text(f)]
+    if empty and len(empty) == len(files):
+        what = str(empty[0]) if len(files) == 1 else f"every file ({len(files)}, e.g. {empty[0]})"
+        raise CalibrationError(
+            f"calibration data {what} is empty (no text at all); it needs {_EXPECTED[builder]}. "
+            "Put the calibration text in it, or leave out --data / `calibration.data` to use "
+            "the shipped corpus"
+        )
 
 
 def _load_dataset(path: Path, text_mode: TextMode):
@@ -80,7 +114,8 @@ def _load_dataset(path: Path, text_mode: TextMode):
         if len(kinds) > 1:
             raise CalibrationError(f"calibration folder {path} mixes file kinds {sorted(kinds)}; use one")
         builder = kinds.pop()
-        data_files = [str(p) for p in files]
+        _refuse_empty_files(files, builder)
+        data_files = [str(p) for p in files if _has_text(p) or builder == "parquet"]
     else:
         builder = _BUILDERS.get(path.suffix.lower())
         if builder is None:
@@ -88,12 +123,20 @@ def _load_dataset(path: Path, text_mode: TextMode):
                 f"calibration data {path}: unsupported file type {path.suffix!r}; use .txt, "
                 ".jsonl, .json, .parquet or a saved dataset folder"
             )
+        _refuse_empty_files([path], builder)
         data_files = [str(path)]
     kwargs = {"sample_by": text_mode} if builder == "text" else {}
     try:
         return datasets.load_dataset(builder, data_files=data_files, split="train", **kwargs)
     except Exception as error:
-        raise CalibrationError(f"cannot read calibration data {path}: {error}") from error
+        if "corresponds to no data" in str(error):  # datasets' message for zero rows
+            raise CalibrationError(
+                f"calibration data {path} is empty (no rows); it needs {_EXPECTED[builder]}"
+            ) from None
+        raise CalibrationError(
+            f"cannot read calibration data {path}: {error or type(error).__name__}; check that it "
+            f"holds {_EXPECTED[builder]}"
+        ) from error
 
 
 def load_calibration_texts(
@@ -105,16 +148,16 @@ def load_calibration_texts(
     path = default_calibration_path() if data is None else Path(data).expanduser()
     if not path.exists():
         raise CalibrationError(f"calibration data {path} does not exist; check --data")
-    texts = [t for t in _rows_to_texts(_load_dataset(path, text_mode), str(path)) if t.strip()]
-    if samples is not None:
-        if samples < 1:
-            raise CalibrationError(f"--samples must be >= 1, got {samples}")
-        texts = texts[:samples]
+    if samples is not None and samples < 1:
+        raise CalibrationError(f"--samples must be >= 1, got {samples}")
+    texts, field = _rows_to_texts(_load_dataset(path, text_mode), str(path))
+    texts = [t for t in texts if t.strip()]
     if not texts:
         raise CalibrationError(
-            f"calibration data {path} is empty (no non-blank text); pass a file with text in it"
+            f"calibration data {path} is empty: its {field} is blank or null in every row; put "
+            "the calibration text in it"
         )
-    return texts
+    return texts if samples is None else texts[:samples]
 
 
 def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:

@@ -1,10 +1,16 @@
 """Eigendecomposition: the top-``rank`` eigenpairs of each accumulated second moment.
 
 For ``C = E[x x^T]`` (symmetric PSD) the file keeps the ``r`` leading eigenvectors
-(``basis``), their eigenvalues and ``trace(C)``.
+(``basis``), their eigenvalues and ``trace(C)``. Wide inputs use a top-r solver
+(:func:`subspace_eigenpairs`: block subspace iteration with a Rayleigh-Ritz step, ``O(n^2 k)``
+per step instead of the ``O(n^3)`` of a full ``eigh``); narrow ones, ranks close to the
+width and a solver that does not converge use the full ``eigh``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -25,24 +31,110 @@ FLOAT32_EIGH_MAX_SPREAD = 1e3
 FLOAT64_EIGH_MAX_DIM = 8192
 
 
+#: The top-r solver runs when the input is at least this many times wider than its block
+#: ``k = r + oversampling``: measured with benchmarks/bench_eigh.py (one CPU thread,
+#: docs/performance.md), it is 2-3x slower than ``eigh`` at 576 wide (k = 128) and 3-4x
+#: faster at 1536; below this ratio the full ``eigh`` runs.
+SUBSPACE_MIN_WIDTH_RATIO = 8
+#: Ritz pairs are accepted when ``|C v_i - theta_i v_i| <= SUBSPACE_TOL * theta_i`` for every
+#: kept ``i``: then the eigenvalues are within ~``tol^2`` and the subspace within ~0.05 degree
+#: of float64 ``eigh`` on the benchmark's spectra (float32 ``eigh``: <= 0.2 degree).
+SUBSPACE_TOL = 1e-4
+#: Steps before the solver gives up (then the full ``eigh`` runs).
+SUBSPACE_MAX_STEPS = 60
+#: A residual below ``SUBSPACE_FLOOR * eps * theta_1`` is rounding: accepted as converged.
+SUBSPACE_FLOOR = 10.0
+
+
+def spread_within(eigenvalues_desc: torch.Tensor, max_spread: float) -> bool:
+    """``0 < lambda_r`` and ``lambda_1 <= max_spread * lambda_r`` (descending input)."""
+    largest, rth = float(eigenvalues_desc[0]), float(eigenvalues_desc[-1])
+    return rth > 0.0 and largest <= max_spread * rth
+
+
 def float32_accurate(ascending: torch.Tensor, r: int) -> bool:
     """``0 < lambda_r`` and ``lambda_1 <= FLOAT32_EIGH_MAX_SPREAD * lambda_r`` (ascending input)."""
-    largest, rth = float(ascending[-1]), float(ascending[-r])
-    return rth > 0.0 and largest <= FLOAT32_EIGH_MAX_SPREAD * rth
+    return spread_within(ascending[-r:].flip(0), FLOAT32_EIGH_MAX_SPREAD)
 
 
-def principal_subspace(second_moment: torch.Tensor, rank: int, *, overwrite: bool = False
-                       ) -> LayerStatistics:
+def subspace_block(n: int, r: int) -> int:
+    """Block size ``k = 2r`` (oversampling ``p = r``) of the top-r solver, at most ``n``."""
+    return min(n, 2 * r)
+
+
+def use_subspace_iteration(n: int, r: int) -> bool:
+    """Whether :func:`principal_subspace` tries the top-r solver for an ``n``-wide input."""
+    return n >= SUBSPACE_MIN_WIDTH_RATIO * subspace_block(n, r)
+
+
+@dataclass
+class RitzPairs:
+    """The result of :func:`subspace_eigenpairs`: descending eigenvalues, eigenvectors (columns),
+    the final block basis (a warm start in another dtype) and whether it converged."""
+
+    eigenvalues: torch.Tensor
+    vectors: torch.Tensor
+    basis: torch.Tensor
+    converged: bool
+    steps: int
+
+
+def subspace_eigenpairs(
+    c: torch.Tensor,
+    r: int,
+    *,
+    block: int | None = None,
+    tol: float = SUBSPACE_TOL,
+    max_steps: int = SUBSPACE_MAX_STEPS,
+    start: torch.Tensor | None = None,
+    seed: int = 0,
+) -> RitzPairs:
+    """Top-``r`` eigenpairs of a symmetric PSD ``C`` by block subspace iteration.
+
+    ``Q_0 = orth(C G)`` (``G`` an ``n x k`` Gaussian from ``seed``, or ``start``); each step
+    computes ``Y = C Q``, the Rayleigh-Ritz pairs ``Q^T Y = U Theta U^T``, ``v_i = Q u_i`` and
+    the residuals ``r_i = Y u_i - theta_i v_i``, and stops when every kept
+    ``|r_i| <= max(tol, SUBSPACE_FLOOR eps theta_1 / theta_i) theta_i``, else ``Q <- orth(Y)``.
+    The span converges like ``(lambda_{k+1} / lambda_r)^steps``. Runs in ``C``'s dtype.
+    """
+    n = c.shape[0]
+    k = block or subspace_block(n, r)
+    if start is None:
+        generator = torch.Generator(device=c.device).manual_seed(seed)
+        start = torch.randn(n, k, generator=generator, device=c.device, dtype=c.dtype)
+        start = c @ start
+    q = torch.linalg.qr(start.to(c.dtype))[0]
+    floor = SUBSPACE_FLOOR * torch.finfo(c.dtype).eps
+    for step in range(1, max_steps + 1):
+        y = c @ q
+        small = q.T @ y
+        theta, u = torch.linalg.eigh((small + small.T) * 0.5)
+        theta, u = theta.flip(0)[:r], u.flip(1)[:, :r]
+        vectors = q @ u
+        residual = torch.linalg.vector_norm(y @ u - vectors * theta, dim=0)
+        top = float(theta[0])
+        bound = torch.maximum(tol * theta, torch.full_like(theta, floor * top))
+        if top > 0.0 and bool((residual <= bound).all()):
+            return RitzPairs(theta, vectors, q, True, step)
+        q = torch.linalg.qr(y)[0]
+    return RitzPairs(theta, vectors, q, False, max_steps)
+
+
+def principal_subspace(second_moment: torch.Tensor, rank: int, *, overwrite: bool = False,
+                       solver: Literal["auto", "eigh"] = "auto") -> LayerStatistics:
     """Top-``rank`` eigenpairs of a symmetric PSD matrix ``C`` (``C`` is first symmetrised).
 
-    ``eigh`` runs in float32; when its top eigenvalues spread by more than
+    Inputs at least ``SUBSPACE_MIN_WIDTH_RATIO`` times wider than the solver's block use
+    :func:`subspace_eigenpairs`; the others, or when it does not converge, the full ``eigh``.
+    Either runs in float32; when the top eigenvalues spread by more than
     ``FLOAT32_EIGH_MAX_SPREAD`` (``lambda_1 / lambda_r``, where float32 is not accurate
-    enough) it is redone in float64, unless the input is wider than ``FLOAT64_EIGH_MAX_DIM``.
+    enough) it is redone in float64 (the solver warm-started from its float32 basis), unless
+    the input is wider than ``FLOAT64_EIGH_MAX_DIM``.
     Columns are ordered by descending eigenvalue and signed so that each column's
     largest-magnitude entry is positive (a deterministic, sign-free convention).
     ``overwrite=True`` lets the function symmetrise a float32 ``second_moment`` in place and
     use it as its workspace; otherwise it works on a copy. Only the kept ``r`` columns of the
-    eigenvectors are copied.
+    eigenvectors are copied. ``solver="eigh"`` always uses the full ``eigh`` (benchmarks).
     """
     n = second_moment.shape[0]
     r = min(rank, n)
@@ -52,6 +144,15 @@ def principal_subspace(second_moment: torch.Tensor, rank: int, *, overwrite: boo
         c = second_moment.to(torch.float32, copy=True)
     symmetrise_in_place(c)
     trace = torch.diagonal(c).sum().cpu()
+    if solver == "auto" and use_subspace_iteration(n, r):
+        found = subspace_eigenpairs(c, r, tol=SUBSPACE_TOL, max_steps=SUBSPACE_MAX_STEPS)
+        if n <= FLOAT64_EIGH_MAX_DIM and not spread_within(found.eigenvalues, FLOAT32_EIGH_MAX_SPREAD):
+            found = subspace_eigenpairs(c.to(torch.float64), r, tol=SUBSPACE_TOL,
+                                        max_steps=SUBSPACE_MAX_STEPS, start=found.basis)
+        if found.converged:
+            del c
+            return _as_statistics(found.eigenvalues.clamp_min(0.0), found.vectors, trace)
+        del found
     eigenvalues, vectors = torch.linalg.eigh(c)
     if n <= FLOAT64_EIGH_MAX_DIM and not float32_accurate(eigenvalues, r):
         del eigenvalues, vectors
@@ -104,7 +205,13 @@ def finalise_moments(moments: InputSecondMoments, rank: int) -> dict[str, LayerS
 __all__ = [
     "FLOAT32_EIGH_MAX_SPREAD",
     "FLOAT64_EIGH_MAX_DIM",
+    "SUBSPACE_MIN_WIDTH_RATIO",
+    "SUBSPACE_TOL",
+    "RitzPairs",
     "finalise_moments",
     "float32_accurate",
     "principal_subspace",
+    "spread_within",
+    "subspace_eigenpairs",
+    "use_subspace_iteration",
 ]
