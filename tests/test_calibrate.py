@@ -415,7 +415,7 @@ def test_top_r_solver_residuals_meet_the_tolerance():
 
 
 @pytest.mark.parametrize(("n", "r", "max_steps"), [
-    (512, 64, None),   # rank close to the width (block 128 > 512 / 8): full eigh
+    (512, 64, None),   # rank close to the width (block 128 > 512 / 12): full eigh
     (512, 16, 1),      # the solver does not converge: full eigh
 ])
 def test_top_r_solver_falls_back_to_full_eigh(monkeypatch, n, r, max_steps):

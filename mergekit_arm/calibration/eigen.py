@@ -32,13 +32,15 @@ FLOAT64_EIGH_MAX_DIM = 8192
 
 
 #: The top-r solver runs when the input is at least this many times wider than its block
-#: ``k = r + oversampling``: measured with benchmarks/bench_eigh.py (one CPU thread,
-#: docs/performance.md), it is 2-3x slower than ``eigh`` at 576 wide (k = 128) and 3-4x
-#: faster at 1536; below this ratio the full ``eigh`` runs.
-SUBSPACE_MIN_WIDTH_RATIO = 8
+#: ``k = 2r``. Measured side by side with benchmarks/bench_eigh.py (one CPU thread, r = 64,
+#: docs/performance.md): at 1536 wide (ratio 12) it takes 0.45-0.51x the time of ``eigh``
+#: (0.15x where float64 is needed) and never more (1.00x on a flat spectrum); at 1024 wide
+#: (ratio 8) a flat spectrum took 1.43x, so below ratio 12 the full ``eigh`` runs.
+SUBSPACE_MIN_WIDTH_RATIO = 12
 #: Ritz pairs are accepted when ``|C v_i - theta_i v_i| <= SUBSPACE_TOL * theta_i`` for every
-#: kept ``i``: then the eigenvalues are within ~``tol^2`` and the subspace within ~0.05 degree
-#: of float64 ``eigh`` on the benchmark's spectra (float32 ``eigh``: <= 0.2 degree).
+#: kept ``i``: on the benchmark's spectra the eigenvalues are then within 2e-6 (relative) and
+#: the subspace within 0.05 degree of float64 ``eigh`` (float32 ``eigh`` is accepted up to
+#: 0.25 degree; calibration noise is ~10x that).
 SUBSPACE_TOL = 1e-4
 #: Steps before the solver gives up (then the full ``eigh`` runs).
 SUBSPACE_MAX_STEPS = 60
