@@ -1,4 +1,5 @@
-"""Calibration data: texts (the shipped corpus or local files read through ``datasets``), tokens, batches.
+"""Calibration data: texts (the shipped corpus or local files, read by ``datasets``),
+tokens and batches.
 
 Accepted ``--data``:
 

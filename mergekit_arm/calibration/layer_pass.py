@@ -8,16 +8,17 @@ layer by layer:
 
 1. **Capture.** Every decoder layer is swapped for a catcher that records the
    arguments the model passes it (attention mask, rotary position embeddings,
-   position ids, ...) and returns its input unchanged; the last catcher raises a
-   exception (:class:`~mergekit_arm.calibration.layout.StopForward`) that stops the forward before the final norm and ``lm_head``.
+   position ids, ...) and returns its input unchanged; the last catcher raises
+   :class:`~mergekit_arm.calibration.layout.StopForward`, which stops the forward before
+   the final norm and ``lm_head``.
    So the capture costs one embedding lookup per batch and needs no layer weights.
    Every layer's own arguments are kept (models with sliding-window layers pass
    different masks to different layers); they are shared objects, not copies.
 2. **Walk.** For ``i = 0..L-1``: bring layer ``i`` onto the compute device (move it,
    or read its weights from the safetensors files when the model was opened with
-   :func:`~mergekit_arm.calibration.lazy.load_lazy_causal_lm`), run it over the cached hidden states of every
-   batch with the input hooks of :class:`~mergekit_arm.calibration.moments.InputSecondMoments`
-   attached, replace the cache with its outputs, eigendecompose that layer's
+   :func:`~mergekit_arm.calibration.lazy.load_lazy_causal_lm`), run it over the cached
+   hidden states of every batch with the input hooks of
+   :class:`~mergekit_arm.calibration.moments.InputSecondMoments` attached, replace the cache with its outputs, eigendecompose that layer's
    accumulators, and give the layer back.
 3. **Tail.** Apply the final norm to the cached hidden states and record the input of
    ``lm_head`` (its matmul is skipped: only its input is needed).
@@ -29,8 +30,8 @@ accumulators plus the cached hidden states, independent of depth.
 
 Supported: causal LMs laid out like Llama / Qwen / Mistral in transformers
 (``model.model.layers``, ``model.model.norm``, ``model.lm_head``) whose only linear
-outside the decoder layers is ``lm_head``. :func:`~mergekit_arm.calibration.layout.decoder_stack` returns None for
-anything else, and ``mode: auto`` then falls back to the all-at-once pass.
+outside the decoder layers is ``lm_head``.
+:func:`~mergekit_arm.calibration.layout.decoder_stack` returns None for anything else, and ``mode: auto`` then falls back to the all-at-once pass.
 """
 
 from __future__ import annotations

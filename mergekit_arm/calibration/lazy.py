@@ -106,9 +106,10 @@ def load_lazy_causal_lm(
 
     Embeddings, the final norm and ``lm_head`` are read into CPU memory; every decoder
     layer's weights are read from the safetensors files only while that layer runs in
-    :func:`~mergekit_arm.calibration.layer_pass.collect_statistics_layerwise` and dropped right after. So a model larger than
-    RAM can be calibrated. The returned module carries the reader as
-    ``model.arm_lazy_checkpoint`` (:func:`lazy_checkpoint`) and runs only through the layer-sequential pass.
+    :func:`~mergekit_arm.calibration.layer_pass.collect_statistics_layerwise` and dropped
+    right after. So a model larger than RAM can be calibrated. The returned module carries
+    the reader as ``model.arm_lazy_checkpoint`` (:func:`lazy_checkpoint`) and runs only
+    through the layer-sequential pass.
     """
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM

@@ -1,4 +1,4 @@
-"""The calibration options: one pydantic model for the Python API, ``arm-stream`` and ``arm-calibrate``.
+"""The calibration options: one pydantic model for the API, ``arm-stream`` and ``arm-calibrate``.
 
 :class:`CalibrationSettings` holds what every model of a run must share (the text, how it is
 cut and the pass); :class:`CalibrationOptions` adds where and how one model is run. The
