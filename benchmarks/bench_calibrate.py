@@ -83,7 +83,7 @@ def sync(device: str) -> None:
 
 
 def plain_forward(model, token_lists, batch_size: int, device: str) -> float:
-    from mergekit_arm.calibrate import iter_batches
+    from mergekit_arm.calibration import iter_batches
 
     sync(device)
     start = time.perf_counter()
@@ -95,7 +95,7 @@ def plain_forward(model, token_lists, batch_size: int, device: str) -> float:
 
 
 def statistics_pass(model, token_lists, batch_size: int, rank: int, mode: str, device: str):
-    from mergekit_arm.calibrate import collect_statistics
+    from mergekit_arm.calibration import collect_statistics
 
     sync(device)
     start = time.perf_counter()
@@ -148,7 +148,7 @@ def throughput(args, device: str, dtype: torch.dtype) -> None:
 
 def accumulation(args, device: str) -> None:
     """Time of ``sum x x^T`` for one batch: the full product vs lower-triangle row panels."""
-    from mergekit_arm.calibrate import accumulate_lower_gram, lower_panels
+    from mergekit_arm.calibration.moments import accumulate_lower_gram, lower_panels
 
     widths = [128, 576] if args.quick else [64, 128, 256, 576, 1536]
     tokens = 512 if args.quick else 4096
@@ -258,8 +258,11 @@ def peak_allocated(fn) -> int:
 
 
 def memory_vs_depth(args) -> None:
-    from mergekit_arm.calibrate import collect_statistics
-    from mergekit_arm.layerwise import collect_statistics_layerwise, load_lazy_causal_lm
+    from mergekit_arm.calibration import (
+        collect_statistics,
+        collect_statistics_layerwise,
+        load_lazy_causal_lm,
+    )
 
     depths = [2, 4] if args.quick else [2, 4, 8, 16]
     vocab = 2048 if args.quick else 49152

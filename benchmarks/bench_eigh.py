@@ -1,6 +1,6 @@
 """Accuracy of float32 ``eigh`` against float64 on real second moments, and its speed.
 
-``principal_subspace`` (mergekit_arm/calibrate.py) eigendecomposes every ``E[x x^T]`` in
+``principal_subspace`` (mergekit_arm/calibration/eigen.py) eigendecomposes every ``E[x x^T]`` in
 float32 and redoes it in float64 when the top-r eigenvalues spread by more than
 ``FLOAT32_EIGH_MAX_SPREAD`` (``lambda_1 / lambda_r``). This script measures why:
 
@@ -20,8 +20,16 @@ float32 and redoes it in float64 when the top-r eigenvalues spread by more than
    * calibration noise: the same turn between the subspaces of the two halves of the data.
 
 3. Time of float32 and float64 ``eigh`` per input width.
+4. The top-r solver against the full ``eigh``, side by side on the same matrices (the
+   model's, when ``--model`` is given, and synthetic second moments of 2,048 tokens with
+   power-law spectra, with and without massive-activation outliers): largest relative
+   error of the top-r eigenvalues and largest principal angle of the top-r subspace, both
+   against float64 ``eigh``, and the time of ``principal_subspace`` with
+   ``solver="eigh"`` (full ``eigh``, float64 redo above the spread threshold) and with
+   ``solver="auto"`` (block subspace iteration where it pays), next to ``torch.lobpcg``.
 
     python benchmarks/bench_eigh.py --model PATH [--threads 1]
+    python benchmarks/bench_eigh.py --solver-only --threads 1   # section 4, synthetic only
     python benchmarks/bench_eigh.py --quick        # random tiny model, smoke run
 """
 
@@ -46,7 +54,7 @@ INPUTS = {  # module suffix -> label
 
 def collect(model, token_lists, pad_id: int, names: list[str], batch_size: int):
     """float32 ``sum x x^T`` of each named module's input: all batches, and per half."""
-    from mergekit_arm.calibrate import iter_batches
+    from mergekit_arm.calibration import iter_batches
 
     full: dict[str, torch.Tensor] = {}
     halves: dict[str, list[torch.Tensor]] = {}
@@ -102,7 +110,7 @@ def turn(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> float:
 
 
 def accuracy(full, halves, counts, rank: int, scales: list[float]) -> None:
-    from mergekit_arm.calibrate import FLOAT32_EIGH_MAX_SPREAD
+    from mergekit_arm.calibration.eigen import FLOAT32_EIGH_MAX_SPREAD
 
     g = torch.Generator().manual_seed(0)
     rows = []
@@ -159,6 +167,94 @@ def speed(widths: list[int], repeats: int) -> None:
     print(f"(median of {repeats})\n")
 
 
+def synthetic_moment(n: int, alpha: float, outlier: float, tokens: int = 2048,
+                     seed: int = 0) -> torch.Tensor:
+    """``E[x x^T]`` of ``tokens`` samples ``x = A z`` with eigenvalues ``~ i^-alpha`` in a random
+    basis, the first two input features scaled by ``outlier`` (massive activations)."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(n, n, generator=g))[0]
+    a = basis * torch.arange(1, n + 1, dtype=torch.float32) ** (-alpha / 2)
+    x = torch.randn(tokens, n, generator=g) @ a.T
+    x[:, :2] *= outlier
+    return x.T @ x / tokens
+
+
+def _timed_pair(first, second, repeats: int):
+    """Fastest of ``repeats`` interleaved calls of each (robust to a busy machine), and results."""
+    best, out = [math.inf, math.inf], [None, None]
+    for _ in range(repeats):
+        for i, fn in enumerate((first, second)):
+            start = time.perf_counter()
+            out[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best, out
+
+
+def _errors(stats, e64: torch.Tensor, v64: torch.Tensor) -> str:
+    """Largest relative eigenvalue error / largest principal angle (deg) against float64."""
+    return (f"{float(((stats.eigenvalues.double() - e64).abs() / e64).max()):.0e} / "
+            f"{max_angle_deg(v64, stats.basis.double()):.3f}")
+
+
+def solver_comparison(matrices: list[tuple[str, torch.Tensor]], rank: int, repeats: int) -> None:
+    """Top-r solver vs full eigh on each matrix: accuracy against float64 eigh, and speed."""
+    from mergekit_arm.calibration.eigen import (
+        FLOAT32_EIGH_MAX_SPREAD,
+        SUBSPACE_MAX_STEPS,
+        SUBSPACE_TOL,
+        principal_subspace,
+        spread_within,
+        subspace_eigenpairs,
+        use_subspace_iteration,
+    )
+
+    rows, totals = [], {"eigh": 0.0, "auto": 0.0}
+    for label, c in matrices:
+        n = c.shape[0]
+        r = min(rank, n)
+        e64, v64 = top(c, torch.float64, r)
+        (t_eigh, t_auto), (full, fast) = _timed_pair(
+            lambda c=c, r=r: principal_subspace(c, r, solver="eigh"),
+            lambda c=c, r=r: principal_subspace(c, r, solver="auto"), repeats)
+        totals["eigh"] += t_eigh
+        totals["auto"] += t_auto
+        path, steps = "eigh", "-"
+        if use_subspace_iteration(n, r):
+            found = subspace_eigenpairs(c, r)
+            path = "top-r f32"
+            if not spread_within(found.eigenvalues, FLOAT32_EIGH_MAX_SPREAD):
+                found = subspace_eigenpairs(c.double(), r, start=found.basis)
+                path = "top-r f64"
+            steps = str(found.steps)
+            if not found.converged:
+                path += " -> eigh"
+        lob = "-"
+        if n >= 3 * r:
+            start = time.perf_counter()
+            e_l, v_l = torch.lobpcg(c, k=r, largest=True, tol=SUBSPACE_TOL,
+                                    niter=SUBSPACE_MAX_STEPS)
+            lob = (f"{float(((e_l.double() - e64).abs() / e64).max()):.0e} / "
+                   f"{max_angle_deg(v64, v_l.double()):.2f} / {time.perf_counter() - start:.2f}")
+
+        rows.append([label, str(n), str(r), f"{float(e64[0] / e64[-1]):.0e}", path, steps,
+                     _errors(full, e64, v64), _errors(fast, e64, v64), f"{t_eigh:.3f}", f"{t_auto:.3f}",
+                     f"{t_auto / t_eigh:.2f}", lob])
+    print(table(rows, ["matrix", "n", "r", "l1/l_r", "auto path", "steps",
+                       "eigh: eig err / deg", "auto: eig err / deg", "eigh s", "auto s",
+                       "auto / eigh", "lobpcg: err / deg / s"]))
+    print(f"(errors against float64 eigh: largest relative eigenvalue error / largest principal "
+          f"angle in degrees; times: fastest of {repeats} interleaved calls, principal_subspace with solver='eigh' "
+          f"and solver='auto'; total auto / eigh = {totals['auto'] / totals['eigh']:.2f}; "
+          f"lobpcg: torch.lobpcg(tol={SUBSPACE_TOL:g}, niter={SUBSPACE_MAX_STEPS}), one call)\n")
+
+
+def synthetic_matrices(widths: list[int]) -> list[tuple[str, torch.Tensor]]:
+    spectra = [("i^-0.5", 0.5, 1.0), ("i^-1", 1.0, 1.0), ("i^-1, outliers x30", 1.0, 30.0),
+               ("i^-2", 2.0, 1.0)]
+    return [(label, synthetic_moment(n, alpha, outlier)) for n in widths
+            for label, alpha, outlier in spectra]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="local causal LM folder")
@@ -169,16 +265,26 @@ def main() -> None:
     parser.add_argument("--layers", default="0,1,10,29", help="decoder layers to sample")
     parser.add_argument("--scales", default="1,2,3,5,10,30,100")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--solver-only", action="store_true",
+                        help="only section 4, on synthetic matrices (no model)")
+    parser.add_argument("--widths", default="576,1024,1536,2048",
+                        help="widths of the synthetic matrices of section 4")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.threads or args.quick:
         torch.set_num_threads(args.threads or 1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mergekit_arm.calibrate import tokenize_texts
-    from mergekit_arm.data import load_calibration_texts
+    from mergekit_arm.calibration import load_calibration_texts, tokenize_texts
 
     print(f"machine: {os.cpu_count()} CPU, torch {torch.__version__} ({torch.get_num_threads()} "
           f"threads); load average at start {os.getloadavg()[0]:.2f}")
+    widths = [int(w) for w in args.widths.split(",")]
+    if args.solver_only:
+        print(f"== top-r solver vs full eigh: synthetic second moments, rank {args.rank}")
+        solver_comparison(synthetic_matrices(widths), args.rank, args.repeats)
+        print(f"load average at end {os.getloadavg()[0]:.2f}")
+        return
     if args.quick:
         from transformers import LlamaConfig
 
@@ -206,6 +312,12 @@ def main() -> None:
     accuracy(full, halves, counts, args.rank, [float(k) for k in args.scales.split(",")])
     print("== speed: eigh of a random second moment, one call")
     speed(sorted({t.shape[0] for t in full.values()}), 1 if args.quick else 3)
+    model_matrices = [(name.replace("model.layers.", "L"), total / sum(counts[name]))
+                      for name, total in full.items()]
+    if args.quick:
+        widths, args.repeats = [256, 512], 1
+    print(f"== top-r solver vs full eigh: {label} inputs and synthetic second moments")
+    solver_comparison(model_matrices + synthetic_matrices(widths), args.rank, args.repeats)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 

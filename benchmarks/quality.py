@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_lib import candidates, pipeline, report  # noqa: E402
 
 ARM_DRIVER = ("in-memory fixed-set driver in benchmarks/quality_lib/merges.py "
-              "(mergekit_arm.calibrate.calibrate + mergekit merge_state_dicts(..., 'arm'))")
+              "(mergekit_arm.calibration.calibrate + mergekit merge_state_dicts(..., 'arm'))")
 
 
 def code_fingerprint() -> str:

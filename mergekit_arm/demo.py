@@ -91,7 +91,7 @@ def _quiet_runtime(num_threads: int | None = None) -> Iterator[None]:
 def _default_calibration_path() -> Path:
     """Path of the default calibration corpus (``calibration/default.jsonl``)."""
     try:
-        from mergekit_arm.data import default_calibration_path
+        from mergekit_arm.calibration import default_calibration_path
     except ImportError:
         pass
     else:

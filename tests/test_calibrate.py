@@ -8,8 +8,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mergekit_arm.calibrate import CalibrationOptions, calibrate, tokenize_texts
-from mergekit_arm.data import load_calibration_texts
+from mergekit_arm.calibration import (
+    CalibrationOptions,
+    calibrate,
+    load_calibration_texts,
+    tokenize_texts,
+)
 from mergekit_arm.errors import CalibrationError, ModelLoadError
 from mergekit_arm.models import load_causal_lm, load_tokenizer
 from mergekit_arm.scripts.calibrate import main as calibrate_cli
@@ -202,7 +206,7 @@ def test_nan_weights_are_named(tiny_llama, calibration_texts, tmp_path):
 def test_principal_subspace_float32_path_for_wide_inputs(monkeypatch):
     """Wide inputs (70B down_proj) stay in float32 even when their spread would call for
     float64 (memory); narrower ones with the same spread are redone in float64."""
-    import mergekit_arm.calibrate as cal
+    import mergekit_arm.calibration.eigen as cal
 
     c = _heavy_tailed_moment(24, 300.0)
     calls = _record_eigh(monkeypatch)
@@ -223,7 +227,7 @@ def test_principal_subspace_float32_path_for_wide_inputs(monkeypatch):
 def test_lower_panel_accumulation_equals_full_gram(dim):
     """The lower block triangle, accumulated over batches and symmetrised once, equals
     x^T x computed in full (float64 reference) to float32 rounding."""
-    import mergekit_arm.calibrate as cal
+    import mergekit_arm.calibration.moments as cal
 
     g = torch.Generator().manual_seed(dim)
     batches = [torch.randn(n, dim, generator=g) * torch.linspace(5.0, 0.1, dim) for n in (7, 300, 41)]
@@ -244,7 +248,7 @@ def test_lower_panel_accumulation_equals_full_gram(dim):
 
 def test_hooks_accumulate_second_moment_of_selected_tokens():
     """InputSecondMoments (lower panels) gives E[x x^T] over the unmasked tokens."""
-    from mergekit_arm.calibrate import InputSecondMoments
+    from mergekit_arm.calibration.moments import InputSecondMoments
 
     g = torch.Generator().manual_seed(0)
     layer = torch.nn.Linear(200, 3)
@@ -264,7 +268,7 @@ def test_hooks_accumulate_second_moment_of_selected_tokens():
 
 
 def test_symmetrise_in_place():
-    from mergekit_arm.calibrate import symmetrise_in_place
+    from mergekit_arm.calibration.moments import symmetrise_in_place
 
     g = torch.Generator().manual_seed(1)
     c = torch.randn(300, 300, generator=g)
@@ -311,7 +315,7 @@ def _float64_top(c: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     (300.0, [torch.float32, torch.float64]),     # massive activations: redone in float64
 ])
 def test_principal_subspace_matches_float64(monkeypatch, outlier, expected_dtypes):
-    import mergekit_arm.calibrate as cal
+    import mergekit_arm.calibration.eigen as cal
 
     c = _heavy_tailed_moment(256, outlier)
     ref_e, ref_v = _float64_top(c, 32)
@@ -337,7 +341,7 @@ def test_float32_eigh_is_not_enough_for_massive_activations():
 
 
 def test_principal_subspace_overwrite_uses_the_input(monkeypatch):
-    import mergekit_arm.calibrate as cal
+    import mergekit_arm.calibration.eigen as cal
 
     work = _heavy_tailed_moment(128, 1.0)
     work[3, 7] += 1e-3  # asymmetric: symmetrised in place
@@ -346,3 +350,83 @@ def test_principal_subspace_overwrite_uses_the_input(monkeypatch):
     assert float(work[3, 7]) == float(work[7, 3])
     torch.testing.assert_close(stats.eigenvalues, reference.eigenvalues, rtol=1e-5, atol=0)
     torch.testing.assert_close(stats.basis, reference.basis, rtol=0, atol=1e-4)
+
+
+# -- the top-r solver ------------------------------------------------------------------------
+
+
+def _record_eigh_shapes(monkeypatch) -> list[tuple[int, torch.dtype]]:
+    calls: list[tuple[int, torch.dtype]] = []
+    eigh = torch.linalg.eigh
+
+    def recording(c, *args, **kwargs):
+        calls.append((c.shape[0], c.dtype))
+        return eigh(c, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", recording)
+    return calls
+
+
+def _power_law_moment(n: int, alpha: float, outlier: float = 1.0, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(n, n, generator=g))[0]
+    x = torch.randn(4 * n, n, generator=g) @ (basis * torch.arange(1, n + 1) ** (-alpha / 2)).T
+    x[:, :2] *= outlier
+    return x.T @ x / x.shape[0]
+
+
+@pytest.mark.parametrize(("alpha", "outlier", "float64"), [
+    (0.5, 1.0, False),   # flat spectrum: slowest convergence
+    (1.0, 1.0, False),
+    (1.0, 30.0, False),  # massive activations, spread still <= 1e3
+    (3.0, 1.0, True),    # spread 16^3 > 1e3: the solver is redone in float64
+])
+def test_top_r_solver_matches_float64_eigh(monkeypatch, alpha, outlier, float64):
+    """Wide inputs go through the subspace iteration (no n x n eigh at all); eigenvalues and
+    subspace match float64 eigh; ill-conditioned spectra are finished in float64."""
+    import mergekit_arm.calibration.eigen as eigen
+
+    n, r = 512, 16
+    assert eigen.use_subspace_iteration(n, r)
+    c = _power_law_moment(n, alpha, outlier)
+    ref_e, ref_v = _float64_top(c, r)
+    calls = _record_eigh_shapes(monkeypatch)
+    stats = eigen.principal_subspace(c, r)
+    assert calls and all(size == eigen.subspace_block(n, r) for size, _ in calls)
+    assert (torch.float64 in {dtype for _, dtype in calls}) == float64
+    torch.testing.assert_close(stats.eigenvalues.double(), ref_e, rtol=1e-4, atol=0)
+    assert _subspace_error_deg(stats.basis, ref_v) < 0.2
+    assert float(stats.trace) == pytest.approx(float(torch.trace(c.double())), rel=1e-5)
+    again = eigen.principal_subspace(c, r)  # deterministic: resume / mode equality rely on it
+    assert torch.equal(again.basis, stats.basis) and torch.equal(again.eigenvalues, stats.eigenvalues)
+
+
+def test_top_r_solver_residuals_meet_the_tolerance():
+    from mergekit_arm.calibration.eigen import SUBSPACE_TOL, subspace_eigenpairs
+
+    c = _power_law_moment(400, 1.0).double()
+    found = subspace_eigenpairs(c, 10, tol=SUBSPACE_TOL)
+    assert found.converged and found.steps > 1
+    residual = (c @ found.vectors - found.vectors * found.eigenvalues).norm(dim=0)
+    assert bool((residual <= SUBSPACE_TOL * found.eigenvalues).all())
+    assert torch.allclose(found.vectors.T @ found.vectors, torch.eye(10, dtype=c.dtype), atol=1e-10)
+    stopped = subspace_eigenpairs(c, 10, tol=SUBSPACE_TOL, max_steps=1)
+    assert not stopped.converged
+
+
+@pytest.mark.parametrize(("n", "r", "max_steps"), [
+    (512, 64, None),   # rank close to the width (block 128 > 512 / 12): full eigh
+    (512, 16, 1),      # the solver does not converge: full eigh
+])
+def test_top_r_solver_falls_back_to_full_eigh(monkeypatch, n, r, max_steps):
+    import mergekit_arm.calibration.eigen as eigen
+
+    if max_steps is not None:
+        monkeypatch.setattr(eigen, "SUBSPACE_MAX_STEPS", max_steps)
+    c = _power_law_moment(n, 1.0)
+    ref_e, ref_v = _float64_top(c, r)
+    calls = _record_eigh_shapes(monkeypatch)
+    stats = eigen.principal_subspace(c, r)
+    assert (n, torch.float32) in calls
+    torch.testing.assert_close(stats.eigenvalues.double(), ref_e, rtol=1e-4, atol=0)
+    assert _subspace_error_deg(stats.basis, ref_v) < 0.2

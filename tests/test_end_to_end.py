@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from mergekit_arm.calibrate import CalibrationOptions, calibrate
+from mergekit_arm.calibration import CalibrationOptions, calibrate
 from mergekit_arm.rotation import select_subspace
 from mergekit_arm.statistics import ActivationStatistics
 

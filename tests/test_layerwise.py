@@ -11,21 +11,19 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mergekit_arm import layerwise
-from mergekit_arm.calibrate import (
+from mergekit_arm.calibration import (
     CalibrationOptions,
     calibrate,
-    collect_statistics,
-    model_fingerprint,
-    tokenize_texts,
-)
-from mergekit_arm.errors import CalibrationError
-from mergekit_arm.layerwise import (
     choose_mode,
+    collect_statistics,
     collect_statistics_layerwise,
     decoder_stack,
     load_lazy_causal_lm,
+    model_fingerprint,
+    tokenize_texts,
 )
+from mergekit_arm.calibration import mode as mode_choice
+from mergekit_arm.errors import CalibrationError
 from mergekit_arm.models import load_causal_lm, load_tokenizer
 from mergekit_arm.scripts.calibrate import main as calibrate_cli
 from mergekit_arm.statistics import ActivationStatistics
@@ -228,7 +226,7 @@ def test_auto_mode_choice(tiny_llama, monkeypatch):
     config = AutoConfig.from_pretrained(tiny_llama)
     kwargs = {"weight_bytes": 10**6, "weights_on_device": False, "batch_size": 8, "max_length": 512}
     assert choose_mode(config, "cpu", **kwargs)[0] == "all-at-once"
-    monkeypatch.setattr(layerwise, "free_memory", lambda device: 10**6)
+    monkeypatch.setattr(mode_choice, "free_memory", lambda device: 10**6)
     mode, reason = choose_mode(config, "cpu", **kwargs)
     assert mode == "layer-sequential" and "GiB" in reason
     monkeypatch.undo()
@@ -236,17 +234,17 @@ def test_auto_mode_choice(tiny_llama, monkeypatch):
     big.update({"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
                 "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 128,
                 "vocab_size": 32000})
-    assert layerwise.parameter_count(big) == pytest.approx(6.7e9, rel=0.02)
+    assert mode_choice.parameter_count(big) == pytest.approx(6.7e9, rel=0.02)
     # A 7B Llama keeps ~21 GB of float32 accumulators in the all-at-once pass.
-    assert layerwise.accumulator_bytes(big) == pytest.approx(21e9, rel=0.05)
-    monkeypatch.setattr(layerwise, "free_memory", lambda device: 10**15)
+    assert mode_choice.accumulator_bytes(big) == pytest.approx(21e9, rel=0.05)
+    monkeypatch.setattr(mode_choice, "free_memory", lambda device: 10**15)
     assert choose_mode(big, "cpu", **kwargs)[0] == "layer-sequential"
     # The speed threshold: SmolLM2-135M's shape runs layer by layer, its 8-layer cut does not.
     smol = AutoConfig.from_pretrained(tiny_llama)
     smol.update({"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
                  "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64,
                  "vocab_size": 49152, "tie_word_embeddings": True})
-    assert layerwise.parameter_count(smol) == pytest.approx(134.5e6, rel=0.01)
+    assert mode_choice.parameter_count(smol) == pytest.approx(134.5e6, rel=0.01)
     mode, reason = choose_mode(smol, "cpu", **kwargs)
     assert mode == "layer-sequential" and "M parameters (>= 100M" in reason
     smol.update({"num_hidden_layers": 8})
@@ -325,12 +323,9 @@ def test_accelerate_dispatched_model(tmp_path, demo_tokenizer, calibration_texts
 def test_all_at_once_skips_logits_and_equals_full_forward(request, arch, calibration_texts):
     """For decoder-stack layouts the all-at-once pass ends each forward at lm_head's input
     (its matmul never runs); the statistics equal those of hooks on full forwards."""
-    from mergekit_arm.calibrate import (
-        InputSecondMoments,
-        finalise_moments,
-        iter_batches,
-        linear_modules,
-    )
+    from mergekit_arm.calibration import iter_batches, linear_modules
+    from mergekit_arm.calibration.eigen import finalise_moments
+    from mergekit_arm.calibration.moments import InputSecondMoments
 
     model_dir = request.getfixturevalue(arch)
     tokens, pad = _tokens(model_dir, calibration_texts[:10])

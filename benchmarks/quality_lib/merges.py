@@ -1,7 +1,7 @@
 """Candidates built from early checkpoints: linear baselines, mergekit methods, ARM.
 
 ARM steps go through MergeKit exactly as a user's merge would: statistics are written
-by :func:`mergekit_arm.calibrate.calibrate` and the step is
+by :func:`mergekit_arm.calibration.calibrate` and the step is
 ``mergekit.merge_methods.merge_state_dicts(..., "arm", ...)``. The iterated driver
 here mirrors ``arm-stream`` (fixed-set mode, a schedule or a line search) in memory,
 so that a benchmark can run a dozen streams without writing model folders.
@@ -92,7 +92,7 @@ class Calibrator:
 
     def __call__(self, state: StateDict, label: str, texts: list[str] | None = None,
                  samples: int | None = None) -> Path:
-        from mergekit_arm.calibrate import CalibrationOptions, calibrate
+        from mergekit_arm.calibration import CalibrationOptions, calibrate
 
         start = time.perf_counter()
         load_state(self.model, state)

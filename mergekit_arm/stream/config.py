@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mergekit_arm.calibration.options import CalibrationSettings
 from mergekit_arm.errors import ArmConfigError
 
 Mode = Literal["fixed", "checkpoints", "watch"]
@@ -99,18 +100,10 @@ class ScheduleConfig(_Section):
         return self.decay if self.kind == "line_search" else self.kind  # type: ignore[return-value]
 
 
-class CalibrationConfig(_Section):
-    """Calibration text and settings (the same for every model, as the method requires)."""
-
-    data: str | None = Field(None, description="text file/folder; null = the shipped corpus")
-    samples: int = Field(128, ge=1, description="number of texts")
-    max_length: int = Field(512, ge=2, description="tokens per text (truncated)")
-    batch_size: int = Field(8, ge=1)
-    rank: int = Field(64, ge=1, description="eigenvectors stored per linear input")
-    text_mode: Literal["paragraph", "line"] = "paragraph"
-    mode: Literal["auto", "all-at-once", "layer-sequential"] = Field(
-        "auto", description="calibration pass: whole model hooked, or one layer at a time"
-    )
+#: The ``calibration:`` section: the one typed definition of the calibration options that
+#: every model of a run shares (``arm-calibrate`` and :func:`~mergekit_arm.calibration.calibrate`
+#: take the same fields, plus device/dtype/tokenizer, through ``CalibrationOptions``).
+CalibrationConfig = CalibrationSettings
 
 
 class ValidationConfig(_Section):
@@ -170,7 +163,7 @@ class StreamConfig(_Section):
     )
     steps: int | None = Field(None, ge=1, description="number of steps")
     schedule: ScheduleConfig
-    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     validation: ValidationConfig | None = None
     arm: ArmConfig = Field(default_factory=ArmConfig)
     watch: WatchConfig = Field(default_factory=WatchConfig)

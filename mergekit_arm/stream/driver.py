@@ -33,15 +33,15 @@ from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
-from mergekit_arm.calibrate import (
+from mergekit_arm.calibration import (
     CalibrationOptions,
     calibrate,
     calibration_fingerprint,
     iter_batches,
+    load_calibration_texts,
     model_fingerprint,
     tokenize_texts,
 )
-from mergekit_arm.data import load_calibration_texts
 from mergekit_arm.errors import (
     ArmConfigError,
     ArmError,

@@ -1,0 +1,58 @@
+"""Calibration: principal subspaces of every linear layer's inputs, written as a statistics file.
+
+Modules, one job each: :mod:`.options` (the one typed set of options), :mod:`.data`
+(texts, tokens, batches), :mod:`.moments` (second-moment accumulation), :mod:`.eigen`
+(eigendecomposition), :mod:`.layout` (what a pass needs to know about the model),
+:mod:`.full_pass` (all-at-once), :mod:`.lazy` and :mod:`.layer_pass` (layer-sequential),
+:mod:`.mode` (the mode choice) and :mod:`.api` (:func:`calibrate`).
+"""
+
+from mergekit_arm.calibration.api import (
+    CalibrationResult,
+    calibrate,
+    check_statistics,
+    collect_statistics,
+)
+from mergekit_arm.calibration.data import (
+    calibration_fingerprint,
+    default_calibration_path,
+    iter_batches,
+    load_calibration_texts,
+    tokenize_texts,
+)
+from mergekit_arm.calibration.eigen import principal_subspace
+from mergekit_arm.calibration.layer_pass import collect_statistics_layerwise
+from mergekit_arm.calibration.layout import decoder_stack, linear_modules, model_fingerprint
+from mergekit_arm.calibration.lazy import load_lazy_causal_lm
+from mergekit_arm.calibration.mode import choose_mode
+from mergekit_arm.calibration.options import (
+    CalibrationMode,
+    CalibrationOptions,
+    CalibrationSettings,
+    TextMode,
+    add_calibration_options,
+)
+
+__all__ = [
+    "CalibrationMode",
+    "CalibrationOptions",
+    "CalibrationResult",
+    "CalibrationSettings",
+    "TextMode",
+    "add_calibration_options",
+    "calibrate",
+    "calibration_fingerprint",
+    "check_statistics",
+    "choose_mode",
+    "collect_statistics",
+    "collect_statistics_layerwise",
+    "decoder_stack",
+    "default_calibration_path",
+    "iter_batches",
+    "linear_modules",
+    "load_calibration_texts",
+    "load_lazy_causal_lm",
+    "model_fingerprint",
+    "principal_subspace",
+    "tokenize_texts",
+]

@@ -1,0 +1,226 @@
+"""The public calibration API: :func:`calibrate` a model into a statistics file, and check one.
+
+For each linear weight ``W`` (``y = W x``) the pass accumulates, over all non-padding
+calibration tokens, ``C = E[x x^T] = (1/N) sum_t x_t x_t^T`` in float32, then keeps the
+top ``rank`` eigenvectors (``basis``), their eigenvalues and ``trace(C)``. Linears fed the
+very same input tensor (q/k/v, gate/up) are measured once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mergekit_arm import __version__
+from mergekit_arm.calibration.data import (
+    calibration_fingerprint,
+    load_calibration_texts,
+    tokenize_texts,
+)
+from mergekit_arm.calibration.full_pass import collect_statistics_all_at_once
+from mergekit_arm.calibration.layer_pass import collect_statistics_layerwise
+from mergekit_arm.calibration.layout import model_fingerprint
+from mergekit_arm.calibration.lazy import LazyCheckpoint, load_lazy_causal_lm
+from mergekit_arm.calibration.mode import choose_mode, folder_config_and_bytes, resolve_mode
+from mergekit_arm.calibration.options import CalibrationMode, CalibrationOptions
+from mergekit_arm.errors import CalibrationError, ModelLoadError, StatisticsError
+from mergekit_arm.models import check_model_folder
+from mergekit_arm.statistics import (
+    ActivationStatistics,
+    StatisticsContent,
+    load_statistics,
+    write_statistics,
+)
+
+
+@dataclass
+class CalibrationResult:
+    """What a pass produced, with timings (seconds) and counts."""
+
+    path: Path
+    num_samples: int
+    num_tokens: int
+    seconds_forward: float
+    seconds_eigen: float
+    mode: str = "all-at-once"
+
+
+def collect_statistics(
+    model: torch.nn.Module,
+    token_lists: Sequence[Sequence[int]],
+    pad_id: int,
+    rank: int = 64,
+    batch_size: int = 8,
+    progress: bool = True,
+    mode: CalibrationMode = "auto",
+    device: str | torch.device | None = None,
+) -> tuple[StatisticsContent, dict[str, float]]:
+    """Run ``model`` over the token lists and return the statistics (no file I/O).
+
+    ``mode`` as in :class:`CalibrationOptions`; ``device`` is the compute device of the
+    layer-sequential pass (default: where the model is). Both give the same statistics.
+    """
+    longest = max((len(t) for t in token_lists), default=1)
+    if resolve_mode(mode, model, batch_size, longest) == "layer-sequential":
+        return collect_statistics_layerwise(
+            model, token_lists, pad_id, rank, batch_size, progress, device=device
+        )
+    return collect_statistics_all_at_once(model, token_lists, pad_id, rank, batch_size, progress)
+
+
+def _load_for_mode(folder: str | os.PathLike, options: CalibrationOptions) -> tuple[torch.nn.Module, str]:
+    """Load a model folder for ``options.mode``: on the device, or lazily for layer-sequential.
+
+    Returns the model and the mode it is calibrated with.
+    """
+    from mergekit_arm.models import load_causal_lm, resolve_device
+
+    mode = options.mode
+    if mode == "auto":
+        config, size = folder_config_and_bytes(folder, options.trust_remote_code)
+        mode, _ = choose_mode(config, resolve_device(options.device), weight_bytes=size,
+                              weights_on_device=False, batch_size=options.batch_size,
+                              max_length=options.max_length)
+    if mode == "layer-sequential":
+        try:
+            return load_lazy_causal_lm(folder, options.dtype, options.trust_remote_code), mode
+        except ModelLoadError:
+            # Checkpoint names differ from the module's: keep the layers in CPU memory instead.
+            return load_causal_lm(folder, options.dtype, "cpu", options.trust_remote_code), mode
+        except CalibrationError:
+            if options.mode == "layer-sequential":
+                raise
+            mode = "all-at-once"  # layout not supported
+    return load_causal_lm(folder, options.dtype, options.device, options.trust_remote_code), mode
+
+
+def calibrate(
+    model: str | os.PathLike | torch.nn.Module,
+    out: str | os.PathLike,
+    options: CalibrationOptions | None = None,
+    *,
+    tokenizer=None,
+    texts: Sequence[str] | None = None,
+    model_label: str | None = None,
+    progress: bool = True,
+) -> CalibrationResult:
+    """Compute the activation statistics of ``model`` and write them to ``out`` atomically.
+
+    ``model`` is a model folder or an already loaded module (then pass ``tokenizer``).
+    ``texts`` overrides ``options.data``.
+    """
+    from mergekit_arm.models import load_tokenizer, resolve_device
+
+    options = options or CalibrationOptions()
+    folder = None
+    if isinstance(model, torch.nn.Module):
+        if tokenizer is None:
+            raise CalibrationError("calibrate() with a loaded model needs its tokenizer")
+        label = model_label or getattr(model.config, "_name_or_path", "in-memory model")
+    else:
+        label = model_label or str(Path(model).expanduser().resolve())
+        folder = model
+        model, mode = _load_for_mode(folder, options)
+        if tokenizer is None:
+            tokenizer = load_tokenizer(options.tokenizer or folder, options.trust_remote_code)
+    if texts is None:
+        texts = load_calibration_texts(options.data, options.samples, options.text_mode)
+    else:
+        texts = [t for t in texts if t.strip()][: options.samples]
+    source = str(Path(options.data).resolve()) if options.data else "mergekit-arm default corpus"
+    token_lists = tokenize_texts(tokenizer, texts, options.max_length)
+    if not token_lists:
+        raise CalibrationError(f"calibration data {source} yields no tokens with this tokenizer")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if folder is None:
+        mode = resolve_mode(options.mode, model, options.batch_size, options.max_length)
+    compute = resolve_device(options.device) if folder is not None else None
+    content, timings = collect_statistics(
+        model, token_lists, pad_id, options.rank, options.batch_size, progress, mode, compute
+    )
+    num_tokens = sum(len(ids) for ids in token_lists)
+    content.metadata.update(
+        {
+            "model": label,
+            "model_fingerprint": content.metadata.get("model_fingerprint")
+            or model_fingerprint(model),
+            "calibration_mode": mode,
+            "calibration_fingerprint": calibration_fingerprint(token_lists),
+            "calibration_source": str(source),
+            "num_samples": str(len(token_lists)),
+            "num_tokens": str(num_tokens),
+            "max_length": str(options.max_length),
+            "rank": str(options.rank),
+            "created_by": f"mergekit-arm {__version__}",
+        }
+    )
+    path = write_statistics(out, content)
+    return CalibrationResult(
+        path=path,
+        num_samples=len(token_lists),
+        num_tokens=num_tokens,
+        seconds_forward=timings["forward"],
+        seconds_eigen=timings["eigen"],
+        mode=mode,
+    )
+
+
+#: Names of input embeddings an untied checkpoint of a tied model stores ``lm_head`` as.
+_EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
+
+
+def check_statistics(
+    path: str | os.PathLike, model: str | os.PathLike, *, trust_remote_code: bool = False
+) -> ActivationStatistics:
+    """Validate a statistics file and check that it was computed from the model folder ``model``.
+
+    Every entry is read and validated; every weight it covers must exist in ``model`` with
+    the shape and the probe values it was computed from
+    (:meth:`~mergekit_arm.statistics.ActivationStatistics.check_weight`); every 2-D weight of
+    ``model`` must be covered, or be listed among the file's ``other_2d_weights``. The
+    weights are read one at a time from the model's safetensors files.
+    """
+    folder = check_model_folder(model)
+    stats = load_statistics(path)
+    try:
+        stats.validate_all()
+    except KeyError as error:
+        raise StatisticsError(
+            f"statistics file {stats.path} lists {error.args[0]} as sharing the input of a weight "
+            "whose entries are missing: the file is incomplete; re-run arm-calibrate"
+        ) from None
+    config, _ = folder_config_and_bytes(folder, trust_remote_code)
+    text = getattr(config, "get_text_config", lambda: config)()
+    tied = bool(getattr(text, "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False))
+    weights = LazyCheckpoint(folder)
+    embedding = next((n for n in weights.weight_map if n.endswith(_EMBEDDING_SUFFIXES)), None)
+    label = str(folder)
+    for name in sorted(stats.weight_names):
+        stored = name
+        if name not in weights and tied and name.endswith("lm_head.weight") and embedding:
+            stored = embedding  # tied: lm_head is the input embedding
+        if stored not in weights:
+            raise StatisticsError(
+                f"statistics file {stats.path} has statistics for {name}, which {label} does not "
+                f"have: the file was computed from a different model ({stats.model}); run "
+                f"`arm-calibrate {label} <file>`"
+            )
+        stats.check_weight(name, weights.get(stored), label)
+    uncovered = [
+        name for name in sorted(weights.weight_map)
+        if len(weights.shape(name)) == 2 and name not in stats and name not in stats.other_2d_weights
+    ]
+    if uncovered:
+        raise StatisticsError(
+            f"statistics file {stats.path} has no entries for {len(uncovered)} weights of {label} "
+            f"(e.g. {uncovered[0]}): it was computed from a different model ({stats.model}); run "
+            f"`arm-calibrate {label} <file>`"
+        )
+    return stats
+
+
+__all__ = ["CalibrationResult", "calibrate", "check_statistics", "collect_statistics"]

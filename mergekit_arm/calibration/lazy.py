@@ -1,0 +1,186 @@
+"""Lazy layers: a model whose decoder layers are read from its safetensors files on demand.
+
+:func:`load_lazy_causal_lm` builds the model on the meta device and reads only the
+embeddings, the final norm and ``lm_head``; :class:`LazyPlacement` reads one decoder
+layer's weights while the layer-sequential pass runs it and drops them right after, so a
+model larger than RAM can be calibrated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from mergekit_arm.calibration.layout import decoder_stack
+from mergekit_arm.errors import CalibrationError, ModelLoadError
+
+
+class LazyCheckpoint:
+    """Tensors of a model folder's safetensors files, read one at a time on demand."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        from safetensors import safe_open
+
+        self.folder = Path(folder)
+        index = self.folder / "model.safetensors.index.json"
+        if index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            files = sorted(set(weight_map.values()))
+        else:
+            files = sorted(p.name for p in self.folder.glob("*.safetensors"))
+            weight_map = None
+        if not files:
+            raise ModelLoadError(f"{self.folder} has no .safetensors files to read lazily")
+        self._handles = {f: safe_open(str(self.folder / f), framework="pt", device="cpu") for f in files}
+        if weight_map is None:
+            weight_map = {key: f for f, h in self._handles.items() for key in h.keys()}  # noqa: SIM118
+        self.weight_map: dict[str, str] = weight_map
+        self.dtype: torch.dtype | None = None  # the dtype the layers are read in
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.weight_map
+
+    def get(self, name: str) -> torch.Tensor:
+        try:
+            return self._handles[self.weight_map[name]].get_tensor(name)
+        except KeyError:
+            raise ModelLoadError(f"{name} is not in the safetensors files of {self.folder}") from None
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of tensor ``name``, read from the file header only."""
+        try:
+            return tuple(self._handles[self.weight_map[name]].get_slice(name).get_shape())
+        except KeyError:
+            raise ModelLoadError(f"{name} is not in the safetensors files of {self.folder}") from None
+
+    def nbytes(self) -> int:
+        return sum((self.folder / f).stat().st_size for f in self._handles)
+
+
+class LazyPlacement:
+    """Parameters live on the meta device; the active module's are read from disk."""
+
+    def __init__(self, model: torch.nn.Module, checkpoint: LazyCheckpoint, device: torch.device,
+                 dtype: torch.dtype | None) -> None:
+        self.model = model
+        self.checkpoint = checkpoint
+        self.device = device
+        self.dtype = dtype
+
+    def load(self, prefix: str, module: torch.nn.Module, device: torch.device) -> None:
+        from accelerate.utils import set_module_tensor_to_device
+
+        for name, param in module.named_parameters():
+            if param.device.type != "meta":
+                continue
+            full = f"{prefix}.{name}" if prefix else name
+            value = self.checkpoint.get(full)
+            dtype = self.dtype if value.is_floating_point() and self.dtype is not None else None
+            set_module_tensor_to_device(module, name, device, value=value, dtype=dtype)
+
+    def release(self, module: torch.nn.Module) -> None:
+        from accelerate.utils import set_module_tensor_to_device
+
+        for name, _ in list(module.named_parameters()):
+            set_module_tensor_to_device(module, name, "meta")
+
+    @contextmanager
+    def place(self, prefix: str, module: torch.nn.Module):
+        self.load(prefix, module, self.device)
+        try:
+            yield
+        finally:
+            self.release(module)
+
+
+def load_lazy_causal_lm(
+    path: str | os.PathLike,
+    dtype: str | torch.dtype | None = "auto",
+    trust_remote_code: bool = False,
+) -> torch.nn.Module:
+    """A causal LM whose decoder layers stay on the meta device until calibration reads them.
+
+    Embeddings, the final norm and ``lm_head`` are read into CPU memory; every decoder
+    layer's weights are read from the safetensors files only while that layer runs in
+    :func:`~mergekit_arm.calibration.layer_pass.collect_statistics_layerwise` and dropped
+    right after. So a model larger than RAM can be calibrated. The returned module carries
+    the reader as ``model.arm_lazy_checkpoint`` (:func:`lazy_checkpoint`) and runs only
+    through the layer-sequential pass.
+    """
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from mergekit_arm.models import check_model_folder, resolve_dtype
+
+    folder = check_model_folder(path)
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as error:
+        raise ModelLoadError(f"cannot read the config of {folder}: {error}") from error
+    checkpoint = LazyCheckpoint(folder)
+    wanted = resolve_dtype(dtype)
+    if wanted == "auto":
+        wanted = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        if isinstance(wanted, str):
+            wanted = getattr(torch, wanted)
+        if not isinstance(wanted, torch.dtype):
+            first = next(iter(checkpoint.weight_map))
+            wanted = checkpoint.get(first).dtype
+    try:
+        with init_empty_weights(include_buffers=False):
+            model = AutoModelForCausalLM.from_config(
+                config, dtype=wanted, trust_remote_code=trust_remote_code
+            )
+    except ValueError as error:
+        raise ModelLoadError(
+            f"{folder} is not a causal language model that transformers can load "
+            f"(model_type={getattr(config, 'model_type', '?')!r}): {error}"
+        ) from error
+    text_config = getattr(config, "get_text_config", lambda: config)()
+    if getattr(text_config, "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()  # init_empty_weights skips the tying that from_config does
+    stack = decoder_stack(model)
+    if stack is None:
+        raise CalibrationError(
+            f"{folder} ({type(model).__name__}) does not have the model.model.layers / "
+            "model.model.norm / model.lm_head layout that layer-sequential calibration needs"
+        )
+    placement = LazyPlacement(model, checkpoint, torch.device("cpu"), wanted)
+    layer_params = {id(p) for p in stack.layers.parameters()}
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight is model.get_input_embeddings().weight
+    for module_name, module in model.named_modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            if id(param) in layer_params or param.device.type != "meta":
+                continue
+            full = f"{module_name}.{name}" if module_name else name
+            if full not in checkpoint and module is head and not tied:
+                raise ModelLoadError(f"{full} is missing from the checkpoint in {folder}")
+            if full in checkpoint:
+                _load_only(placement, module_name, module, name)
+    if head is not None and head.weight.device.type == "meta":
+        # lm_head is tied to the embeddings and not stored separately.
+        head.weight = model.get_input_embeddings().weight
+    model.eval()
+    checkpoint.dtype = wanted
+    model.arm_lazy_checkpoint = checkpoint
+    return model
+
+
+def lazy_checkpoint(model: torch.nn.Module) -> LazyCheckpoint | None:
+    """The reader of a model opened by :func:`load_lazy_causal_lm` (None for any other)."""
+    return getattr(model, "arm_lazy_checkpoint", None)
+
+
+def _load_only(placement: LazyPlacement, prefix: str, module: torch.nn.Module, name: str) -> None:
+    from accelerate.utils import set_module_tensor_to_device
+
+    value = placement.checkpoint.get(f"{prefix}.{name}" if prefix else name)
+    set_module_tensor_to_device(module, name, "cpu", value=value, dtype=placement.dtype)
+
+
+__all__ = ["LazyCheckpoint", "LazyPlacement", "lazy_checkpoint", "load_lazy_causal_lm"]
