@@ -1,20 +1,39 @@
-"""The start-up hook: ``arm`` exists in any process that imports MergeKit, at no cost to
-processes that do not (no torch, no mergekit imported at start-up)."""
+"""Registration of ``merge_method: arm``: it exists in every process that imports MergeKit,
+whatever is imported first, at no cost to processes that do not (no torch, no mergekit
+imported at start-up). Every case runs in a fresh interpreter (import order is per process)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
+
+from .helpers import load_state_dict
+
+OFF = {"MERGEKIT_ARM_NO_AUTOREGISTER": "1"}
+GET_ARM = "from mergekit.merge_methods import get; print(get('arm').spec.name)"
+
+
+def _env(env_extra: dict | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_ARM_NO_AUTOREGISTER"}
+    env["HF_HUB_OFFLINE"] = "1"
+    env.update(env_extra or {})
+    return env
 
 
 def _python(code: str, *flags: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_ARM_NO_AUTOREGISTER"}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=120, cwd="/")
+    return subprocess.run([sys.executable, *flags, "-W", "error::RuntimeWarning", "-c", code],
+                          capture_output=True, text=True, env=_env(env_extra), timeout=180,
+                          cwd="/")
+
+
+def _tool(name: str) -> str:
+    return shutil.which(name) or str(Path(sys.executable).parent / name)
 
 
 def test_start_up_imports_neither_torch_nor_mergekit():
@@ -32,6 +51,37 @@ def test_importing_mergekit_registers_arm():
     assert "2602.03237" in proc.stdout
 
 
+@pytest.mark.parametrize("first", [
+    "mergekit.merge_methods",            # MergeKit first: registered right after it loads
+    "mergekit_arm.merge_methods.arm",    # our method first: it is what pulls MergeKit in
+    "mergekit_arm.merge_methods",
+    "mergekit_arm.statistics",           # a module the method itself imports
+    "mergekit_arm.stream",
+])
+def test_any_import_order_registers_arm_once(first):
+    """The hook registers ``arm`` whichever module is imported first, exactly once, and
+    with the very object ``mergekit_arm.merge_methods.arm`` defines."""
+    code = (f"import {first}; "
+            "from mergekit.merge_methods import registered_methods; "
+            "from mergekit_arm.merge_methods.arm import arm_merge_method; "
+            f"{GET_ARM}; "
+            "print(get('arm') is arm_merge_method, "
+            "sum(m.spec.name == 'arm' for m in registered_methods()))")
+    proc = _python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["arm", "True", "1"]
+    assert "could not register" not in proc.stderr
+
+
+def test_hook_leaves_the_import_system_as_it_found_it():
+    """Once ``arm`` is registered the finder is gone from ``sys.meta_path``."""
+    proc = _python("import sys; n = len(sys.meta_path); import mergekit.merge_methods; "
+                   "print(n - len(sys.meta_path), any('mergekit_arm' in type(f).__module__ "
+                   "for f in sys.meta_path))")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "False"]
+
+
 def test_mergekit_planner_resolves_arm():
     """The names MergeKit's planner, task adapter and card writer look up."""
     code = ("import mergekit.plan, mergekit.card, mergekit.merge_methods.task_adapter; "
@@ -41,25 +91,88 @@ def test_mergekit_planner_resolves_arm():
     assert proc.stdout.strip() == "arm"
 
 
-def test_hook_can_be_switched_off_and_register_is_the_fallback():
-    off = {"MERGEKIT_ARM_NO_AUTOREGISTER": "1"}
-    proc = _python("from mergekit.merge_methods import get; get('arm')", env_extra=off)
+@pytest.mark.parametrize("first", ["mergekit.merge_methods", "mergekit_arm.merge_methods.arm"])
+def test_hook_off_then_register_is_the_fallback(first):
+    proc = _python(f"import {first}; {GET_ARM}", env_extra=OFF)
     assert proc.returncode != 0 and "Unimplemented merge method arm" in proc.stderr
-    proc = _python("import mergekit_arm; mergekit_arm.register(); mergekit_arm.register(); "
-                   "from mergekit.merge_methods import get; print(get('arm').spec.name)",
-                   env_extra=off)
+    proc = _python(f"import {first}; import mergekit_arm; mergekit_arm.register(); "
+                   f"mergekit_arm.register(); {GET_ARM}", env_extra=OFF)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "arm"
 
 
-@pytest.mark.parametrize("flag", ["-S"])
-def test_without_site_the_explicit_register_works(flag):
+def test_register_before_mergekit_is_imported_with_the_hook_on():
+    """An explicit ``register()`` racing the hook registers once, without an error."""
+    proc = _python(f"import mergekit_arm; mergekit_arm.register(); mergekit_arm.register(); "
+                   f"{GET_ARM}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "arm"
+
+
+def test_without_site_the_explicit_register_works():
     """``python -S`` skips .pth files; the documented fallback still works."""
     import site
 
     paths = [p for p in sys.path if p] + site.getsitepackages()
     code = (f"import sys; sys.path[:0] = {paths!r}; import mergekit_arm; "
-            "mergekit_arm.register(); from mergekit.merge_methods import get; print(get('arm').spec.name)")
-    proc = _python(code, flag)
+            f"mergekit_arm.register(); {GET_ARM}")
+    proc = _python(code, "-S")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "arm"
+
+
+# ----------------------------------------------- mergekit's own command-line tools
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory, tiny_llama, demo_tokenizer) -> tuple[Path, Path]:
+    """(origin, current): two random tiny Llamas of one architecture."""
+    from mergekit_arm.demo import make_tiny_model
+
+    other = make_tiny_model(tmp_path_factory.mktemp("registration") / "other", "llama",
+                            tokenizer=demo_tokenizer, seed=1)
+    return tiny_llama, other
+
+
+def _plain_step_yaml(origin: Path, cur: Path, eta: float) -> str:
+    """An ``arm`` merge with no statistics: the plain step ``W_cur + eta * (W_cur - W_from)``."""
+    return (f"merge_method: arm\nbase_model: {cur}\nmodels:\n  - model: {origin}\n"
+            f"    parameters: {{origin: true}}\nparameters:\n  learning_rate: {eta}\n"
+            "  missing_statistics: plain\ndtype: float32\nout_dtype: float32\n")
+
+
+def _assert_plain_step(out: Path, origin: Path, cur: Path, eta: float) -> None:
+    merged, w_from, w_cur = (load_state_dict(p) for p in (out, origin, cur))
+    name = "model.layers.0.mlp.down_proj.weight"
+    expected = w_cur[name].double() + eta * (w_cur[name].double() - w_from[name].double())
+    torch.testing.assert_close(merged[name].double(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_mergekit_yaml_subprocess_runs_arm(two_models, tmp_path):
+    origin, cur = two_models
+    config = tmp_path / "arm.yml"
+    config.write_text(_plain_step_yaml(origin, cur, 0.5), encoding="utf-8")
+    args = [_tool("mergekit-yaml"), str(config), str(tmp_path / "out"), "--no-write-model-card"]
+    off = subprocess.run(args, capture_output=True, text=True, env=_env(OFF), timeout=300)
+    assert off.returncode != 0 and "Unimplemented merge method arm" in off.stderr + off.stdout
+    proc = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_plain_step(tmp_path / "out", origin, cur, 0.5)
+
+
+@pytest.mark.slow
+def test_mergekit_multi_subprocess_runs_arm(two_models, tmp_path):
+    """Two dependent ``arm`` recipes in one ``mergekit-multi`` run."""
+    origin, cur = two_models
+    first = _plain_step_yaml(origin, cur, 0.5)
+    second = _plain_step_yaml(cur, "first", 0.25)
+    config = tmp_path / "multi.yml"
+    config.write_text(f"name: first\n{first}---\n{second}", encoding="utf-8")
+    proc = subprocess.run(
+        [_tool("mergekit-multi"), str(config), "-I", str(tmp_path / "steps"),
+         "--out-path", str(tmp_path / "out"), "--no-write-model-card"],
+        capture_output=True, text=True, env=_env(), timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_plain_step(tmp_path / "steps" / "first", origin, cur, 0.5)
+    _assert_plain_step(tmp_path / "out", cur, tmp_path / "steps" / "first", 0.25)
