@@ -4,36 +4,32 @@ imported at start-up). Every case runs in a fresh interpreter (import order is p
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from .helpers import load_state_dict
+from .helpers import (
+    assert_matches_reference,
+    load_state_dict,
+    mergekit_env,
+    reference_merge,
+    run_and_check_arm,
+    run_mergekit_yaml,
+    tool,
+)
 
 OFF = {"MERGEKIT_ARM_NO_AUTOREGISTER": "1"}
 GET_ARM = "from mergekit.merge_methods import get; print(get('arm').spec.name)"
 
 
-def _env(env_extra: dict | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_ARM_NO_AUTOREGISTER"}
-    env["HF_HUB_OFFLINE"] = "1"
-    env.update(env_extra or {})
-    return env
-
-
 def _python(code: str, *flags: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *flags, "-W", "error::RuntimeWarning", "-c", code],
-                          capture_output=True, text=True, env=_env(env_extra), timeout=180,
-                          cwd="/")
-
-
-def _tool(name: str) -> str:
-    return shutil.which(name) or str(Path(sys.executable).parent / name)
+                          capture_output=True, text=True, env=mergekit_env(**(env_extra or {})),
+                          timeout=180, cwd="/")
 
 
 def test_start_up_imports_neither_torch_nor_mergekit():
@@ -134,45 +130,40 @@ def two_models(tmp_path_factory, tiny_llama, demo_tokenizer) -> tuple[Path, Path
     return tiny_llama, other
 
 
-def _plain_step_yaml(origin: Path, cur: Path, eta: float) -> str:
+def _plain_step(origin: Path | str, cur: Path | str, eta: float) -> dict:
     """An ``arm`` merge with no statistics: the plain step ``W_cur + eta * (W_cur - W_from)``."""
-    return (f"merge_method: arm\nbase_model: {cur}\nmodels:\n  - model: {origin}\n"
-            f"    parameters: {{origin: true}}\nparameters:\n  learning_rate: {eta}\n"
-            "  missing_statistics: plain\ndtype: float32\nout_dtype: float32\n")
-
-
-def _assert_plain_step(out: Path, origin: Path, cur: Path, eta: float) -> None:
-    merged, w_from, w_cur = (load_state_dict(p) for p in (out, origin, cur))
-    name = "model.layers.0.mlp.down_proj.weight"
-    expected = w_cur[name].double() + eta * (w_cur[name].double() - w_from[name].double())
-    torch.testing.assert_close(merged[name].double(), expected, rtol=1e-5, atol=1e-6)
+    return {"merge_method": "arm", "base_model": str(cur),
+            "models": [{"model": str(origin), "parameters": {"origin": True}}],
+            "parameters": {"learning_rate": eta, "missing_statistics": "plain"},
+            "dtype": "float32", "out_dtype": "float32"}
 
 
 @pytest.mark.slow
 def test_mergekit_yaml_subprocess_runs_arm(two_models, tmp_path):
     origin, cur = two_models
     config = tmp_path / "arm.yml"
-    config.write_text(_plain_step_yaml(origin, cur, 0.5), encoding="utf-8")
-    args = [_tool("mergekit-yaml"), str(config), str(tmp_path / "out"), "--no-write-model-card"]
-    off = subprocess.run(args, capture_output=True, text=True, env=_env(OFF), timeout=300)
+    config.write_text(yaml.safe_dump(_plain_step(origin, cur, 0.5)), encoding="utf-8")
+    off = run_mergekit_yaml(config, tmp_path / "off", tmp_path, env=mergekit_env(**OFF))
     assert off.returncode != 0 and "Unimplemented merge method arm" in off.stderr + off.stdout
-    proc = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    _assert_plain_step(tmp_path / "out", origin, cur, 0.5)
+    run_and_check_arm(config, tmp_path / "out", tmp_path, "--no-write-model-card")
 
 
 @pytest.mark.slow
 def test_mergekit_multi_subprocess_runs_arm(two_models, tmp_path):
     """Two dependent ``arm`` recipes in one ``mergekit-multi`` run."""
     origin, cur = two_models
-    first = _plain_step_yaml(origin, cur, 0.5)
-    second = _plain_step_yaml(cur, "first", 0.25)
+    first = {"name": "first", **_plain_step(origin, cur, 0.5)}
+    second = _plain_step(cur, "first", 0.25)
     config = tmp_path / "multi.yml"
-    config.write_text(f"name: first\n{first}---\n{second}", encoding="utf-8")
+    config.write_text(yaml.safe_dump_all([first, second]), encoding="utf-8")
     proc = subprocess.run(
-        [_tool("mergekit-multi"), str(config), "-I", str(tmp_path / "steps"),
+        [tool("mergekit-multi"), str(config), "-I", str(tmp_path / "steps"),
          "--out-path", str(tmp_path / "out"), "--no-write-model-card"],
-        capture_output=True, text=True, env=_env(), timeout=600, cwd=tmp_path)
+        capture_output=True, text=True, env=mergekit_env(), timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _assert_plain_step(tmp_path / "steps" / "first", origin, cur, 0.5)
-    _assert_plain_step(tmp_path / "out", cur, tmp_path / "steps" / "first", 0.25)
+    step = tmp_path / "steps" / "first"
+    assert_matches_reference(load_state_dict(step), reference_merge(first, tmp_path),
+                             torch.float32)
+    assert_matches_reference(load_state_dict(tmp_path / "out"),
+                             reference_merge(_plain_step(cur, step, 0.25), tmp_path),
+                             torch.float32)
