@@ -256,3 +256,27 @@ def test_cli_passes_options(tmp_path, monkeypatch):
     assert f"base: {(tmp_path / 'models' / 'base').resolve()}" in result.output
     bad = CliRunner().invoke(main, [str(tmp_path), "--arch", "gpt2"])
     assert bad.exit_code != 0 and not calls[1:]
+
+
+def test_core_modules_do_not_import_the_demo():
+    """The demo is not part of the merging core: importing every other module of the
+    package (CLIs included, bar ``arm-demo-models``) never loads ``mergekit_arm.demo``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib, pathlib, mergekit_arm\n"
+        "root = pathlib.Path(mergekit_arm.__file__).parent\n"
+        "names = ['.'.join(('mergekit_arm',) + p.relative_to(root).with_suffix('').parts)\n"
+        "         .removesuffix('.__init__') for p in sorted(root.rglob('*.py'))]\n"
+        "names = [n for n in names if not n.startswith(('mergekit_arm.demo',\n"
+        "                                               'mergekit_arm.scripts.demo'))]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names), sorted(m for m in sys.modules if m.startswith('mergekit_arm.demo')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    count, loaded = proc.stdout.split(" ", 1)
+    assert int(count) > 10 and loaded.strip() == "[]", proc.stdout

@@ -25,13 +25,15 @@ def main(root: str, merged: str, baseline: str) -> None:
 
     from mergekit_arm.demo.corpus import demo_heldout_texts
     from mergekit_arm.demo.evaluate import saved_model_loss
+    from mergekit_arm.demo.runtime import quiet_runtime
 
     root_path = Path(root)
     merged_path = root_path / merged
     if not (merged_path / "config.json").is_file():
         click.echo(f"error: {merged_path} is not a finished model folder", err=True)
         sys.exit(2)
-    AutoModelForCausalLM.from_pretrained(merged_path)  # loads, or raises
+    with quiet_runtime():
+        AutoModelForCausalLM.from_pretrained(merged_path)  # loads, or raises
     texts = demo_heldout_texts()
     rows = [(p.name, p) for p in sorted((root_path / "models").iterdir()) if p.is_dir()
             and not p.name.startswith(".")]
