@@ -20,11 +20,11 @@ SFT_STEPS = [5, 10]
 
 def _corpus_records() -> tuple[list[dict[str, str]], bool]:
     """The shipped calibration corpus, or throwaway texts when it is missing (real?)."""
-    from mergekit_arm import demo
+    from mergekit_arm.demo import corpus
     from mergekit_arm.errors import ArmError
 
     try:
-        records = demo.default_demo_records()
+        records = corpus.default_demo_records()
     except (FileNotFoundError, ArmError):
         return synthetic_records(), False
     domains = {r.get("domain") for r in records}
@@ -42,7 +42,7 @@ def demo_records() -> Iterator[list[dict[str, str]]]:
         yield records
         return
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mergekit_arm.demo.default_demo_records", lambda: list(records))
+        patch.setattr("mergekit_arm.demo.corpus.default_demo_records", lambda: list(records))
         yield records
 
 
@@ -72,7 +72,7 @@ def _sft(tmp_path_factory, arch: str, base: Path, texts: list[str]) -> dict[int,
     from mergekit_arm.demo import fine_tune
 
     out = tmp_path_factory.mktemp(f"tiny_{arch}_sft")
-    return fine_tune(base, out, texts, steps=max(SFT_STEPS), save_at=SFT_STEPS,
+    return fine_tune(base, out, texts, steps=max(SFT_STEPS), save_steps=min(SFT_STEPS),
                      max_length=64, seed=0, num_threads=1)
 
 
@@ -84,7 +84,8 @@ def tiny_llama(tmp_path_factory, demo_tokenizer) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama_sft(tmp_path_factory, tiny_llama, math_texts) -> dict[int, Path]:
-    """{5: path, 10: path}: checkpoints of fine-tuning ``tiny_llama`` on math texts."""
+    """{5: path, 10: path}: Trainer checkpoints (``checkpoint-5``, ``checkpoint-10``) of
+    fine-tuning ``tiny_llama`` on math texts."""
     return _sft(tmp_path_factory, "llama", tiny_llama, math_texts)
 
 

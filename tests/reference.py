@@ -1,7 +1,8 @@
-"""An independent, explicit float64 implementation of the spec's ARM step (tests only).
+"""An independent, explicit float64 implementation of the ARM step (tests only).
 
-It forms the full ``in x in`` rotation matrix from the formula in
-``shared/arm-method.md`` (sine as ``sqrt(1 - c^2)``), unlike the library's low-rank path.
+It forms the full ``in x in`` rotation matrix from the formula in ``docs/method.md``
+("The step"), with the sine as ``sqrt(1 - c^2)`` where the library measures it as a norm,
+unlike the library's low-rank path.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """The shipped YAML examples run with plain ``mergekit-yaml`` (a subprocess: registration
 through the installed start-up hook) on tiny models, compared tensor by tensor with an
-independent float64 implementation of the spec."""
+independent float64 implementation of the step (``run_and_check_arm``)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,15 +13,18 @@ import torch
 import yaml
 
 from mergekit_arm.calibration import CalibrationOptions, calibrate
-from mergekit_arm.rotation import select_subspace
-from mergekit_arm.statistics import ActivationStatistics
 
-from .helpers import load_state_dict
-from .reference import reference_arm_step
+from .helpers import (
+    load_state_dict,
+    mergekit_env,
+    reference_merge,
+    relative_error,
+    run_and_check_arm,
+    run_mergekit_yaml,
+    tool,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "yaml_examples"
-MERGEKIT_YAML = shutil.which("mergekit-yaml") or str(Path(sys.executable).parent / "mergekit-yaml")
+EXAMPLES = Path(__file__).resolve().parent.parent / "yaml_examples"
 
 
 def _demo_world(root: Path, base: Path, sft: dict[int, Path], texts) -> Path:
@@ -41,45 +42,6 @@ def _demo_world(root: Path, base: Path, sft: dict[int, Path], texts) -> Path:
     return demo
 
 
-def _run_mergekit(config: Path, out: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_ARM_NO_AUTOREGISTER"}
-    env["HF_HUB_OFFLINE"] = "1"
-    return subprocess.run([MERGEKIT_YAML, str(config), str(out)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def _expected(config: dict, cwd: Path) -> dict[str, torch.Tensor]:
-    """Every output tensor computed from the YAML by the float64 reference."""
-    params = config["parameters"]
-    base = (cwd / config["base_model"]).resolve()
-    entries = [(cwd / m["model"]).resolve() for m in config["models"]]
-    per_model = {(cwd / m["model"]).resolve(): m.get("parameters", {}) for m in config["models"]}
-    origin = next(p for p in entries if per_model[p].get("origin"))
-    targets = [p for p in entries if p not in (origin, base)] or [base]
-    weights = [per_model.get(p, {}).get("weight", 1.0) for p in targets]
-    states = {p: load_state_dict(p) for p in {base, origin, *targets}}
-    cur_stats = ActivationStatistics(cwd / params["activations"])
-    from_stats = ActivationStatistics(cwd / per_model[origin]["activations"])
-    rank, eta = params.get("rank", 64), params["learning_rate"]
-    out = {}
-    for name, w_cur in states[base].items():
-        s_from = s_cur = None
-        if name in cur_stats:
-            lc, lf = cur_stats[name], from_stats[name]
-            s_cur = select_subspace(lc.basis, lc.eigenvalues, lc.trace, rank)
-            s_from = select_subspace(lf.basis, lf.eigenvalues, lf.trace, rank)
-        out[name] = reference_arm_step(
-            w_cur, states[origin][name], [states[t][name] for t in targets], weights,
-            s_from, s_cur, eta, gamma=params.get("rotation_strength", 1.0),
-            beta=params.get("off_subspace", 1.0), normalize=params.get("normalize", True),
-        )
-    return out
-
-
-def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    return float((got.double() - want).norm() / want.norm().clamp_min(1e-12))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])
 @pytest.mark.parametrize("example", ["arm-single.yml", "arm-reference.yml"])
@@ -89,37 +51,39 @@ def test_shipped_example_matches_independent_implementation(request, tmp_path, a
     sft = request.getfixturevalue(f"tiny_{arch}_sft")
     _demo_world(tmp_path, base, sft, calibration_texts[:16])
     out = tmp_path / "merged"
-    proc = _run_mergekit(EXAMPLES / example, out, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged = run_and_check_arm(EXAMPLES / example, out, tmp_path)
 
-    from transformers import AutoModelForCausalLM
-
-    AutoModelForCausalLM.from_pretrained(out)  # a loadable Hugging Face folder
     card = (out / "README.md").read_text()
     assert "ARM (Activation-guided Rotation-aware Merging)" in card
     assert "https://arxiv.org/abs/2602.03237" in card
-
-    config = yaml.safe_load((EXAMPLES / example).read_text())
-    expected = _expected(config, tmp_path)
-    merged = load_state_dict(out)
-    out_dtype = getattr(torch, config.get("out_dtype", "float32"))
-    tolerance = 1e-4 if out_dtype == torch.float32 else 1e-2
-    assert set(merged) == set(expected)
-    rotated = 0
-    for name, want in expected.items():
-        assert merged[name].dtype == out_dtype, name
-        error = _relative_error(merged[name], want)
-        assert error < tolerance, f"{name}: relative error {error:.2e}"
-        rotated += name.endswith("proj.weight")
-    assert rotated > 0
-    # The rotation really did something: the result is not plain extrapolation.
-    name = "model.layers.0.self_attn.q_proj.weight"
-    plain = reference_arm_step(load_state_dict(base)[name] * 0 + load_state_dict(
-        tmp_path / config["base_model"])[name], load_state_dict(base)[name],
-        [load_state_dict(tmp_path / config["base_model"])[name]], [1.0], None, None,
-        config["parameters"]["learning_rate"])
     if example == "arm-single.yml":
-        assert _relative_error(merged[name], plain) > 1e-4
+        # The rotation really did something: the result is not plain extrapolation.
+        config = yaml.safe_load((EXAMPLES / example).read_text())
+        plain = {**config, "parameters": {
+            k: v for k, v in config["parameters"].items() if k != "activations"}}
+        name = "model.layers.0.self_attn.q_proj.weight"
+        assert relative_error(merged[name], reference_merge(plain, tmp_path)[name]) > 1e-4
+
+
+@pytest.mark.slow
+def test_run_and_check_arm_catches_a_wrong_merge(tmp_path, tiny_llama, tiny_llama_sft,
+                                                 calibration_texts):
+    """The helper fails when MergeKit's output differs from the reference (here: the YAML
+    it is compared against asks for another learning rate than the one merged)."""
+    _demo_world(tmp_path, tiny_llama, tiny_llama_sft, calibration_texts[:16])
+    config = yaml.safe_load((EXAMPLES / "arm-single.yml").read_text())
+    out = tmp_path / "merged"
+    proc = run_mergekit_yaml(EXAMPLES / "arm-single.yml", out, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config["parameters"]["learning_rate"] += 0.5
+    from .helpers import assert_matches_reference
+
+    with pytest.raises(AssertionError, match="relative error"):
+        assert_matches_reference(load_state_dict(out), reference_merge(config, tmp_path),
+                                 torch.float32)
+    config["parameters"]["eigengap"] = True
+    with pytest.raises(NotImplementedError, match="eigengap"):
+        reference_merge(config, tmp_path)
 
 
 @pytest.mark.slow
@@ -130,7 +94,7 @@ def test_missing_learning_rate_fails_and_leaves_no_model(tmp_path, tiny_llama, t
     del config["parameters"]["learning_rate"]
     path = tmp_path / "no-lr.yml"
     path.write_text(yaml.safe_dump(config))
-    proc = _run_mergekit(path, tmp_path / "out", cwd=tmp_path)
+    proc = run_mergekit_yaml(path, tmp_path / "out", tmp_path)
     assert proc.returncode != 0
     assert "learning_rate" in proc.stderr
     assert not (tmp_path / "out" / "config.json").exists()
@@ -146,7 +110,7 @@ def test_statistics_of_wrong_model_fail_in_mergekit_yaml(tmp_path, tiny_llama, t
     a.rename(tmp)
     b.rename(a)
     tmp.rename(b)
-    proc = _run_mergekit(EXAMPLES / "arm-single.yml", tmp_path / "out", cwd=tmp_path)
+    proc = run_mergekit_yaml(EXAMPLES / "arm-single.yml", tmp_path / "out", tmp_path)
     assert proc.returncode != 0
     assert "was computed from" in proc.stderr and "arm-calibrate" in proc.stderr
     assert not (tmp_path / "out" / "config.json").exists()
@@ -154,17 +118,16 @@ def test_statistics_of_wrong_model_fail_in_mergekit_yaml(tmp_path, tiny_llama, t
 
 @pytest.mark.slow
 def test_mergekit_multi_accepts_arm(tmp_path, tiny_llama, tiny_llama_sft, calibration_texts):
+    """``mergekit-multi`` gives the same bits as ``mergekit-yaml``, and both the reference's."""
     _demo_world(tmp_path, tiny_llama, tiny_llama_sft, calibration_texts[:16])
     config = yaml.safe_load((EXAMPLES / "arm-single.yml").read_text())
     config["name"] = "arm-step"
     (tmp_path / "multi.yml").write_text(yaml.safe_dump(config))
-    multi = str(Path(MERGEKIT_YAML).with_name("mergekit-multi"))
-    env = {k: v for k, v in os.environ.items() if k != "MERGEKIT_ARM_NO_AUTOREGISTER"}
-    proc = subprocess.run([multi, "multi.yml", "-I", "intermediate", "--no-write-model-card"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([tool("mergekit-multi"), "multi.yml", "-I", "intermediate",
+                           "--no-write-model-card"], cwd=tmp_path, env=mergekit_env(),
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    single = _run_mergekit(EXAMPLES / "arm-single.yml", tmp_path / "single", cwd=tmp_path)
-    assert single.returncode == 0, single.stderr[-3000:]
-    a = load_state_dict(tmp_path / "intermediate" / "arm-step")
-    b = load_state_dict(tmp_path / "single")
-    assert all(torch.equal(a[k], b[k]) for k in b)
+    single = run_and_check_arm(EXAMPLES / "arm-single.yml", tmp_path / "single", tmp_path)
+    multi = load_state_dict(tmp_path / "intermediate" / "arm-step")
+    assert set(multi) == set(single)
+    assert all(torch.equal(multi[k], single[k]) for k in single)

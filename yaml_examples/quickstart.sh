@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end quick start on tiny local models (CPU, about a minute, nothing downloaded):
-# build a base model and early "SFT" checkpoints, calibrate both, run one ARM merge
-# with plain mergekit-yaml, load the result and compare held-out loss.
+# build a base model and a short transformers.Trainer "SFT" run (checkpoint-* folders),
+# calibrate the base and one checkpoint, run one ARM merge with plain mergekit-yaml,
+# load the result and compare held-out loss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,4 +12,4 @@ arm-calibrate ./arm-demo/models/sft-step-20 ./arm-demo/stats/sft-step-20.safeten
 rm -rf ./arm-demo/merged ./arm-demo/expo
 mergekit-yaml yaml_examples/arm-single.yml ./arm-demo/merged --quiet   # ARM
 mergekit-yaml yaml_examples/expo-single.yml ./arm-demo/expo --quiet    # same step, no rotation
-python -m mergekit_arm.demo_report ./arm-demo
+python -m mergekit_arm.demo.report ./arm-demo

@@ -15,16 +15,19 @@ def methods() -> dict:
 
 
 def register_all() -> None:
-    """Register every method with ``mergekit.merge_methods.registry`` once.
+    """Register every method with MergeKit's public registry, once.
 
-    A name MergeKit already knows is left alone when it is our own object, and is
-    an error when it is someone else's (two plugins claiming ``arm``).
+    Uses only ``registry.registered_methods`` and ``registry.register``. A name MergeKit
+    already knows is left alone when it is our own method, and is an error when it is
+    someone else's (two plugins claiming ``arm``).
     """
     from mergekit.merge_methods import registry
 
+    ours = methods()  # imports our modules before the lock: an import may register too
     with _LOCK:
-        for name, method in methods().items():
-            existing = registry._METHODS.get(name)
+        known = {method.spec.name: method for method in registry.registered_methods()}
+        for name, method in ours.items():
+            existing = known.get(name)
             if existing is None:
                 registry.register(method)
             elif existing is not method and getattr(existing, "implementation", None) is not getattr(

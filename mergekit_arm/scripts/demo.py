@@ -12,13 +12,15 @@ import click
 @click.option("--arch", type=click.Choice(["llama", "qwen3"]), default="llama", show_default=True,
               help="Architecture of the tiny models.")
 @click.option("--sft-steps", type=click.IntRange(min=1), default=40, show_default=True,
-              help="Steps of the math fine-tune; checkpoints at 10, 20 and this step are kept.")
+              help="Steps of the math fine-tune (checkpoints every 10 steps); models of steps "
+                   "10, 20 and this one are published under ROOT/models.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of init and data order.")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
               help="Torch threads for training (0: torch's default). One is fastest for "
                    "these tiny models, above all on a busy machine.")
 def main(root: str, arch: str, sft_steps: int, seed: int, threads: int) -> None:
-    """Create ROOT/models/base and ROOT/models/sft-step-* (reused when already complete)."""
+    """Create ROOT/models/base, the Trainer run ROOT/sft-run/checkpoint-* and its models
+    ROOT/models/sft-step-* (each reused when already complete)."""
     from mergekit_arm.demo import make_demo
 
     start = time.perf_counter()

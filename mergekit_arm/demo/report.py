@@ -1,8 +1,9 @@
-"""``python -m mergekit_arm.demo_report ROOT``: what the quick start produced, in numbers.
+"""``python -m mergekit_arm.demo.report ROOT``: what the quick start produced, in numbers.
 
 Loads the merged model with ``AutoModelForCausalLM.from_pretrained`` (the proof that
 ``mergekit-yaml`` wrote a usable model) and prints the mean token loss of every demo
-model on the held-out math texts (texts the demo fine-tune never saw).
+model on the held-out math texts (texts the demo fine-tune never saw), with the package's
+one held-out loss (:mod:`mergekit_arm.evaluation`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ def main(root: str, merged: str, baseline: str) -> None:
     """Print held-out loss of the demo models, of ROOT/MERGED and of ROOT/BASELINE."""
     from transformers import AutoModelForCausalLM
 
-    from mergekit_arm.demo import demo_heldout_texts, evaluate_loss
+    from mergekit_arm.demo.corpus import demo_heldout_texts
+    from mergekit_arm.demo.evaluate import saved_model_loss
+    from mergekit_arm.demo.runtime import quiet_runtime
 
     root_path = Path(root)
     merged_path = root_path / merged
     if not (merged_path / "config.json").is_file():
         click.echo(f"error: {merged_path} is not a finished model folder", err=True)
         sys.exit(2)
-    AutoModelForCausalLM.from_pretrained(merged_path)  # loads, or raises
+    with quiet_runtime():
+        AutoModelForCausalLM.from_pretrained(merged_path)  # loads, or raises
     texts = demo_heldout_texts()
     rows = [(p.name, p) for p in sorted((root_path / "models").iterdir()) if p.is_dir()
             and not p.name.startswith(".")]
@@ -38,7 +42,7 @@ def main(root: str, merged: str, baseline: str) -> None:
     rows.append((f"{merged} (ARM)", merged_path))
     click.echo(f"held-out loss on {len(texts)} math texts the demo SFT never saw:")
     for label, path in rows:
-        click.echo(f"  {label:<24} {evaluate_loss(path, texts):.4f}")
+        click.echo(f"  {label:<24} {saved_model_loss(path, texts):.4f}")
     click.echo(
         "(tiny random models and 40 SFT steps: this shows the pipeline works end to end; "
         "it is not evidence about ARM's quality, see benchmarks/)"
