@@ -309,7 +309,8 @@ def test_non_finite_result_stops_and_keeps_last_good_step(tmp_path, config_for, 
     out = tmp_path / "out"
     result = run_stream(config, out, progress=False)
     assert result.status == "stopped" and result.steps == 1
-    assert "step 2" in result.stop_reason and "last good step (1)" in result.stop_reason
+    assert "step 2" in result.stop_reason
+    assert "the step with the lowest held-out loss (step 1)" in result.stop_reason
     records = read_trajectory(out / "trajectory.jsonl")
     assert [r["accepted"] for r in records] == [True, False]
     assert records[0]["learning_rate"] == 0.5
@@ -321,9 +322,9 @@ def test_non_finite_result_stops_and_keeps_last_good_step(tmp_path, config_for, 
 
 
 def test_non_finite_held_out_loss_stops(tmp_path, config_for, validation_jsonl, monkeypatch):
-    from mergekit_arm.stream import driver
+    from mergekit_arm.stream import runner
 
-    real = driver.heldout_loss
+    real = runner.heldout_loss
     calls = []
 
     def loss(module, batches, parameters=None):
@@ -332,7 +333,7 @@ def test_non_finite_held_out_loss_stops(tmp_path, config_for, validation_jsonl, 
             calls.append(value)
         return math.nan if len(calls) == 2 else value
 
-    monkeypatch.setattr(driver, "heldout_loss", loss)
+    monkeypatch.setattr(runner, "heldout_loss", loss)
     config = config_for(steps=3, validation={"data": str(validation_jsonl), "samples": 4})
     result = run_stream(config, tmp_path / "out", progress=False)
     assert result.status == "stopped" and result.steps == 1

@@ -23,6 +23,7 @@ Mode = Literal["fixed", "checkpoints", "watch"]
 ScheduleKind = Literal["constant", "linear", "cosine", "line_search"]
 DecayKind = Literal["constant", "linear", "cosine"]
 OutDtype = Literal["float32", "bfloat16", "float16"]
+Select = Literal["best", "last"]
 
 DEFAULT_CANDIDATES = (0.25, 0.5, 1.0, 2.0)
 
@@ -137,6 +138,7 @@ class ArmConfig(_Section):
     pairing: Literal["subspace", "energy"] = Field(
         "subspace", description="how the from/current subspaces are paired (see docs/method.md)"
     )
+    eigengap: bool = Field(False, description="cut each rank at the largest eigengap <= rank")
 
     @field_validator("rotation_strength", "off_subspace")
     @classmethod
@@ -174,6 +176,13 @@ class StreamConfig(_Section):
     validation: ValidationConfig | None = None
     arm: ArmConfig = Field(default_factory=ArmConfig)
     watch: WatchConfig = Field(default_factory=WatchConfig)
+    select: Select | None = Field(
+        None, description="final model: best (lowest held-out loss, step 0 included) or last; "
+        "null = best with validation, last without"
+    )
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many steps without a lower held-out loss"
+    )
     save_every: int | None = Field(
         None, ge=1, description="save the current model as out/steps/step-k every N steps"
     )
@@ -220,6 +229,12 @@ class StreamConfig(_Section):
                 )
         if self.schedule.kind == "line_search" and self.validation is None:
             raise ValueError("schedule kind line_search needs a `validation` section (held-out text)")
+        if self.validation is None:
+            for key in ("patience",) + (("select",) if self.select == "best" else ()):
+                if key in self.model_fields_set:
+                    raise ValueError(
+                        f"`{key}` compares held-out losses: it needs a `validation` section"
+                    )
         if self.arm.rank > self.calibration.rank:
             raise ValueError(
                 f"arm.rank ({self.arm.rank}) exceeds calibration.rank ({self.calibration.rank}), "
@@ -243,6 +258,12 @@ class StreamConfig(_Section):
         if self.mode == "checkpoints":
             return self.steps if self.steps is not None else len(self.checkpoints)
         return self.watch.max_steps
+
+    def selection(self) -> Select:
+        """Which step becomes the final model (``select``, else best iff validated)."""
+        if self.select is not None:
+            return self.select
+        return "best" if self.validation is not None else "last"
 
     def validation_max_length(self) -> int:
         """Tokens per validation text."""
