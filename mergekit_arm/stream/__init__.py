@@ -14,7 +14,7 @@ from __future__ import annotations
 from mergekit_arm.stream.config import StreamConfig, load_config, parse_config
 from mergekit_arm.stream.driver import run_stream
 from mergekit_arm.stream.loop import StreamTrace, best_step, kept_step, run_steps
-from mergekit_arm.stream.runner import StreamResult
+from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.step import (
     Candidate,
     Leg,

@@ -22,7 +22,8 @@ from filelock import FileLock, Timeout
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.stream.config import StreamConfig, parse_config, read_config_file
 from mergekit_arm.stream.inputs import check_paths
-from mergekit_arm.stream.runner import StreamResult, StreamRunner
+from mergekit_arm.stream.result import StreamResult
+from mergekit_arm.stream.runner import StreamRunner
 from mergekit_arm.stream.state import OutLayout, open_state, remove_partial_writes, save_state
 
 logger = logging.getLogger("mergekit_arm.stream")

@@ -52,8 +52,13 @@ class StatisticsStore:
         )
         self.cache_key = f"rank={cal.rank}|batch={cal.batch_size}|mode={cal.mode}|float32"
 
-    def compute(self, module: torch.nn.Module, path: Path, label: str) -> Path:
-        """``path``, (re)computed unless it already holds this model's statistics."""
+    def compute(self, module: torch.nn.Module, path: Path, label: str,
+                description: str | None = None) -> Path:
+        """``path``, (re)computed unless it already holds this model's statistics.
+
+        ``label`` is stored in the file as the model's name; ``description`` (default:
+        the label) is what the log says is being calibrated.
+        """
         fingerprint = model_fingerprint(module)
         if path.is_file():
             try:
@@ -67,18 +72,18 @@ class StatisticsStore:
                     return path
             except StatisticsError:
                 pass
-        logger.info("calibrating %s", label)
+        logger.info("calibrating %s", description or label)
         calibrate(module, path, self.options, tokenizer=self.tokenizer, texts=self.texts,
                   model_label=label, progress=self.progress)
         clear_cache()
         return path
 
-    def cached(self, module: torch.nn.Module, label: str) -> Path:
+    def cached(self, module: torch.nn.Module, label: str, description: str | None = None) -> Path:
         """Statistics of an input model, in the content-keyed cache."""
         key = hashlib.sha256(
             f"{model_fingerprint(module)}|{self.fingerprint}|{self.cache_key}".encode()
         ).hexdigest()[:32]
-        return self.compute(module, self.cache_dir / f"{key}.safetensors", label)
+        return self.compute(module, self.cache_dir / f"{key}.safetensors", label, description)
 
 
 def validation_batches(config: StreamConfig, tokenizer: Any,

@@ -93,8 +93,9 @@ def plot_trajectory(path: Path, records: Sequence[Record], start_loss: float | N
     ax.plot([r["step"] for r in rated], [r["learning_rate"] for r in rated], "d-",
             color="tab:purple", label="learning rate (chosen)")
     scheduled = [r for r in records if r.get("scheduled_learning_rate") is not None]
-    ax.plot([r["step"] for r in scheduled], [r["scheduled_learning_rate"] for r in scheduled],
-            ":", color="tab:purple", alpha=0.5, label="scheduled rate")
+    if any(r["scheduled_learning_rate"] != r.get("learning_rate") for r in scheduled):
+        ax.plot([r["step"] for r in scheduled], [r["scheduled_learning_rate"] for r in scheduled],
+                ":", color="tab:purple", alpha=0.5, label="scheduled rate (line search scales it)")
     ax.set_ylabel("learning rate eta")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)

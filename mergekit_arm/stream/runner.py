@@ -15,9 +15,8 @@ import copy
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -33,36 +32,12 @@ from mergekit_arm.stream.inputs import InputModel, ModelLoader, saved_dtype
 from mergekit_arm.stream.loop import kept_step, mark_kept, run_steps
 from mergekit_arm.stream.measure import StatisticsStore, validation_batches
 from mergekit_arm.stream.report import model_card, plot_trajectory, step_yaml, write_trajectory
+from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.state import OutLayout, StreamState, save_state
 from mergekit_arm.stream.step import Leg, StepResult, merge_parameters
 from mergekit_arm.stream.watch import CheckpointWatcher, checkpoint_number
 
 logger = logging.getLogger("mergekit_arm.stream")
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    """Outcome of a stream: the final model folder, one record per step, the kept step."""
-
-    out: Path
-    model: Path
-    records: list[dict[str, Any]]
-    status: Literal["finished", "stopped"]
-    stop_reason: str | None = None
-    start_loss: float | None = None
-    kept_step: int = 0
-
-    @property
-    def steps(self) -> int:
-        """Number of steps accepted (a stopped stream's failed step is not counted)."""
-        return sum(1 for r in self.records if r.get("accepted"))
-
-    @property
-    def final_loss(self) -> float | None:
-        """Held-out loss of the final model, the kept step (None without validation)."""
-        if self.kept_step == 0:
-            return self.start_loss
-        return next(r.get("val_loss") for r in self.records if r["step"] == self.kept_step)
 
 
 class StreamRunner:
@@ -109,7 +84,8 @@ class StreamRunner:
                 logger.info("loading %s %s", label, entry.model)
                 module = self.loader.load_checked(Path(entry.model), label)
                 fixed.append((Path(entry.model), label, module, entry.weight))
-        origin_stats = self.store.cached(origin_module, str(cfg.origin))
+        origin_stats = self.store.cached(origin_module, str(cfg.origin),
+                                         f"the origin {cfg.origin}")
         self.origin = InputModel(Path(cfg.origin), "origin", origin_module, origin_stats)
         # Targets only contribute W_to to the displacement: the kernel reads the statistics
         # of `from` and of the current model, so none are computed for them.
@@ -133,7 +109,8 @@ class StreamRunner:
         """Load an input model, check it against the origin, get its (cached) statistics."""
         logger.info("loading %s %s", label, path)
         module = self.loader.load_checked(path, label)
-        return InputModel(path, label, module, self.store.cached(module, str(path)))
+        return InputModel(path, label, module,
+                          self.store.cached(module, str(path), f"{label} {path}"))
 
     def _start_module(self) -> torch.nn.Module:
         """A fresh copy of the start model (reusing an input already loaded)."""
@@ -426,4 +403,4 @@ class StreamRunner:
                     self.layout.model_dir, status, state.step, self._kept_text())
 
 
-__all__ = ["StreamResult", "StreamRunner"]
+__all__ = ["StreamRunner"]
