@@ -383,6 +383,43 @@ def test_kept_step_rules():
     assert patience_left(None, 3.0, records)
 
 
+def test_stream_step_in_memory(tiny_llama, tiny_llama_sft, validation_texts):
+    """The in-memory step: one candidate per rate, each scored; the lowest finite loss wins."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import mergekit_arm
+    from mergekit_arm.evaluation import heldout_loss, loss_batches
+    from mergekit_arm.stream import Leg, merge_parameters, stream_step
+    from mergekit_arm.stream.config import ArmConfig
+
+    mergekit_arm.register()
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_sft[10]).eval()
+    origin = AutoModelForCausalLM.from_pretrained(tiny_llama).state_dict()
+    current = {k: v.clone() for k, v in model.state_dict().items()}
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_sft[10])
+    ids = [tokenizer(t, truncation=True, max_length=32)["input_ids"] for t in validation_texts[:8]]
+    batches = loss_batches(ids, 4, tokenizer.pad_token_id or 0)
+    leg = Leg(origin, None, ((current, 1.0),), "origin -> step-10")
+    parameters = merge_parameters(ArmConfig(rank=4, rotation_strength=0.0))
+    rates = [(1.0, 0.5), (2.0, 1.0), (3.0, 1e40)]
+    result = stream_step(current, None, leg, rates, parameters,
+                         score=lambda w: heldout_loss(model, batches, w))
+    assert [c.learning_rate for c in result.candidates] == [0.5, 1.0, 1e40]
+    assert result.candidates[2].val_loss is None and "NaN/Inf" in result.candidates[2].error
+    for candidate in result.candidates[:2]:
+        by_hand = {k: current[k] + candidate.learning_rate * (current[k] - origin[k])
+                   for k in current}
+        assert candidate.val_loss == pytest.approx(heldout_loss(model, batches, by_hand),
+                                                   rel=1e-6)
+    chosen = min(result.candidates[:2], key=lambda c: c.val_loss)
+    assert result.chosen is chosen and chosen.weights is not None
+    assert all(c.weights is None for c in result.candidates if c is not chosen)
+    expected = {k: current[k] + chosen.learning_rate * (current[k] - origin[k]) for k in current}
+    assert_state_dicts_close(chosen.weights, expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(model.state_dict()["model.embed_tokens.weight"],
+                       current["model.embed_tokens.weight"])  # the model is not changed
+
+
 def _rotation_off_step(origin, ckpt, steps: int, eta: float) -> dict[str, torch.Tensor]:
     """Rotation off, fixed set from the checkpoint: ``c + k eta (c - origin)``."""
     return {name: ckpt[name] + steps * eta * (ckpt[name] - origin[name]) for name in ckpt}
