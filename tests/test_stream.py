@@ -240,6 +240,7 @@ def test_rotation_off_k_steps_equal_one_step_of_k_eta(plain_run, tiny_llama, tin
     assert "## Trajectory" in card and "| 3 | 0.5 |" in card
     # no validation: the last step is kept, and the card says so
     assert result.kept_step == 3 and "kept the last step (no validation set)" in card
+    assert "kept the last step (3; no validation set)" in (out / "arm-stream.log").read_text()
     assert [r["kept"] for r in records] == [False, False, True]
 
 

@@ -287,7 +287,9 @@ class StreamRunner:
     def _kept_text(self) -> str:
         kept = self.kept_step()
         if self.config.selection() == "last":
-            return f"last good step ({kept})"
+            good = " good" if self.state.status == "stopped" else ""
+            why = "no validation set" if self.config.validation is None else "select: last"
+            return f"last{good} step ({kept}; {why})"
         return f"step with the lowest held-out loss (step {kept}" + (
             ", the start model)" if kept == 0 else ")")
 
@@ -399,7 +401,7 @@ class StreamRunner:
         save_state(self.layout, state)
         for path in self.layout.internal.glob("current-*.safetensors"):
             path.unlink(missing_ok=True)
-        logger.info("final model written to %s (%s after %d step(s); it is the %s)",
+        logger.info("final model written to %s (%s after %d step(s); kept the %s)",
                     self.layout.model_dir, status, state.step, self._kept_text())
 
 
