@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality_lib import candidates, pipeline, report  # noqa: E402
 
-ARM_DRIVER = ("in-memory fixed-set driver in benchmarks/quality_lib/merges.py "
+ARM_DRIVER = ("mergekit_arm.stream.run_steps / stream_step, the loop arm-stream runs, in memory "
               "(mergekit_arm.calibration.calibrate + mergekit merge_state_dicts(..., 'arm'))")
 
 
@@ -90,13 +90,9 @@ def _log(message: str) -> None:
                    "(between its <!-- quality-table:NAME:start/end --> markers)")
 @click.option("--sft-only", is_flag=True,
               help="only build the origin and the SFT run of each seed into --cache, then exit")
-@click.option("--check-stream", is_flag=True,
-              help="only compare the in-memory ARM driver with mergekit_arm.stream.run_stream "
-                   "on the first seed, print the result and exit")
 def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smallest: bool,
          threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
-         overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool,
-         check_stream: bool) -> None:
+         overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool) -> None:
     """Run the benchmark and write its tables."""
     if threads:
         torch.set_num_threads(threads)
@@ -151,15 +147,6 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
             "table": report.aggregate(per_seed, candidates.CANDIDATES),
             "seeds": per_seed,
         }
-
-    if check_stream:
-        from quality_lib.stream_check import check_stream as run_check
-
-        with tempfile.TemporaryDirectory(prefix="quality-check-") as work:
-            run = pipeline.Run(preset, seed_list[0], cache, Path(work), log=_log)
-            run.prepare()
-            print(json.dumps(run_check(run, Path(work)), indent=1))
-        return
 
     preset_key = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode()).hexdigest()[:12]
     for seed in seed_list:

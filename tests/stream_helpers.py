@@ -63,17 +63,20 @@ def independent_loss(model: torch.nn.Module, tokenizer, texts: Sequence[str], ma
 
 
 def _stall_after_first_step() -> None:
-    from mergekit_arm.stream import driver
+    """Every merge after the first one sleeps (one candidate per step: step 2 stalls)."""
+    from mergekit_arm.stream import step
 
-    original = driver.StreamRunner._merge
+    original = step.merge_candidate
+    calls = [0]
 
-    def merge(self, *args, **kwargs):
-        if self.state.step >= 1:
+    def merge(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] >= 2:
             Path(os.environ["STREAM_TEST_STALLED"]).touch()
             time.sleep(60)
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    driver.StreamRunner._merge = merge
+    step.merge_candidate = merge
 
 
 if __name__ == "__main__":

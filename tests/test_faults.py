@@ -448,9 +448,6 @@ def test_resume_refuses_a_checkpoint_rewritten_at_the_same_path(tmp_path):
     assert not resumed and fresh.step == 0
 
 
-@pytest.mark.xfail(strict=True, reason="check_finite_state is not yet called where the stream "
-                   "loads its input models (driver.py, owned by the stream split); see "
-                   "docs/faults.md row 4. Remove this marker when it is wired")
 def test_stream_refuses_a_checkpoint_with_nan(tmp_path, tiny_llama, calibration_jsonl):
     from safetensors.torch import load_file
 

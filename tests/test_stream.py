@@ -24,6 +24,7 @@ from stream_helpers import independent_loss, stream_config
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.stream import StreamConfig, load_config, parse_config, run_stream
 from mergekit_arm.stream.config import ScheduleConfig
+from mergekit_arm.stream.loop import best_step, kept_step, patience_left
 from mergekit_arm.stream.report import read_trajectory
 from mergekit_arm.stream.schedule import decayed_rate, line_search_candidates, step_candidates
 from mergekit_arm.stream.state import config_diff
@@ -230,9 +231,17 @@ def test_rotation_off_k_steps_equal_one_step_of_k_eta(plain_run, tiny_llama, tin
 
     model = AutoModelForCausalLM.from_pretrained(result.model)
     assert model.config.model_type == "llama"
-    assert AutoTokenizer.from_pretrained(result.model) is not None
+    # the origin's tokenizer is saved with the model: same vocabulary, same encoding
+    saved, origin_tokenizer = (AutoTokenizer.from_pretrained(result.model),
+                               AutoTokenizer.from_pretrained(tiny_llama))
+    assert saved.get_vocab() == origin_tokenizer.get_vocab()
+    assert saved("2 + 3 = 5")["input_ids"] == origin_tokenizer("2 + 3 = 5")["input_ids"]
     card = (result.model / "README.md").read_text()
     assert "## Trajectory" in card and "| 3 | 0.5 |" in card
+    # no validation: the last step is kept, and the card says so
+    assert result.kept_step == 3 and "kept the last step (no validation set)" in card
+    assert "kept the last step (3; no validation set)" in (out / "arm-stream.log").read_text()
+    assert [r["kept"] for r in records] == [False, False, True]
 
 
 def test_rerun_returns_result_and_changed_config_is_refused(plain_run):
@@ -309,7 +318,8 @@ def test_non_finite_result_stops_and_keeps_last_good_step(tmp_path, config_for, 
     out = tmp_path / "out"
     result = run_stream(config, out, progress=False)
     assert result.status == "stopped" and result.steps == 1
-    assert "step 2" in result.stop_reason and "last good step (1)" in result.stop_reason
+    assert "step 2" in result.stop_reason
+    assert "the step with the lowest held-out loss (step 1)" in result.stop_reason
     records = read_trajectory(out / "trajectory.jsonl")
     assert [r["accepted"] for r in records] == [True, False]
     assert records[0]["learning_rate"] == 0.5
@@ -321,9 +331,9 @@ def test_non_finite_result_stops_and_keeps_last_good_step(tmp_path, config_for, 
 
 
 def test_non_finite_held_out_loss_stops(tmp_path, config_for, validation_jsonl, monkeypatch):
-    from mergekit_arm.stream import driver
+    from mergekit_arm.stream import runner
 
-    real = driver.heldout_loss
+    real = runner.heldout_loss
     calls = []
 
     def loss(module, batches, parameters=None):
@@ -332,7 +342,7 @@ def test_non_finite_held_out_loss_stops(tmp_path, config_for, validation_jsonl, 
             calls.append(value)
         return math.nan if len(calls) == 2 else value
 
-    monkeypatch.setattr(driver, "heldout_loss", loss)
+    monkeypatch.setattr(runner, "heldout_loss", loss)
     config = config_for(steps=3, validation={"data": str(validation_jsonl), "samples": 4})
     result = run_stream(config, tmp_path / "out", progress=False)
     assert result.status == "stopped" and result.steps == 1
@@ -355,6 +365,206 @@ def test_step_yaml_replays_with_mergekit_yaml(tmp_path, config_for):
     )
     assert_state_dicts_close(_weights(replay), _weights(out / "steps" / "step-2"),
                              rtol=1e-5, atol=1e-7)
+
+
+# -- keep-best and early stop --------------------------------------------------------------
+
+
+def test_kept_step_rules():
+    records = [{"step": 1, "accepted": True, "val_loss": 4.0},
+               {"step": 2, "accepted": True, "val_loss": 3.5},
+               {"step": 3, "accepted": True, "val_loss": 3.5},
+               {"step": 4, "accepted": False, "val_loss": None}]
+    assert best_step(5.0, records) == 2  # ties: the earlier step
+    assert best_step(3.0, records) == 0  # nothing beat the start
+    assert best_step(3.0, records, min_step=1) == 2
+    assert kept_step("last", 3.0, records) == 3 and kept_step("best", 3.0, records) == 0
+    assert best_step(None, [{"step": 1, "accepted": True, "val_loss": None}]) == 1
+    assert patience_left(2, 5.0, records) and not patience_left(1, 5.0, records)
+    assert patience_left(None, 3.0, records)
+
+
+def test_stream_step_in_memory(tiny_llama, tiny_llama_sft, validation_texts):
+    """The in-memory step: one candidate per rate, each scored; the lowest finite loss wins."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import mergekit_arm
+    from mergekit_arm.evaluation import heldout_loss, loss_batches
+    from mergekit_arm.stream import Leg, merge_parameters, stream_step
+    from mergekit_arm.stream.config import ArmConfig
+
+    mergekit_arm.register()
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_sft[10]).eval()
+    origin = AutoModelForCausalLM.from_pretrained(tiny_llama).state_dict()
+    current = {k: v.clone() for k, v in model.state_dict().items()}
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_sft[10])
+    ids = [tokenizer(t, truncation=True, max_length=32)["input_ids"] for t in validation_texts[:8]]
+    batches = loss_batches(ids, 4, tokenizer.pad_token_id or 0)
+    leg = Leg(origin, None, ((current, 1.0),), "origin -> step-10")
+    parameters = merge_parameters(ArmConfig(rank=4, rotation_strength=0.0))
+    rates = [(1.0, 0.5), (2.0, 1.0), (3.0, 1e40)]
+    result = stream_step(current, None, leg, rates, parameters,
+                         score=lambda w: heldout_loss(model, batches, w))
+    assert [c.learning_rate for c in result.candidates] == [0.5, 1.0, 1e40]
+    assert result.candidates[2].val_loss is None and "NaN/Inf" in result.candidates[2].error
+    for candidate in result.candidates[:2]:
+        by_hand = {k: current[k] + candidate.learning_rate * (current[k] - origin[k])
+                   for k in current}
+        assert candidate.val_loss == pytest.approx(heldout_loss(model, batches, by_hand),
+                                                   rel=1e-6)
+    chosen = min(result.candidates[:2], key=lambda c: c.val_loss)
+    assert result.chosen is chosen and chosen.weights is not None
+    assert all(c.weights is None for c in result.candidates if c is not chosen)
+    expected = {k: current[k] + chosen.learning_rate * (current[k] - origin[k]) for k in current}
+    assert_state_dicts_close(chosen.weights, expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(model.state_dict()["model.embed_tokens.weight"],
+                       current["model.embed_tokens.weight"])  # the model is not changed
+
+
+def _rotation_off_step(origin, ckpt, steps: int, eta: float) -> dict[str, torch.Tensor]:
+    """Rotation off, fixed set from the checkpoint: ``c + k eta (c - origin)``."""
+    return {name: ckpt[name] + steps * eta * (ckpt[name] - origin[name]) for name in ckpt}
+
+
+@pytest.fixture(scope="module")
+def best_run(tmp_path_factory, tiny_llama, tiny_llama_sft, calibration_jsonl, validation_texts):
+    """Rotation off, eta 0.5, 4 steps: the held-out loss falls at step 1, then rises."""
+    validation = tmp_path_factory.mktemp("best-validation") / "heldout.jsonl"
+    validation.write_text("".join(json.dumps({"text": t}) + "\n" for t in validation_texts))
+    config = stream_config(tiny_llama, [tiny_llama_sft[10]], calibration_jsonl, steps=4,
+                           arm={"rotation_strength": 0.0},
+                           validation={"data": str(validation), "samples": 8})
+    out = tmp_path_factory.mktemp("best") / "out"
+    return config, out, run_stream(config, out, progress=False)
+
+
+def test_keep_best_returns_lowest_held_out_loss(best_run, tiny_llama, tiny_llama_sft):
+    config, out, result = best_run
+    losses = [result.start_loss] + [r["val_loss"] for r in result.records]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert best not in (0, 4), losses  # the case this test is about: neither start nor last
+    assert result.kept_step == best and result.final_loss == losses[best]
+    expected = _rotation_off_step(_weights(tiny_llama), _weights(tiny_llama_sft[10]), best, 0.5)
+    assert_state_dicts_close(_weights(result.model), expected, rtol=1e-5, atol=1e-6)
+
+    records = read_trajectory(out / "trajectory.jsonl")
+    assert [r["kept"] for r in records] == [r["step"] == best for r in records]
+    assert read_trajectory(result.model / "trajectory.jsonl") == records  # the copy
+    card = (result.model / "README.md").read_text()
+    assert f"This model is step {best} of 4, the lowest held-out loss ({losses[best]:.4f}" in card
+    assert f"| {best} | 0.5 | {losses[best]:.4f} | yes |" in card
+    assert "| 0 (start) |  | " in card
+    assert not list((out / ".arm-stream").glob("current-*.safetensors"))  # removed at the end
+
+
+def test_select_last_and_patience(tmp_path, best_run, tiny_llama, tiny_llama_sft):
+    config, _, first = best_run
+    origin, ckpt = _weights(tiny_llama), _weights(tiny_llama_sft[10])
+    last = run_stream({**config, "select": "last"}, tmp_path / "last", progress=False)
+    assert last.kept_step == 4 and [r["val_loss"] for r in last.records] == [
+        r["val_loss"] for r in first.records]
+    assert_state_dicts_close(_weights(last.model), _rotation_off_step(origin, ckpt, 4, 0.5),
+                             rtol=1e-5, atol=1e-6)
+
+    early = run_stream({**config, "patience": 1}, tmp_path / "patience", progress=False)
+    best = first.kept_step
+    assert [r["step"] for r in early.records] == list(range(1, best + 2))  # one step past best
+    assert early.status == "finished" and "stopped early (patience)" in early.stop_reason
+    assert early.kept_step == best
+    assert_state_dicts_close(_weights(early.model), _weights(first.model), rtol=0, atol=0)
+    assert "stopped early (patience)" in (early.model / "README.md").read_text()
+
+
+def test_start_model_kept_when_no_step_beats_it(tmp_path, config_for, validation_jsonl,
+                                                tiny_llama_sft):
+    config = config_for(steps=2, arm={"rotation_strength": 0.0},
+                        schedule={"kind": "constant", "learning_rate": 3.0},
+                        validation={"data": str(validation_jsonl), "samples": 8})
+    result = run_stream(config, tmp_path / "out", progress=False)
+    assert all(r["val_loss"] > result.start_loss for r in result.records)
+    assert result.kept_step == 0 and result.final_loss == result.start_loss
+    _assert_bit_identical(_weights(result.model), _weights(tiny_llama_sft[10]))
+    assert not any(r["kept"] for r in result.records)
+    card = (result.model / "README.md").read_text()
+    assert "This model is the **start model**" in card and "| 0 (start) |  | " in card
+
+
+def test_resume_keeps_the_best_weights(tmp_path, best_run, monkeypatch, tiny_llama,
+                                       tiny_llama_sft):
+    config, _, reference = best_run
+    config = {**config, "steps": 3}
+    assert reference.kept_step == 1  # best is step 1: its weights must outlive step 2
+    from mergekit_arm.stream import step
+
+    original, calls = step.merge_candidate, [0]
+
+    def interrupted(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(step, "merge_candidate", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_stream(config, out, progress=False)
+    internal = out / ".arm-stream"
+    assert sorted(p.name for p in internal.glob("current-*.safetensors")) == [
+        "current-1.safetensors", "current-2.safetensors"]
+    monkeypatch.setattr(step, "merge_candidate", original)
+    resumed = run_stream(config, out, progress=False)
+    assert [r["step"] for r in resumed.records] == [1, 2, 3] and resumed.kept_step == 1
+    assert [r["val_loss"] for r in resumed.records] == [
+        r["val_loss"] for r in reference.records[:3]]
+    _assert_bit_identical(_weights(resumed.model), _weights(reference.model))
+
+
+def test_selection_needs_validation(config_for):
+    for key, value in (("select", "best"), ("patience", 2)):
+        with pytest.raises(ArmConfigError, match=f"`{key}` compares held-out losses"):
+            parse_config(config_for(**{key: value}))
+
+
+def test_eigengap_reaches_the_kernel(tmp_path, config_for, monkeypatch):
+    from mergekit_arm.stream import step
+
+    seen, original = [], step.merge_candidate
+
+    def spy(current, statistics, leg, rate, parameters):
+        seen.append(dict(parameters))
+        return original(current, statistics, leg, rate, parameters)
+
+    monkeypatch.setattr(step, "merge_candidate", spy)
+    run_stream(config_for(steps=1, arm={"eigengap": True}), tmp_path / "out", progress=False)
+    assert seen and all(p["eigengap"] is True for p in seen)
+    assert "eigengap: true" in (tmp_path / "out" / "steps" / "step-1.yml").read_text()
+
+
+def test_log_names_the_model_and_card_only_applicable_keys(best_run):
+    _, out, _ = best_run
+    log = (out / "arm-stream.log").read_text()
+    assert "calibrating the current model (input of step 1: the start model " in log
+    assert "calibrating the current model (input of step 2: the result of step 1)" in log
+    assert f"calibrating {out} " not in log and f"calibrating {out}\n" not in log
+    card = (out / "model" / "README.md").read_text()
+    config_section = card.split("## Stream configuration")[1]
+    for key in ("candidates:", "decay:", "final_learning_rate:", "watch:", "patience:"):
+        assert key not in config_section, key
+    assert "select: best" in config_section
+
+
+@pytest.mark.slow
+def test_step_one_replays_in_checkpoints_mode_without_save_every(tmp_path, config_for):
+    config = config_for(checkpoints=[5, 10], mode="checkpoints", steps=1, out_dtype="float32")
+    out = tmp_path / "out"
+    result = run_stream(config, out, progress=False)
+    text = (out / "steps" / "step-1.yml").read_text()
+    assert "NOT replayable" not in text
+    assert "base_model: " + str(out / "steps" / "step-0") in text  # start = origin, an input
+    replay = tmp_path / "replay"
+    subprocess.run(["mergekit-yaml", str(out / "steps" / "step-1.yml"), str(replay), "--quiet"],
+                   check=True, env=_env(), capture_output=True, timeout=300)
+    assert_state_dicts_close(_weights(replay), _weights(result.model), rtol=1e-5, atol=1e-7)
 
 
 # -- resume --------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ ARM candidates, all through ``merge_method: arm`` in MergeKit:
 
 from __future__ import annotations
 
+from mergekit_arm.stream import Leg, angle_summary
+
 from . import merges
 from .pipeline import Run
 from .train import StateDict
@@ -43,10 +45,10 @@ CANDIDATES = (
 )
 
 
-def _mean_displacement(leg: merges.Leg) -> StateDict:
-    """``mean_j (to_j - from)`` of a leg (the kernel's ``d`` with equal weights)."""
-    targets = leg.targets
-    return {k: sum(t[k] for t in targets) / len(targets) - leg.source[k]
+def _mean_displacement(leg: Leg) -> StateDict:
+    """``sum_j w_j (to_j - from) / sum_j w_j`` of a leg (the kernel's ``d``)."""
+    total = sum(w for _, w in leg.targets)
+    return {k: sum(w * t[k] for t, w in leg.targets) / total - leg.source[k]
             for k, v in leg.source.items() if v.is_floating_point()}
 
 
@@ -109,13 +111,13 @@ def run_candidates(run: Run) -> None:
             run, s_origin, s_c10, s_c20, s_half_a, s_half_b, s_c20_a, s_origin_big, s_c20_big,
             s_origin_rest, future)
 
-    def step_diag(k: int, cur: StateDict, stats, leg: merges.Leg) -> dict:
+    def step_diag(k: int, cur: StateDict, stats, leg: Leg) -> dict:
         out: dict = {}
-        if stats is not None and leg.source_stats is not None:
+        if stats is not None and leg.source_statistics is not None:
             d = _mean_displacement(leg)
-            out["angles_source_to_cur"] = merges.angle_summary(leg.source_stats, stats, rank)
+            out["angles_source_to_cur"] = angle_summary(leg.source_statistics, stats, rank)
             out["cos_vs_c100_minus_cur"] = merges.direction_cosines(
-                d, merges.diff(c100, cur), leg.source_stats, stats, rank)
+                d, merges.diff(c100, cur), leg.source_statistics, stats, rank)
         return out
 
     with run.stage("arm-single and variants"):
@@ -148,11 +150,12 @@ def run_candidates(run: Run) -> None:
         run.copy_result("arm-single (best on val)", best,
                         {"variant": best, "val_by_variant": single})
 
+    arm = merges.arm_parameters(rank)
+    fixed = merges.fixed_legs(origin, s_origin, [c20], p.stream_steps)
     with run.stage("arm-stream"):
-        eta0, res, trajectories = _best_stream(p.stream_eta_grid, lambda eta0: merges.arm_stream(
-            c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
-            min_steps=p.min_stream_steps, rates=merges.cosine_rates(eta0, p.stream_steps),
-            rank=rank, start_stats=s_c20, diagnostics=step_diag,
+        eta0, res, trajectories = _best_stream(p.stream_eta_grid, lambda eta0: merges.stream(
+            c20, fixed, cal, run.val, schedule=merges.cosine(eta0), parameters=arm,
+            min_steps=p.min_stream_steps, start_stats=s_c20, diagnostics=step_diag,
             label=f"arm-stream eta0={eta0}", log=run.log))
         run.test("arm-stream", res.best_state,
                  {"eta0": eta0, "schedule": "cosine", "steps": res.best_step,
@@ -160,15 +163,16 @@ def run_candidates(run: Run) -> None:
         run.diagnostics["arm-stream"] = trajectories
 
     with run.stage("arm-line-search"):
-        res_ls = merges.arm_stream(
-            c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
-            min_steps=p.min_stream_steps, line_search=p.line_search_multipliers,
-            base_rate=p.line_search_base, rank=rank, start_stats=s_c20,
+        # patience 1: stop at the first step whose best try does not lower the loss
+        res_ls = merges.stream(
+            c20, fixed, cal, run.val,
+            schedule=merges.line_search(p.line_search_base, p.line_search_multipliers),
+            parameters=arm, min_steps=p.min_stream_steps, patience=1, start_stats=s_c20,
             diagnostics=step_diag, label="arm-line-search", log=run.log)
         run.test("arm-line-search", res_ls.best_state,
                  {"base_rate": p.line_search_base, "multipliers": p.line_search_multipliers,
                   "steps": res_ls.best_step,
-                  "rates": [t.get("rate") for t in res_ls.trajectory[1:] if "rate" in t]},
+                  "rates": [t["rate"] for t in res_ls.trajectory[1:res_ls.best_step + 1]]},
                  res_ls.best_val)
         run.diagnostics["arm-line-search"] = res_ls.trajectory
 
@@ -176,9 +180,10 @@ def run_candidates(run: Run) -> None:
                                   [("c10", c10, s_c10), ("c20", c20, s_c20), ("c30", c30, None)])
     with run.stage("arm-stream-checkpoints"):
         eta_ck, res, trajectories = _best_stream(p.checkpoint_eta_grid, lambda eta: (
-            merges.arm_stream(origin, legs, cal, run.val, min_steps=1, rates=[eta] * len(legs),
-                              rank=rank, start_stats=s_origin, diagnostics=step_diag,
-                              label=f"arm-stream-checkpoints eta={eta}", log=run.log)))
+            merges.stream(origin, legs, cal, run.val, schedule=merges.constant(eta),
+                          parameters=arm, min_steps=1, start_stats=s_origin,
+                          diagnostics=step_diag, label=f"arm-stream-checkpoints eta={eta}",
+                          log=run.log)))
         run.test("arm-stream-checkpoints", res.best_state,
                  {"eta": eta_ck, "schedule": "constant", "steps": res.best_step,
                   "legs": [leg.label for leg in legs[:res.best_step]]}, res.best_val)
@@ -187,18 +192,17 @@ def run_candidates(run: Run) -> None:
     with run.stage("ablations"):
         for name, kwargs in (("ablation-rotation0", {"rotation_strength": 0.0}),
                              ("ablation-offsubspace0", {"off_subspace": 0.0})):
-            res_ab = merges.arm_stream(
-                c20, merges.fixed_legs(origin, s_origin, [c20], p.stream_steps), cal, run.val,
-                min_steps=p.min_stream_steps, rates=merges.cosine_rates(eta0, p.stream_steps),
-                rank=rank, start_stats=s_c20, label=name, log=run.log, **kwargs)
+            res_ab = merges.stream(
+                c20, fixed, cal, run.val, schedule=merges.cosine(eta0),
+                parameters=merges.arm_parameters(rank, **kwargs),
+                min_steps=p.min_stream_steps, start_stats=s_c20, label=name, log=run.log)
             run.test(name, res_ab.best_state,
                      {"eta0 (from arm-stream)": eta0, "steps": res_ab.best_step} | kwargs,
                      res_ab.best_val)
             run.diagnostics[name] = res_ab.trajectory
-        res_ab = merges.arm_stream(origin, legs, cal, run.val, min_steps=1,
-                                   rates=[eta_ck] * len(legs), rank=rank,
-                                   rotation_strength=0.0, label="ablation-checkpoints-rotation0",
-                                   log=run.log)
+        res_ab = merges.stream(origin, legs, cal, run.val, schedule=merges.constant(eta_ck),
+                               parameters=merges.arm_parameters(rank, rotation_strength=0.0),
+                               min_steps=1, label="ablation-checkpoints-rotation0", log=run.log)
         run.test("ablation-checkpoints-rotation0", res_ab.best_state,
                  {"eta (from arm-stream-checkpoints)": eta_ck, "steps": res_ab.best_step,
                   "rotation_strength": 0.0}, res_ab.best_val)
@@ -215,25 +219,25 @@ def first_step_diagnostics(run: Run, s_origin, s_c10, s_c20, s_half_a, s_half_b,
     n = p.n_calibration
     angles, cos = {}, {}
     for r in sorted(set(p.rank_sweep) | {p.rank}):
-        angles[f"noise floor (origin, two halves of {n} texts), rank {r}"] = merges.angle_summary(
+        angles[f"noise floor (origin, two halves of {n} texts), rank {r}"] = angle_summary(
             s_half_a, s_half_b, r)
-        angles[f"origin -> c20, rank {r}"] = merges.angle_summary(s_origin, s_c20, r)
+        angles[f"origin -> c20, rank {r}"] = angle_summary(s_origin, s_c20, r)
     r = p.rank
-    angles[f"noise floor, eigengap rank <= {r}"] = merges.angle_summary(
+    angles[f"noise floor, eigengap rank <= {r}"] = angle_summary(
         s_half_a, s_half_b, r, eigengap=True)
-    angles[f"origin -> c20, eigengap rank <= {r}"] = merges.angle_summary(
+    angles[f"origin -> c20, eigengap rank <= {r}"] = angle_summary(
         s_origin, s_c20, r, eigengap=True)
-    angles[f"noise floor, energy {p.energy_cut} (rank <= {r})"] = merges.angle_summary(
+    angles[f"noise floor, energy {p.energy_cut} (rank <= {r})"] = angle_summary(
         s_half_a, s_half_b, r, p.energy_cut)
-    angles[f"origin -> c20, energy {p.energy_cut} (rank <= {r})"] = merges.angle_summary(
+    angles[f"origin -> c20, energy {p.energy_cut} (rank <= {r})"] = angle_summary(
         s_origin, s_c20, r, p.energy_cut)
-    angles[f"origin -> c20, {n // 2} texts, rank {r}"] = merges.angle_summary(s_half_a, s_c20_a, r)
+    angles[f"origin -> c20, {n // 2} texts, rank {r}"] = angle_summary(s_half_a, s_c20_a, r)
     if s_origin_big is not None:
         angles[f"noise floor (origin, two disjoint sets of {n} texts), rank {r}"] = (
-            merges.angle_summary(s_origin, s_origin_rest, r))
-        angles[f"origin -> c20, {2 * n} texts, rank {r}"] = merges.angle_summary(
+            angle_summary(s_origin, s_origin_rest, r))
+        angles[f"origin -> c20, {2 * n} texts, rank {r}"] = angle_summary(
             s_origin_big, s_c20_big, r)
-    angles[f"c10 -> c20, rank {r}"] = merges.angle_summary(s_c10, s_c20, r)
+    angles[f"c10 -> c20, rank {r}"] = angle_summary(s_c10, s_c20, r)
 
     d20 = merges.diff(c20, origin)
     for rr in sorted(set(p.rank_sweep) | {p.rank}):

@@ -1,21 +1,25 @@
 """Candidates built from early checkpoints: linear baselines, mergekit methods, ARM.
 
-ARM steps go through MergeKit exactly as a user's merge would: statistics are written
-by :func:`mergekit_arm.calibration.calibrate` and the step is
-``mergekit.merge_methods.merge_state_dicts(..., "arm", ...)``. The iterated driver
-here mirrors ``arm-stream`` (fixed-set mode, a schedule or a line search) in memory,
-so that a benchmark can run a dozen streams without writing model folders.
+ARM goes through the product's own code: statistics are written by
+:func:`mergekit_arm.calibration.calibrate`, a single merge is
+:func:`mergekit_arm.stream.merge_candidate` (``merge_state_dicts(..., "arm", ...)``) and a
+stream is :func:`mergekit_arm.stream.run_steps`, the loop ``arm-stream`` runs (fixed-set
+or checkpoint legs, the package's schedules, keep-best and patience), in memory.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from mergekit_arm.stream import Leg, StreamTrace, merge_candidate, merge_parameters, run_steps
+from mergekit_arm.stream.config import ArmConfig, ScheduleConfig
 
 from .train import StateDict, load_state
 
@@ -110,40 +114,31 @@ class Calibrator:
         return path
 
 
+def arm_parameters(rank: int, energy: float | None = None, rotation_strength: float = 1.0,
+                   off_subspace: float = 1.0, pairing: str = "subspace",
+                   eigengap: bool = False) -> dict:
+    """The kernel parameters of a stream's ``arm:`` section with these values (tensors
+    without statistics get a plain step: ``missing_statistics: plain``)."""
+    return merge_parameters(ArmConfig(rank=rank, energy=energy,
+                                      rotation_strength=rotation_strength,
+                                      off_subspace=off_subspace, pairing=pairing,
+                                      eigengap=eigengap, missing_statistics="plain"))
+
+
 def arm_merge(cur: StateDict, origin: StateDict, targets: Sequence[StateDict],
               cur_stats: Path | None, origin_stats: Path | None, learning_rate: float,
               rank: int, energy: float | None = None, rotation_strength: float = 1.0,
               off_subspace: float = 1.0, pairing: str = "subspace",
               eigengap: bool = False) -> StateDict:
-    """One ARM step through mergekit (``merge_method: arm``); targets empty = the base.
+    """One ARM step (``merge_method: arm``, base = ``cur``); targets empty = the base.
 
     ``cur_stats`` and ``origin_stats`` must be different files (the kernel refuses one
     file for both, since that is what an inherited top-level ``activations`` looks like).
     """
-    from mergekit.merge_methods import merge_state_dicts
-
     _register()
-    inputs: dict[str, StateDict] = {"cur": cur, "origin": origin}
-    inputs |= {f"t{i}": t for i, t in enumerate(targets)}
-    activations = {k: None for k in inputs}
-    activations["cur"] = str(cur_stats) if cur_stats else None
-    activations["origin"] = str(origin_stats) if origin_stats else None
-    params = {
-        "learning_rate": float(learning_rate),
-        "origin": {k: k == "origin" for k in inputs},
-        "activations": activations,
-        "rank": int(rank),
-        "energy": energy,
-        "rotation_strength": float(rotation_strength),
-        "off_subspace": float(off_subspace),
-        "pairing": pairing,
-        "eigengap": bool(eigengap),
-        "missing_statistics": "plain",
-    }
-    with torch.no_grad():
-        merged = merge_state_dicts(inputs, "arm", parameters=params, base="cur",
-                                   dtype=torch.float32, out_dtype=torch.float32)
-    return {k: merged.get(k, cur[k]) for k in cur}
+    leg = Leg(origin, origin_stats, tuple((t, 1.0) for t in targets))
+    params = arm_parameters(rank, energy, rotation_strength, off_subspace, pairing, eigengap)
+    return merge_candidate(cur, cur_stats, leg, learning_rate, params)
 
 
 # ------------------------------------------------------------------ diagnostics
@@ -153,37 +148,6 @@ def _layers(path: Path):
     from mergekit_arm.statistics import load_statistics
 
     return load_statistics(path)
-
-
-def angle_summary(stats_a: Path, stats_b: Path, rank: int, energy: float | None = None,
-                  eigengap: bool = False) -> dict:
-    """Principal angles (degrees) between the top subspaces of every linear input."""
-    from mergekit_arm.rotation import principal_angles, select_subspace
-
-    a, b = _layers(stats_a), _layers(stats_b)
-    seen: set[int] = set()
-    angles = []
-    for name in sorted(a.weight_names & b.weight_names):
-        la, lb = a[name], b[name]
-        key = id(la.basis)
-        if key in seen:  # q/k/v and gate/up share an input: count it once
-            continue
-        seen.add(key)
-        sa = select_subspace(la.basis, la.eigenvalues, la.trace, rank, energy, eigengap)
-        sb = select_subspace(lb.basis, lb.eigenvalues, lb.trace, rank, energy, eigengap)
-        r = min(sa.shape[1], sb.shape[1])
-        angles.append(torch.rad2deg(principal_angles(sa[:, :r], sb[:, :r])))
-    return summarize_angles(torch.cat(angles) if angles else torch.zeros(0))
-
-
-def summarize_angles(deg: torch.Tensor) -> dict:
-    if deg.numel() == 0:
-        return {"n": 0}
-    q = torch.quantile(deg, torch.tensor([0.1, 0.5, 0.9]))
-    return {"n": int(deg.numel()), "mean": float(deg.mean()), "p10": float(q[0]),
-            "median": float(q[1]), "p90": float(q[2]),
-            "frac_gt_45": float((deg > 45).float().mean()),
-            "frac_gt_80": float((deg > 80).float().mean())}
 
 
 MapFn = Callable[[torch.Tensor, str], torch.Tensor]
@@ -232,126 +196,102 @@ def diff(a: StateDict, b: StateDict) -> StateDict:
 # ------------------------------------------------------------------- iteration
 
 
-@dataclass
-class StreamRun:
-    best_state: StateDict
-    best_step: int
-    best_val: float
-    trajectory: list[dict]
-
-
-def cosine_rates(eta0: float, steps: int) -> list[float]:
-    """``eta_k = eta0 (1 + cos(pi k / K)) / 2`` for k = 0..K-1 (decay towards zero)."""
-    return [eta0 * 0.5 * (1 + math.cos(math.pi * k / steps)) for k in range(steps)]
-
-
-@dataclass(frozen=True)
-class Leg:
-    """What one stream step moves along: ``d = mean_j (targets_j - source)``, rotated from
-    ``source``'s activation subspace (``source_stats``) into the current model's."""
-
-    source: StateDict
-    source_stats: Path | None
-    targets: tuple[StateDict, ...]
-    label: str = ""
-
-
 def fixed_legs(origin: StateDict, origin_stats: Path | None, targets: Sequence[StateDict],
                steps: int) -> list[Leg]:
     """``mode: fixed``: every step from = origin, to = the targets."""
-    return [Leg(origin, origin_stats, tuple(targets), "origin->targets")] * steps
+    return [Leg(origin, origin_stats, tuple((t, 1.0) for t in targets), "origin->targets")] * steps
 
 
 def checkpoint_legs(origin: StateDict, origin_stats: Path | None,
-                    checkpoints: Sequence[tuple[str, StateDict, Path]]) -> list[Leg]:
+                    checkpoints: Sequence[tuple[str, StateDict, Path | None]]) -> list[Leg]:
     """``mode: checkpoints``: step t from = c_{t-1} (origin for t = 1), to = c_t."""
     legs, prev, prev_stats, prev_name = [], origin, origin_stats, "origin"
     for name, state, stats in checkpoints:
-        legs.append(Leg(prev, prev_stats, (state,), f"{prev_name}->{name}"))
+        legs.append(Leg(prev, prev_stats, ((state, 1.0),), f"{prev_name}->{name}"))
         prev, prev_stats, prev_name = state, stats, name
     return legs
 
 
-def arm_stream(
+def cosine(eta0: float) -> ScheduleConfig:
+    """The package's cosine decay from ``eta0`` towards 0."""
+    return ScheduleConfig(kind="cosine", learning_rate=eta0)
+
+
+def constant(eta: float) -> ScheduleConfig:
+    return ScheduleConfig(kind="constant", learning_rate=eta)
+
+
+def line_search(base_rate: float, multipliers: Sequence[float]) -> ScheduleConfig:
+    """Try ``m * base_rate`` for every multiplier at every step."""
+    return ScheduleConfig(kind="line_search", learning_rate=base_rate,
+                          candidates=list(multipliers))
+
+
+@dataclass
+class StreamRun:
+    """A stream's kept step (lowest validation loss among steps ``>= min_steps``)."""
+
+    best_state: StateDict
+    best_step: int
+    best_val: float
+    trajectory: list[dict] = field(default_factory=list)
+    trace: StreamTrace | None = None
+
+
+def stream(
     start: StateDict,
     legs: Sequence[Leg],
     calibrator: Calibrator | None,
     val_loss: Callable[[StateDict], float],
     *,
+    schedule: ScheduleConfig,
+    parameters: dict,
     min_steps: int = 0,
-    rates: Sequence[float] | None = None,
-    line_search: Sequence[float] | None = None,
-    base_rate: float = 0.5,
-    rank: int,
-    energy: float | None = None,
-    rotation_strength: float = 1.0,
-    off_subspace: float = 1.0,
-    pairing: str = "subspace",
+    patience: int | None = None,
     start_stats: Path | None = None,
     diagnostics: Callable[[int, StateDict, Path | None, Leg], dict] | None = None,
     label: str = "arm",
     log: Callable[[str], None] = print,
 ) -> StreamRun:
-    """Streaming Merging in memory: step k applies ``W <- W + eta_k d_A`` along ``legs[k]``.
+    """Streaming Merging in memory through :func:`mergekit_arm.stream.run_steps`.
 
     The current model is calibrated before every step (``start_stats``, if given, are the
-    start's statistics and save the first pass). ``rates`` is the schedule; with
-    ``line_search`` each step tries ``base_rate * m`` for every multiplier and keeps the
-    lowest validation loss, stopping early when no candidate improves on the current
-    model. The step kept is the one with the lowest validation loss among steps
-    ``>= min_steps`` (step 0 = the start).
+    start's statistics and save the first pass; no pass when the rotation is off). The
+    kept step is the lowest validation loss among steps ``>= min_steps`` (step 0 = the
+    start); ``patience: 1`` stops at the first step that does not improve on it.
     """
-    import shutil
+    needs_stats = parameters["rotation_strength"] != 0.0 or parameters["off_subspace"] != 1.0
 
-    needs_stats = rotation_strength != 0.0 or off_subspace != 1.0
-    cur = start
-    best = StreamRun(start, 0, val_loss(start), [])
-    current_val = best.best_val
-    best.trajectory.append({"step": 0, "val": current_val})
-    for k, leg in enumerate(legs):
-        stats = None
-        if needs_stats:
-            if k == 0 and start_stats is not None:
-                # A copy: the kernel refuses one file for base_model and origin.
-                stats = calibrator.folder / f"{label}-step0-{Path(start_stats).name}"
-                shutil.copyfile(start_stats, stats)
-            else:
-                stats = calibrator(cur, f"{label}-step{k}")
-        record: dict = {"step": k + 1, "leg": leg.label}
-        if diagnostics is not None:
-            record["diagnostics"] = diagnostics(k, cur, stats, leg)
-        targets = list(leg.targets)
+    def statistics(step: int, current: StateDict) -> Path | None:
+        if not needs_stats:
+            return None
+        if step == 1 and start_stats is not None:
+            # A copy: the kernel refuses one file for base_model and origin.
+            copy = calibrator.folder / f"{label}-step0-{Path(start_stats).name}"
+            shutil.copyfile(start_stats, copy)
+            return copy
+        return calibrator(current, f"{label}-step{step - 1}")
 
-        def step(rate: float, cur=cur, stats=stats, leg=leg, targets=targets) -> StateDict:
-            return arm_merge(cur, leg.source, targets, stats, leg.source_stats, rate, rank,
-                             energy, rotation_strength, off_subspace, pairing)
-
-        if line_search:
-            tried = []
-            for m in line_search:
-                cand = step(base_rate * m)
-                tried.append((val_loss(cand), base_rate * m, cand))
-            tried.sort(key=lambda t: t[0])
-            loss, rate, cand = tried[0]
-            record["tried"] = [(r, v) for v, r, _ in tried]
-            if loss >= current_val and k + 1 > min_steps:
-                record.update({"stopped": True, "val": current_val})
-                best.trajectory.append(record)
-                log(f"  {label} step {k + 1}: no step size improves validation; stop")
-                break
-            cur, current_val = cand, loss
-        else:
-            rate = rates[k]
-            cur = step(rate)
-            current_val = val_loss(cur)
-        record.update({"rate": rate, "val": current_val})
-        best.trajectory.append(record)
-        log(f"  {label} step {k + 1} ({leg.label}): eta {rate:.4g} val {current_val:.4f}")
-        if current_val < best.best_val or best.best_step < min_steps:
-            best.best_state, best.best_step, best.best_val = cur, k + 1, current_val
-        if not math.isfinite(current_val):
-            break
+    _register()
+    start_val = val_loss(start)
+    trace = run_steps(start, legs, schedule=schedule, total=len(legs), parameters=parameters,
+                      statistics=statistics, score=val_loss, start_loss=start_val,
+                      select="best", patience=patience, min_step=min_steps,
+                      diagnostics=diagnostics, keep_weights=True)
+    trajectory: list[dict] = [{"step": 0, "val": start_val}]
+    for record in trace.records:
+        val = record["val_loss"] if record["accepted"] else float("inf")
+        trajectory.append({"step": record["step"], "leg": record["leg"],
+                           "rate": record["learning_rate"], "val": val,
+                           "tried": [(c["learning_rate"], c["val_loss"])
+                                     for c in record["line_search"] or []],
+                           "diagnostics": record.get("diagnostics", {})})
+        log(f"  {label} step {record['step']} ({record['leg']}): eta "
+            f"{record['learning_rate'] or float('nan'):.4g} val {val:.4f}")
+    if trace.stop_reason:
+        log(f"  {label}: {trace.stop_reason}")
     from mergekit_arm.statistics import clear_cache
 
     clear_cache()
-    return best
+    assert trace.kept_weights is not None
+    return StreamRun(dict(trace.kept_weights), trace.kept_step, trace.kept_loss, trajectory, trace)

@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from mergekit_arm.evaluation import LossBatch, heldout_loss, loss_batches
+
 from .data import Example, extract_answer, scorer
 
 StateDict = dict[str, torch.Tensor]
@@ -82,37 +84,34 @@ def _token_losses(model, batch, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class Evaluator:
-    """Mean response-token loss of a model on fixed example sets (encoded once)."""
+    """Mean response-token loss of a model on fixed example sets (encoded once), computed by
+    the package's one held-out loss, :func:`mergekit_arm.evaluation.heldout_loss`."""
 
     def __init__(self, model, tokenizer, max_length: int, batch_size: int, bf16: bool):
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.batch_size, self.bf16 = max_length, batch_size, bf16
-        self._cache: dict[int, list[dict[str, torch.Tensor]]] = {}
+        self._cache: dict[int, list[LossBatch]] = {}
         self.seconds = 0.0
         self.calls = 0
 
-    def _batches(self, examples: Sequence[Example]) -> list[dict[str, torch.Tensor]]:
+    def _batches(self, examples: Sequence[Example]) -> list[LossBatch]:
         key = id(examples)
         if key not in self._cache:
             enc = encode_examples(self.tokenizer, examples, self.max_length)
-            order = sorted(range(len(enc)), key=lambda i: len(enc[i][0]))
+            enc = sorted(enc, key=lambda item: len(item[0]))  # less padding
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-            self._cache[key] = [_collate([enc[i] for i in order[s:s + self.batch_size]], pad)
-                                for s in range(0, len(order), self.batch_size)]
+            self._cache[key] = loss_batches([ids for ids, _ in enc], self.batch_size, pad,
+                                            prompt_lengths=[n for _, n in enc])
         return self._cache[key]
 
-    @torch.no_grad()
     def loss(self, examples: Sequence[Example]) -> float:
+        """``sum CE(response tokens) / #response tokens`` (bf16 autocast if configured)."""
         start = time.perf_counter()
-        self.model.eval()
-        total, count = 0.0, 0
-        for batch in self._batches(examples):
-            s, n = _token_losses(self.model, batch, self.bf16)
-            total += float(s.sum())
-            count += int(n.sum())
+        loss = heldout_loss(self.model, self._batches(examples),
+                            autocast_dtype=torch.bfloat16 if self.bf16 else None)
         self.seconds += time.perf_counter() - start
         self.calls += 1
-        return total / max(count, 1)
+        return loss
 
     @torch.no_grad()
     def accuracy(self, examples: Sequence[Example], max_new_tokens: int, batch_size: int = 16) -> float:

@@ -58,7 +58,8 @@ def main(config: str, out: str, restart: bool, watch: str | None, verbose: bool,
                    "last completed step", err=True)
         sys.exit(130)
     loss = result.final_loss
-    summary = f"{result.status} after {result.steps} step(s): {result.model}"
+    kept = "the start model" if result.kept_step == 0 else f"step {result.kept_step}"
+    summary = f"{result.status} after {result.steps} step(s): {result.model} is {kept}"
     if loss is not None and result.start_loss is not None:
         summary += f" (held-out loss {result.start_loss:.4f} -> {loss:.4f})"
     click.echo(summary)

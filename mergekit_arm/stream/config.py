@@ -24,6 +24,7 @@ Mode = Literal["fixed", "checkpoints", "watch"]
 ScheduleKind = Literal["constant", "linear", "cosine", "line_search"]
 DecayKind = Literal["constant", "linear", "cosine"]
 OutDtype = Literal["float32", "bfloat16", "float16"]
+Select = Literal["best", "last"]
 
 DEFAULT_CANDIDATES = (0.25, 0.5, 1.0, 2.0)
 
@@ -100,12 +101,6 @@ class ScheduleConfig(_Section):
         return self.decay if self.kind == "line_search" else self.kind  # type: ignore[return-value]
 
 
-#: The ``calibration:`` section: the one typed definition of the calibration options that
-#: every model of a run shares (``arm-calibrate`` and :func:`~mergekit_arm.calibration.calibrate`
-#: take the same fields, plus device/dtype/tokenizer, through ``CalibrationOptions``).
-CalibrationConfig = CalibrationSettings
-
-
 class ValidationConfig(_Section):
     """Held-out text whose mean token loss is measured after every step."""
 
@@ -130,6 +125,7 @@ class ArmConfig(_Section):
     pairing: Literal["subspace", "energy"] = Field(
         "subspace", description="how the from/current subspaces are paired (see docs/method.md)"
     )
+    eigengap: bool = Field(False, description="cut each rank at the largest eigengap <= rank")
 
     @field_validator("rotation_strength", "off_subspace")
     @classmethod
@@ -167,6 +163,13 @@ class StreamConfig(_Section):
     validation: ValidationConfig | None = None
     arm: ArmConfig = Field(default_factory=ArmConfig)
     watch: WatchConfig = Field(default_factory=WatchConfig)
+    select: Select | None = Field(
+        None, description="final model: best (lowest held-out loss, step 0 included) or last; "
+        "null = best with validation, last without"
+    )
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many steps without a lower held-out loss"
+    )
     save_every: int | None = Field(
         None, ge=1, description="save the current model as out/steps/step-k every N steps"
     )
@@ -213,6 +216,12 @@ class StreamConfig(_Section):
                 )
         if self.schedule.kind == "line_search" and self.validation is None:
             raise ValueError("schedule kind line_search needs a `validation` section (held-out text)")
+        if self.validation is None:
+            for key in ("patience",) + (("select",) if self.select == "best" else ()):
+                if key in self.model_fields_set:
+                    raise ValueError(
+                        f"`{key}` compares held-out losses: it needs a `validation` section"
+                    )
         if self.arm.rank > self.calibration.rank:
             raise ValueError(
                 f"arm.rank ({self.arm.rank}) exceeds calibration.rank ({self.calibration.rank}), "
@@ -236,6 +245,12 @@ class StreamConfig(_Section):
         if self.mode == "checkpoints":
             return self.steps if self.steps is not None else len(self.checkpoints)
         return self.watch.max_steps
+
+    def selection(self) -> Select:
+        """Which step becomes the final model (``select``, else best iff validated)."""
+        if self.select is not None:
+            return self.select
+        return "best" if self.validation is not None else "last"
 
     def validation_max_length(self) -> int:
         """Tokens per validation text."""
@@ -353,7 +368,6 @@ def load_config(path: str | os.PathLike) -> StreamConfig:
 
 __all__ = [
     "ArmConfig",
-    "CalibrationConfig",
     "CheckpointEntry",
     "ScheduleConfig",
     "StreamConfig",

@@ -35,11 +35,11 @@ def read_trajectory(path: str | Path) -> list[Record]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def _loss_points(records: Sequence[Record]) -> tuple[list[int], list[float]]:
+def _loss_points(records: Sequence[Record], start_loss: float | None) -> tuple[list[int], list[float]]:
     steps, losses = [], []
-    if records and records[0].get("val_loss_before") is not None:
-        steps.append(records[0]["step"] - 1)
-        losses.append(records[0]["val_loss_before"])
+    if start_loss is not None:
+        steps.append(0)
+        losses.append(start_loss)
     for record in records:
         if record.get("accepted") and record.get("val_loss") is not None:
             steps.append(record["step"])
@@ -47,48 +47,68 @@ def _loss_points(records: Sequence[Record]) -> tuple[list[int], list[float]]:
     return steps, losses
 
 
-def plot_trajectory(path: Path, records: Sequence[Record], title: str = "arm-stream") -> None:
-    """Held-out loss (with every line-search try) and mean/max principal angle vs step."""
+def _kept(records: Sequence[Record]) -> int:
+    """The step marked ``kept`` (0: none, the start model)."""
+    return next((r["step"] for r in records if r.get("kept")), 0)
+
+
+def plot_trajectory(path: Path, records: Sequence[Record], start_loss: float | None = None,
+                    title: str = "arm-stream") -> None:
+    """Held-out loss (every line-search try, the kept step starred), the learning rate and
+    the mean/max principal angle against step."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    loss_steps, losses = _loss_points(records)
+    loss_steps, losses = _loss_points(records, start_loss)
     has_loss = bool(losses)
-    rows = 2 if has_loss else 1
-    fig, axes = plt.subplots(rows, 1, figsize=(7, 3.2 * rows), sharex=True, squeeze=False)
+    rows = 3 if has_loss else 2
+    fig, axes = plt.subplots(rows, 1, figsize=(7, 2.8 * rows), sharex=True, squeeze=False)
     axes = axes[:, 0]
     if has_loss:
         ax = axes[0]
-        ax.plot(loss_steps, losses, "o-", color="tab:blue", label="held-out loss (kept)")
+        ax.plot(loss_steps, losses, "o-", color="tab:blue", label="held-out loss (chosen rate)")
+        kept = _kept(records)
+        if kept in loss_steps:
+            ax.plot([kept], [losses[loss_steps.index(kept)]], "*", color="tab:green",
+                    markersize=16, zorder=3, label=f"kept (step {kept})")
         tries = [
-            (record["step"], t["val_loss"], t["learning_rate"])
+            (record["step"], t["val_loss"])
             for record in records
             for t in (record.get("line_search") or [])
             if t.get("val_loss") is not None
         ]
         if tries:
-            ax.scatter([s for s, _, _ in tries], [v for _, v, _ in tries], s=14, color="0.6",
+            ax.scatter([s for s, _ in tries], [v for _, v in tries], s=14, color="0.6",
                        zorder=1, label="line-search tries")
-        failed = [r["step"] for r in records if not r.get("accepted")]
-        for step in failed:
+        for step in [r["step"] for r in records if not r.get("accepted")]:
             ax.axvline(step, color="tab:red", linestyle=":", label="stopped (non-finite)")
         ax.set_ylabel("held-out loss (nats/token)")
         ax.legend(loc="best", fontsize="small")
         ax.grid(alpha=0.3)
+    ax = axes[-2]
+    rated = [r for r in records if r.get("learning_rate") is not None]
+    ax.plot([r["step"] for r in rated], [r["learning_rate"] for r in rated], "d-",
+            color="tab:purple", label="learning rate (chosen)")
+    scheduled = [r for r in records if r.get("scheduled_learning_rate") is not None]
+    if any(r["scheduled_learning_rate"] != r.get("learning_rate") for r in scheduled):
+        ax.plot([r["step"] for r in scheduled], [r["scheduled_learning_rate"] for r in scheduled],
+                ":", color="tab:purple", alpha=0.5, label="scheduled rate (line search scales it)")
+    ax.set_ylabel("learning rate eta")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3)
     ax = axes[-1]
-    angle_steps = [r["step"] for r in records if r.get("angle_mean_deg") is not None]
-    ax.plot(angle_steps, [r["angle_mean_deg"] for r in records if r.get("angle_mean_deg") is not None],
-            "s-", color="tab:orange", label="mean principal angle")
-    ax.plot(angle_steps, [r["angle_max_deg"] for r in records if r.get("angle_mean_deg") is not None],
-            "^--", color="tab:orange", alpha=0.5, label="max principal angle")
+    angled = [r for r in records if r.get("angle_mean_deg") is not None]
+    ax.plot([r["step"] for r in angled], [r["angle_mean_deg"] for r in angled], "s-",
+            color="tab:orange", label="mean principal angle")
+    ax.plot([r["step"] for r in angled], [r["angle_max_deg"] for r in angled], "^--",
+            color="tab:orange", alpha=0.5, label="max principal angle")
     ax.set_ylabel("angle from -> current (deg)")
     ax.set_xlabel("step")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
-    from matplotlib.ticker import MaxNLocator
-
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title(title)
     fig.tight_layout()
@@ -101,20 +121,64 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "" if value is None else format(value, spec)
 
 
-def trajectory_table(records: Sequence[Record]) -> str:
-    """A markdown table of the steps."""
+def trajectory_table(records: Sequence[Record], start_loss: float | None = None) -> str:
+    """A markdown table of the steps (step 0: the start model); the kept step is marked."""
     lines = [
-        "| step | learning rate | held-out loss | mean angle (deg) | max angle (deg) | to |",
-        "|---:|---:|---:|---:|---:|---|",
+        "| step | learning rate | held-out loss | kept | mean angle (deg) | max angle (deg) | to |",
+        "|---:|---:|---:|:---:|---:|---:|---|",
     ]
+    kept = _kept(records)
+    if start_loss is not None:
+        lines.append(f"| 0 (start) |  | {_fmt(start_loss)} | {'yes' if kept == 0 else ''} |  |  |  |")
     for r in records:
         to = ", ".join(Path(t["model"]).name for t in r.get("to", []))
         loss = _fmt(r.get("val_loss")) if r.get("accepted") else "non-finite: stopped"
         lines.append(
             f"| {r['step']} | {_fmt(r.get('learning_rate'), '.4g')} | {loss} | "
-            f"{_fmt(r.get('angle_mean_deg'), '.2f')} | {_fmt(r.get('angle_max_deg'), '.2f')} | {to} |"
+            f"{'yes' if r.get('kept') else ''} | {_fmt(r.get('angle_mean_deg'), '.2f')} | "
+            f"{_fmt(r.get('angle_max_deg'), '.2f')} | {to} |"
         )
     return "\n".join(lines)
+
+
+def applicable_config(config: StreamConfig) -> dict[str, Any]:
+    """The config as a mapping without the keys that do not apply to this run (line-search
+    keys under another schedule, the watch section outside watch mode, ...)."""
+    data = config.model_dump(mode="json")
+    schedule = data["schedule"]
+    if config.schedule.kind != "line_search":
+        schedule.pop("decay", None)
+        schedule.pop("candidates", None)
+    if config.schedule.decay_kind == "constant":
+        schedule.pop("final_learning_rate", None)
+    if config.mode != "watch":
+        data.pop("watch", None)
+    else:
+        data.pop("steps", None)
+        data.pop("checkpoints", None)
+    if config.validation is None:
+        data.pop("validation", None)
+        data.pop("patience", None)
+    data["select"] = config.selection()
+    for key in ("start", "save_every", "tokenizer", "out_dtype", "patience"):
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
+
+
+def selection_text(config: StreamConfig, records: Sequence[Record], kept: int,
+                   start_loss: float | None) -> str:
+    """One sentence on which step the final model is and why."""
+    accepted = [r for r in records if r.get("accepted")]
+    if config.selection() == "last":
+        why = "no validation set" if config.validation is None else "select: last"
+        return f"This model is the last step ({kept}) of the stream: kept the last step ({why})."
+    if kept == 0:
+        return ("This model is the **start model** `" + config.start_path() + "`: no step "
+                f"lowered its held-out loss ({_fmt(start_loss)}), so the stream kept the start.")
+    loss = next(r.get("val_loss") for r in accepted if r["step"] == kept)
+    return (f"This model is step {kept} of {len(accepted)}, the lowest held-out loss "
+            f"({_fmt(loss)}; start {_fmt(start_loss)}) of the trajectory (select: best).")
 
 
 def model_card(
@@ -123,9 +187,11 @@ def model_card(
     status: str,
     stop_reason: str | None,
     start_loss: float | None,
+    kept: int | None = None,
 ) -> str:
-    """README.md of the final model: what was merged, how, and the trajectory."""
+    """README.md of the final model: what was merged, how, the kept step, the trajectory."""
     accepted = [r for r in records if r.get("accepted")]
+    kept = _kept(records) if kept is None else kept
     header = {
         "library_name": "transformers",
         "tags": ["merge", "mergekit", "mergekit-arm", "arm", "streaming-merging"],
@@ -136,16 +202,12 @@ def model_card(
         "watch": "checkpoints of a training run, merged as they appeared (step t: from = "
         "c_{t-1}, to = c_t)",
     }[config.mode]
-    losses = ""
-    if start_loss is not None and accepted and accepted[-1].get("val_loss") is not None:
-        losses = (
-            f"Held-out loss went from {start_loss:.4f} (start) to "
-            f"{accepted[-1]['val_loss']:.4f} after step {accepted[-1]['step']}.\n\n"
-        )
     stopped = ""
     if status == "stopped":
-        stopped = f"**The stream stopped early:** {stop_reason} This model is the last good step.\n\n"
-    config_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+        stopped = f"**The stream stopped early:** {stop_reason}\n\n"
+    elif stop_reason:
+        stopped = f"The stream ended: {stop_reason}.\n\n"
+    config_yaml = yaml.safe_dump(applicable_config(config), sort_keys=False)
     return (
         "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n"
         "# Streaming Merging (ARM) result\n\n"
@@ -156,11 +218,13 @@ def model_card(
         "activation subspaces on calibration text, rotated the displacement into them and took "
         "a step of the listed learning rate. ARM here is mergekit-arm's reconstruction of the "
         "method (the paper's equations are not public).\n\n"
-        f"{stopped}{losses}"
+        f"{selection_text(config, records, kept, start_loss)}\n\n"
+        f"{stopped}"
         "## Trajectory\n\n"
-        f"{trajectory_table(records)}\n\n"
+        f"{trajectory_table(records, start_loss)}\n\n"
         "![trajectory](trajectory.png)\n\n"
-        "`trajectory.jsonl` holds every number, including each line-search try.\n\n"
+        "`trajectory.jsonl` holds every number, including each line-search try (a copy of "
+        "the stream's `OUT/trajectory.jsonl`).\n\n"
         "## Stream configuration\n\n"
         f"```yaml\n{config_yaml}```\n"
     )
@@ -199,8 +263,9 @@ def step_yaml(
         f"# Replay it with: mergekit-yaml {yaml_path} OUTPUT_DIR\n"
         + (f"# The result equals {output} (float32).\n" if output is not None else "")
         if replayable
-        else f"# NOT replayable as is: its base_model {base_model} was not saved\n"
-        "# (set save_every: 1 in the stream config to keep every step's input model).\n"
+        else f"# NOT replayable as is: its base_model {base_model} (the model after step "
+        f"{step - 1}) was not saved;\n# set save_every: 1 in the stream config to keep every "
+        "step's input model.\n"
     )
     return (
         f"# Step {step} of an arm-stream run (learning rate {learning_rate!r}).\n{note}"
@@ -209,9 +274,11 @@ def step_yaml(
 
 
 __all__ = [
+    "applicable_config",
     "model_card",
     "plot_trajectory",
     "read_trajectory",
+    "selection_text",
     "step_yaml",
     "trajectory_table",
     "write_trajectory",

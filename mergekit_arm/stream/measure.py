@@ -1,0 +1,111 @@
+"""What a stream measures on text: activation statistics (calibration) and held-out batches.
+
+Statistics of the inputs (origin, checkpoints) are cached under
+``OUT/.arm-stream/stats/cache/<key>.safetensors``, keyed by the model's fingerprint, the
+calibration tokens and the settings, so a resumed or restarted run reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mergekit_arm.calibration import (
+    CalibrationOptions,
+    calibrate,
+    calibration_fingerprint,
+    load_calibration_texts,
+    model_fingerprint,
+    tokenize_texts,
+)
+from mergekit_arm.errors import ArmConfigError, StatisticsError
+from mergekit_arm.evaluation import LossBatch, loss_batches
+from mergekit_arm.statistics import clear_cache, load_statistics
+from mergekit_arm.stream.config import StreamConfig
+
+logger = logging.getLogger("mergekit_arm.stream")
+
+
+class StatisticsStore:
+    """Computes (or reuses) statistics files, all on the stream's calibration tokens."""
+
+    def __init__(self, config: StreamConfig, tokenizer: Any, device: torch.device,
+                 cache_dir: Path, progress: bool) -> None:
+        cal = config.calibration
+        self.rank = cal.rank
+        self.cache_dir = cache_dir
+        self.tokenizer = tokenizer
+        self.progress = progress
+        self.texts = load_calibration_texts(cal.data, cal.samples, cal.text_mode)
+        tokens = tokenize_texts(tokenizer, self.texts, cal.max_length)
+        if not tokens:
+            raise ArmConfigError("`calibration.data` yields no tokens with this tokenizer")
+        self.fingerprint = calibration_fingerprint(tokens)
+        self.options = CalibrationOptions(
+            **cal.model_dump(), device=str(device), dtype="float32",
+            trust_remote_code=config.trust_remote_code,
+        )
+        self.cache_key = f"rank={cal.rank}|batch={cal.batch_size}|mode={cal.mode}|float32"
+
+    def compute(self, module: torch.nn.Module, path: Path, label: str,
+                description: str | None = None) -> Path:
+        """``path``, (re)computed unless it already holds this model's statistics.
+
+        ``label`` is stored in the file as the model's name; ``description`` (default:
+        the label) is what the log says is being calibrated.
+        """
+        fingerprint = model_fingerprint(module)
+        if path.is_file():
+            try:
+                existing = load_statistics(path)
+                if (
+                    existing.model_fingerprint == fingerprint
+                    and existing.calibration_fingerprint == self.fingerprint
+                    and existing.metadata.get("rank") == str(self.rank)
+                ):
+                    logger.debug("reusing statistics %s", path)
+                    return path
+            except StatisticsError:
+                pass
+        logger.info("calibrating %s", description or label)
+        calibrate(module, path, self.options, tokenizer=self.tokenizer, texts=self.texts,
+                  model_label=label, progress=self.progress)
+        clear_cache()
+        return path
+
+    def cached(self, module: torch.nn.Module, label: str, description: str | None = None) -> Path:
+        """Statistics of an input model, in the content-keyed cache."""
+        key = hashlib.sha256(
+            f"{model_fingerprint(module)}|{self.fingerprint}|{self.cache_key}".encode()
+        ).hexdigest()[:32]
+        return self.compute(module, self.cache_dir / f"{key}.safetensors", label, description)
+
+
+def validation_batches(config: StreamConfig, tokenizer: Any,
+                       device: torch.device) -> list[LossBatch] | None:
+    """The held-out batches of ``config.validation`` (None without validation)."""
+    val = config.validation
+    if val is None:
+        return None
+    texts = load_calibration_texts(val.data, None, val.text_mode)[val.offset:]
+    texts = texts[: val.samples]
+    source = val.data or "the shipped corpus"
+    if not texts:
+        raise ArmConfigError(
+            f"`validation`: {source} has no texts after `validation.offset` ({val.offset})"
+        )
+    tokens = tokenize_texts(tokenizer, texts, config.validation_max_length())
+    if sum(max(len(ids) - 1, 0) for ids in tokens) == 0:
+        raise ArmConfigError(
+            f"`validation.data`: {source} yields no tokens to predict with this tokenizer "
+            "(every text is shorter than 2 tokens); use longer held-out texts"
+        )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return loss_batches(tokens, val.batch_size, pad, device=device)
+
+
+__all__ = ["StatisticsStore", "validation_batches"]

@@ -1,0 +1,408 @@
+"""``arm-stream``'s files around the in-memory loop: inputs, statistics, commits, resume.
+
+Step ``k`` (1-based): statistics of the current model (one calibration pass; those of
+``from`` and the targets come from a content-keyed cache), then
+:func:`~mergekit_arm.stream.loop.run_steps` merges and scores the candidates; the chosen
+one is loaded into the current model, its float32 weights and ``state.json`` are written
+atomically (so a killed run resumes here), and the reports are rewritten. With
+``select: best`` the best step's weights file is kept next to the current one until the
+end, when the final model is written from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from tqdm.auto import tqdm
+
+from mergekit_arm._io import atomic_file, write_text_atomic
+from mergekit_arm.errors import ArmError, ModelLoadError
+from mergekit_arm.evaluation import heldout_loss
+from mergekit_arm.models import DTYPES, load_tokenizer, resolve_device
+from mergekit_arm.stream.config import StreamConfig
+from mergekit_arm.stream.folders import save_model_folder
+from mergekit_arm.stream.inputs import InputModel, ModelLoader, saved_dtype
+from mergekit_arm.stream.loop import kept_step, mark_kept, run_steps
+from mergekit_arm.stream.measure import StatisticsStore, validation_batches
+from mergekit_arm.stream.report import model_card, plot_trajectory, step_yaml, write_trajectory
+from mergekit_arm.stream.result import StreamResult
+from mergekit_arm.stream.state import OutLayout, StreamState, save_state
+from mergekit_arm.stream.step import Leg, StepResult, merge_parameters
+from mergekit_arm.stream.watch import CheckpointWatcher, checkpoint_number
+
+logger = logging.getLogger("mergekit_arm.stream")
+
+
+class StreamRunner:
+    """Runs (or resumes) one stream described by a resolved config in ``layout``."""
+
+    def __init__(self, config: StreamConfig, layout: OutLayout, state: StreamState,
+                 resumed: bool, progress: bool = True) -> None:
+        self.config = config
+        self.layout = layout
+        self.state = state
+        self.resumed = resumed
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self.parameters = merge_parameters(config.arm)
+        self.origin: InputModel | None = None
+        self.fixed_targets: list[tuple[InputModel, float]] = []
+        self.previous: InputModel | None = None  # checkpoints/watch: c_{t-1}
+        self.current: torch.nn.Module | None = None
+        self.watcher: CheckpointWatcher | None = None
+        self.step_inputs: tuple[InputModel, list[tuple[InputModel, float]]] | None = None
+        self.went_idle = False
+
+    # -- setup --------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        cfg = self.config
+        try:
+            self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.origin, cfg.trust_remote_code)
+        except ModelLoadError as error:
+            raise ModelLoadError(f"{error} (or set `tokenizer:` in the stream config)") from None
+        self.store = StatisticsStore(cfg, self.tokenizer, self.device, self.layout.cache_dir,
+                                     self.progress)
+        self.validation = validation_batches(cfg, self.tokenizer, self.device)
+        self.loader = ModelLoader(Path(cfg.origin), self.device, cfg.trust_remote_code)
+        logger.info("loading origin %s", cfg.origin)
+        origin_module = self.loader.load_origin()
+        # Every input is checked against the origin before anything is calibrated.
+        fixed: list[tuple[Path, str, torch.nn.Module, float]] = []
+        if cfg.mode == "checkpoints":
+            for index, entry in enumerate(cfg.checkpoints[: cfg.total_steps()]):
+                self.loader.check_header(Path(entry.model), f"checkpoints[{index}]")
+        elif cfg.mode == "fixed":
+            for index, entry in enumerate(cfg.checkpoints):
+                label = f"checkpoints[{index}]"
+                logger.info("loading %s %s", label, entry.model)
+                module = self.loader.load_checked(Path(entry.model), label)
+                fixed.append((Path(entry.model), label, module, entry.weight))
+        origin_stats = self.store.cached(origin_module, str(cfg.origin),
+                                         f"the origin {cfg.origin}")
+        self.origin = InputModel(Path(cfg.origin), "origin", origin_module, origin_stats)
+        # Targets only contribute W_to to the displacement: the kernel reads the statistics
+        # of `from` and of the current model, so none are computed for them.
+        self.fixed_targets = [(InputModel(path, label, module, None), weight)
+                              for path, label, module, weight in fixed]
+        if cfg.mode == "watch":
+            w = cfg.watch
+            assert w.dir is not None
+            self.watcher = CheckpointWatcher(Path(w.dir), w.pattern, w.settle_seconds,
+                                             w.poll_seconds, w.idle_timeout)
+        if cfg.mode != "fixed" and self.state.consumed:
+            last = Path(self.state.consumed[-1])
+            if not last.exists():
+                raise ArmError(
+                    f"cannot resume: checkpoint {last}, the `from` model of the next step, is gone "
+                    "(deleted by the trainer's save_total_limit?). Re-run with --restart"
+                )
+            self.previous = self._load_input(last, f"checkpoint {last.name}")
+
+    def _load_input(self, path: Path, label: str) -> InputModel:
+        """Load an input model, check it against the origin, get its (cached) statistics."""
+        logger.info("loading %s %s", label, path)
+        module = self.loader.load_checked(path, label)
+        return InputModel(path, label, module,
+                          self.store.cached(module, str(path), f"{label} {path}"))
+
+    def _start_module(self) -> torch.nn.Module:
+        """A fresh copy of the start model (reusing an input already loaded)."""
+        start = Path(self.config.start_path())
+        loaded = [self.origin] + [m for m, _ in self.fixed_targets] + [self.previous]
+        same = next((m for m in loaded if m is not None and m.path == start), None)
+        if same is not None:  # already loaded and checked: copy instead of reading it again
+            return copy.deepcopy(same.module)
+        return self.loader.load_checked(start, "start")
+
+    def _load_current(self) -> None:
+        module = self._start_module()
+        if self.state.step > 0:
+            assert self.state.weights is not None
+            self._load_weights(module, self.state.weights, self.state.step)
+            logger.info("resumed after step %d from %s", self.state.step, self.state.weights)
+        self.current = module
+
+    def _load_weights(self, module: torch.nn.Module, name: str, step: int) -> None:
+        weights = self.layout.internal / name
+        if not weights.is_file():
+            raise ArmError(f"cannot resume: {weights} (the weights after step {step}) is "
+                           "missing. Re-run with --restart")
+        load_model(module, str(weights), strict=True, device=str(self.device))
+
+    # -- the steps' inputs --------------------------------------------------------------
+    def _legs(self) -> Iterator[Leg]:
+        """Leg of each next step (loading its inputs); ends when the watch goes idle."""
+        step = self.state.step
+        while True:
+            step += 1
+            inputs = self._inputs(step)
+            if inputs is None:
+                self.went_idle = True
+                return
+            self.step_inputs = source, targets = inputs
+            yield Leg(source.module.state_dict(), source.statistics,
+                      tuple((t.module.state_dict(), w) for t, w in targets),
+                      f"{source.path.name} -> " + ", ".join(t.path.name for t, _ in targets))
+            del inputs, source, targets  # hold at most from, to and the current model
+
+    def _inputs(self, step: int) -> tuple[InputModel, list[tuple[InputModel, float]]] | None:
+        """``from`` and the weighted targets of ``step``; None when the watch went idle."""
+        cfg = self.config
+        if cfg.mode == "fixed":
+            assert self.origin is not None
+            return self.origin, self.fixed_targets
+        if cfg.mode == "checkpoints":
+            entry = cfg.checkpoints[step - 1]
+            path, weight, label = Path(entry.model), entry.weight, f"checkpoints[{step - 1}]"
+        else:
+            assert self.watcher is not None
+            after = checkpoint_number(self.state.consumed[-1]) if self.state.consumed else None
+            logger.info("watching %s for a checkpoint after %s", self.watcher.directory, after)
+            found = self.watcher.next_checkpoint(after)
+            if found is None:
+                return None
+            path, weight, label = found, 1.0, f"checkpoint {found.name}"
+        source = self.previous or self.origin
+        assert source is not None
+        return source, [(self._load_input(path, label), weight)]
+
+    def _release_origin(self) -> None:
+        """Checkpoints/watch: after step 1 the origin is no input any more; free it."""
+        if self.config.mode != "fixed" and self.previous is not None:
+            self.origin = None
+
+    # -- callbacks of the loop ----------------------------------------------------------
+    def _statistics(self, step: int, current: Any) -> Path:
+        assert self.current is not None
+        what = (f"the start model {self.config.start_path()}" if step == 1
+                else f"the result of step {step - 1}")
+        return self.store.compute(self.current, self.layout.step_statistics(step),
+                                  f"the current model (input of step {step}: {what})")
+
+    def _score(self, weights: dict[str, torch.Tensor]) -> float:
+        assert self.current is not None and self.validation is not None
+        return heldout_loss(self.current, self.validation, weights)
+
+    def _step_base(self, step: int, source: InputModel,
+                   targets: list[tuple[InputModel, float]]) -> Path:
+        """The folder the step's YAML uses as base_model (distinct from its other inputs)."""
+        start = Path(self.config.start_path())
+        if step == 1 and start not in {source.path} | {t.path for t, _ in targets}:
+            return start
+        return self.layout.step_model(step - 1)
+
+    def _saves(self, step: int) -> bool:
+        every = self.config.save_every
+        return every is not None and step % every == 0
+
+    def _write_step(self, step: int, leg: Leg, result: StepResult, record: dict) -> None:
+        """Load the chosen weights; write the step's model folder and replay YAML."""
+        assert self.current is not None and self.step_inputs is not None
+        source, targets = self.step_inputs
+        stats = self.layout.step_statistics(step)
+        record.update({
+            "from": str(source.path),
+            "to": [{"model": str(t.path), "weight": w} for t, w in targets],
+            "statistics": {"current": self.layout.relative(stats),
+                           "from": self.layout.relative(source.statistics)},
+        })
+        if result.chosen is None:
+            return
+        base = self._step_base(step, source, targets)
+        if step == 1 and base == self.layout.step_model(0):
+            # the start is also an input of step 1: save it so that step-1.yml replays
+            save_model_folder(self.current, self.tokenizer, base)
+        self.current.load_state_dict(result.chosen.weights, strict=True)
+        result.chosen.weights = None
+        saved = self._saves(step)
+        if saved:
+            save_model_folder(self.current, self.tokenizer, self.layout.step_model(step))
+        yaml_path = self.layout.step_yaml(step)
+        replayable = base.is_dir()
+        write_text_atomic(yaml_path, step_yaml(
+            step=step, learning_rate=record["learning_rate"], base_model=base,
+            base_statistics=stats, origin=source.path, origin_statistics=source.statistics,
+            targets=[(t.path, w) for t, w in targets], arm_parameters=self.parameters,
+            replayable=replayable, output=self.layout.step_model(step) if saved else None,
+            yaml_path=yaml_path,
+        ))
+        record["yaml"] = self.layout.relative(yaml_path)
+        record["yaml_replayable"] = replayable
+        record["saved_model"] = self.layout.relative(self.layout.step_model(step)) if saved else None
+
+    def _commit(self, step: int, record: dict[str, Any], weights: Any) -> Any:
+        """Persist a completed step: weights, then state (both atomic), then reports."""
+        assert self.current is not None
+        state = self.state
+        if record["accepted"]:
+            with atomic_file(self.layout.weights_file(step)) as tmp:
+                save_model(self.current, str(tmp))
+            state.step = step
+            state.weights = self.layout.weights_file(step).name
+            if self.config.mode != "fixed":
+                assert self.step_inputs is not None
+                state.consumed.append(str(self.step_inputs[1][0][0].path))
+        else:
+            state.status = "stopped"
+            state.stop_reason = (f"{record['error']}. Stopped; the final model is the "
+                                 f"{self._kept_text()}.")
+        state.records.append(record)
+        state.set_rng(torch.get_rng_state())
+        save_state(self.layout, state)
+        self._remove_unkept_weights()
+        self._write_reports()
+        if record["accepted"]:
+            self._log_step(record)
+            if self.config.mode != "fixed":  # the step's target is the next step's `from`
+                assert self.step_inputs is not None
+                self.previous = self.step_inputs[1][0][0]
+                self._release_origin()
+        self.step_inputs = None
+        return self.current.state_dict()
+
+    def _log_step(self, record: dict[str, Any]) -> None:
+        logger.info(
+            "step %d: learning rate %.4g, held-out loss %s, mean angle %s deg",
+            record["step"], record["learning_rate"],
+            "-" if record["val_loss"] is None else f"{record['val_loss']:.4f}",
+            "-" if record["angle_mean_deg"] is None else f"{record['angle_mean_deg']:.2f}",
+        )
+        self.bar.update(1)
+        postfix = {"eta": f"{record['learning_rate']:.3g}"}
+        if record["val_loss"] is not None:
+            postfix["loss"] = f"{record['val_loss']:.4f}"
+        self.bar.set_postfix(postfix)
+
+    def kept_step(self) -> int:
+        """The step the final model is (``select``: best or last)."""
+        return kept_step(self.config.selection(), self.state.start_loss, self.state.records)
+
+    def _kept_text(self) -> str:
+        kept = self.kept_step()
+        if self.config.selection() == "last":
+            good = " good" if self.state.status == "stopped" else ""
+            why = "no validation set" if self.config.validation is None else "select: last"
+            return f"last{good} step ({kept}; {why})"
+        return f"step with the lowest held-out loss (step {kept}" + (
+            ", the start model)" if kept == 0 else ")")
+
+    def _remove_unkept_weights(self) -> None:
+        """Delete every weights file but the current one and the kept step's."""
+        keep = {self.state.weights, self.layout.weights_file(self.kept_step()).name}
+        for path in self.layout.internal.glob("current-*.safetensors"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    def _write_reports(self) -> None:
+        records = mark_kept(self.state.records, self.kept_step())
+        write_trajectory(self.layout.trajectory_jsonl, records)
+        if records:
+            plot_trajectory(self.layout.trajectory_png, records, self.state.start_loss,
+                            title=f"arm-stream {self.layout.root.name}")
+
+    # -- run ----------------------------------------------------------------------------
+    def result(self) -> StreamResult:
+        """The result described by the saved state."""
+        status = "stopped" if self.state.status == "stopped" else "finished"
+        kept = self.kept_step()
+        return StreamResult(
+            out=self.layout.root, model=self.layout.model_dir,
+            records=mark_kept(self.state.records, kept), status=status,
+            stop_reason=self.state.stop_reason, start_loss=self.state.start_loss, kept_step=kept,
+        )
+
+    def run(self) -> StreamResult:
+        """Run the remaining steps and write the final model."""
+        state, cfg = self.state, self.config
+        if state.status in ("finished", "stopped") and (self.layout.model_dir / "config.json").is_file():
+            logger.info("the stream in %s is already %s", self.layout.root, state.status)
+            return self.result()
+        self._prepare()
+        self._load_current()
+        self._release_origin()
+        assert self.current is not None
+        rng = state.get_rng()
+        if rng is not None:
+            torch.set_rng_state(rng)
+        if self.resumed:
+            self._write_reports()
+        if self.validation is not None and state.start_loss is None:
+            state.start_loss = heldout_loss(self.current, self.validation)
+            if not math.isfinite(state.start_loss):
+                raise ArmError(f"the start model's held-out loss is {state.start_loss}")
+            logger.info("held-out loss of the start model: %.4f", state.start_loss)
+
+        total = cfg.total_steps()
+        self.bar = tqdm(total=total, initial=state.step, desc="arm-stream", unit="step",
+                        disable=not self.progress)
+        try:
+            trace = run_steps(
+                self.current.state_dict(), self._legs(), schedule=cfg.schedule, total=total,
+                parameters=self.parameters, statistics=self._statistics,
+                score=self._score if self.validation is not None else None,
+                start_loss=state.start_loss, select=cfg.selection(), patience=cfg.patience,
+                history=state.records, describe=self._write_step, commit=self._commit,
+            )
+        finally:
+            self.bar.close()
+        if trace.failed:
+            logger.error("%s", state.stop_reason)
+        elif self.went_idle:
+            logger.info("no new complete checkpoint for %.0f s: stopping the watch",
+                        cfg.watch.idle_timeout)
+            state.stop_reason = (
+                f"no new complete checkpoint appeared for {cfg.watch.idle_timeout:g} s")
+        elif trace.stop_reason is not None:
+            logger.info("%s", trace.stop_reason)
+            state.stop_reason = trace.stop_reason
+        if state.step == 0 and state.status == "running" and cfg.mode == "watch":
+            raise ArmError(
+                f"no complete checkpoint appeared in {cfg.watch.dir} within "
+                f"{cfg.watch.idle_timeout:g} s; nothing was merged (run again to keep waiting)"
+            )
+        self._finish()
+        return self.result()
+
+    def _load_kept(self) -> int:
+        """Load the kept step's weights into the current model; returns the kept step."""
+        assert self.current is not None
+        kept = self.kept_step()
+        if kept == self.state.step:
+            return kept
+        if kept == 0:
+            self.current = self._start_module()
+        else:
+            self._load_weights(self.current, self.layout.weights_file(kept).name, kept)
+        return kept
+
+    def _finish(self) -> None:
+        """Write the final model (the kept step, atomically) and mark the stream complete."""
+        state = self.state
+        status = "stopped" if state.status == "stopped" else "finished"
+        kept = self._load_kept()
+        assert self.current is not None
+        dtype = DTYPES[self.config.out_dtype] if self.config.out_dtype else saved_dtype(
+            Path(self.config.origin))
+        card = model_card(self.config, mark_kept(state.records, kept), status,
+                          state.stop_reason, state.start_loss, kept)
+        extras: dict[str, str | bytes] = {"README.md": card}
+        for path in (self.layout.trajectory_jsonl, self.layout.trajectory_png):
+            if path.is_file():  # copies; OUT/trajectory.* are the record
+                extras[path.name] = path.read_bytes()
+        save_model_folder(self.current, self.tokenizer, self.layout.model_dir, dtype, extras)
+        state.status = status
+        save_state(self.layout, state)
+        for path in self.layout.internal.glob("current-*.safetensors"):
+            path.unlink(missing_ok=True)
+        logger.info("final model written to %s (%s after %d step(s); kept the %s)",
+                    self.layout.model_dir, status, state.step, self._kept_text())
+
+
+__all__ = ["StreamRunner"]
