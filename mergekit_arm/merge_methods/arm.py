@@ -13,7 +13,6 @@ the origin's activation subspace into the base's (see ``docs/method.md``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -28,11 +27,16 @@ from mergekit.merge_methods.base import (
 from mergekit.merge_methods.easy_define import merge_method
 
 from mergekit_arm.errors import ArmConfigError, NonFiniteError, StatisticsError
-from mergekit_arm.rotation import PAIRINGS, arm_update, combine_displacements, select_subspace
+from mergekit_arm.merge_methods.arm_parameters import (
+    DEFAULTS,
+    INPUT_DEFAULTS,
+    kernel_parameters,
+    validate_learning_rate,
+)
+from mergekit_arm.rotation import arm_update, combine_displacements, select_subspace
 from mergekit_arm.statistics import ActivationStatistics, load_statistics
 
 PAPER_URL = "https://arxiv.org/abs/2602.03237"
-MISSING_STATISTICS_CHOICES = ("error", "plain")
 
 
 @dataclass(frozen=True)
@@ -102,38 +106,10 @@ def _result_shows_bad_inputs(learning_rate: float, off_subspace: float) -> bool:
     by addition, and ``d`` by subtractions and real multiplications (``0 * Inf = NaN``,
     :func:`combine_displacements`), so a non-finite input makes ``W_cur`` or ``d``
     non-finite at that element; ``eta beta d`` keeps it there when the float32 factor
-    ``eta beta`` is nonzero. With ``eta beta = 0`` (``learning_rate: 0`` or
-    ``off_subspace: 0``) that term is not relied on: the inputs are checked directly.
+    ``eta beta`` is nonzero. Where ``eta beta`` is 0 in float32 (``off_subspace: 0``, or
+    a learning rate so small it underflows) the inputs are checked directly.
     """
     return abs(learning_rate * off_subspace) >= torch.finfo(torch.float32).tiny
-
-
-def _validate_parameters(
-    learning_rate: float,
-    rank: int,
-    energy: float | None,
-    rotation_strength: float,
-    off_subspace: float,
-    missing_statistics: str,
-    pairing: str = "subspace",
-) -> None:
-    if not math.isfinite(learning_rate):
-        raise ArmConfigError(f"arm: learning_rate must be a finite number, got {learning_rate}")
-    if rank < 1:
-        raise ArmConfigError(f"arm: rank must be >= 1, got {rank}")
-    if energy is not None and not 0.0 < energy <= 1.0:
-        raise ArmConfigError(f"arm: energy must be in (0, 1] or null, got {energy}")
-    if not math.isfinite(rotation_strength):
-        raise ArmConfigError(f"arm: rotation_strength must be finite, got {rotation_strength}")
-    if not (math.isfinite(off_subspace) and off_subspace >= 0.0):
-        raise ArmConfigError(f"arm: off_subspace must be >= 0, got {off_subspace}")
-    if missing_statistics not in MISSING_STATISTICS_CHOICES:
-        raise ArmConfigError(
-            f"arm: missing_statistics must be one of {MISSING_STATISTICS_CHOICES}, "
-            f"got {missing_statistics!r}"
-        )
-    if pairing not in PAIRINGS:
-        raise ArmConfigError(f"arm: pairing must be one of {PAIRINGS}, got {pairing!r}")
 
 
 def _open_statistics(path: str | None, entry: TensorEntry, role: str) -> ActivationStatistics | None:
@@ -155,23 +131,31 @@ def _needs_statistics(name: str, tensor: torch.Tensor, stats: list[ActivationSta
 def arm_kernel(
     group: TensorGroup,
     learning_rate: float,
-    origin: PerInput[bool] = False,
-    weight: PerInput[float] = 1.0,
-    activations: PerInput[str | None] = None,
-    rank: int = 64,
-    energy: float | None = None,
-    rotation_strength: float = 1.0,
-    off_subspace: float = 1.0,
-    normalize: bool = True,
-    missing_statistics: str = "error",
-    strict_calibration: bool = True,
-    verify_statistics: bool = True,
-    pairing: str = "subspace",
-    eigengap: bool = False,
+    origin: PerInput[bool] = INPUT_DEFAULTS.origin,
+    weight: PerInput[float] = INPUT_DEFAULTS.weight,
+    activations: PerInput[str | None] = INPUT_DEFAULTS.activations,
+    rank: int = DEFAULTS.rank,
+    energy: float | None = DEFAULTS.energy,
+    rotation_strength: float = DEFAULTS.rotation_strength,
+    off_subspace: float = DEFAULTS.off_subspace,
+    normalize: bool = DEFAULTS.normalize,
+    missing_statistics: str = DEFAULTS.missing_statistics,
+    strict_calibration: bool = DEFAULTS.strict_calibration,
+    verify_statistics: bool = DEFAULTS.verify_statistics,
+    pairing: str = DEFAULTS.pairing,
+    eigengap: bool = DEFAULTS.eigengap,
 ) -> torch.Tensor:
-    """One ARM step for one output tensor (see module docstring and docs/method.md)."""
-    _validate_parameters(
-        learning_rate, rank, energy, rotation_strength, off_subspace, missing_statistics, pairing
+    """One ARM step for one output tensor (see module docstring and docs/method.md).
+
+    The shared parameters are :class:`~mergekit_arm.merge_methods.arm_parameters.ARMParameters`
+    (defaults taken from it), validated by it on every call.
+    """
+    validate_learning_rate(learning_rate)
+    kernel_parameters(
+        rank=rank, energy=energy, rotation_strength=rotation_strength, off_subspace=off_subspace,
+        normalize=normalize, missing_statistics=missing_statistics,
+        strict_calibration=strict_calibration, verify_statistics=verify_statistics,
+        pairing=pairing, eigengap=eigengap,
     )
     name = group.metadata.name or "<unnamed tensor>"
     roles = assign_roles(group, origin)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mergekit_arm.errors import ArmConfigError
+from mergekit_arm.merge_methods.arm_parameters import ARMParameters
 
 Mode = Literal["fixed", "checkpoints", "watch"]
 ScheduleKind = Literal["constant", "linear", "cosine", "line_search"]
@@ -124,28 +125,6 @@ class ValidationConfig(_Section):
     text_mode: Literal["paragraph", "line"] = "paragraph"
 
 
-class ArmConfig(_Section):
-    """Parameters of each ARM merge (the ``merge_method: arm`` parameters)."""
-
-    rank: int = Field(64, ge=1, description="subspace rank r (capped by calibration.rank)")
-    energy: float | None = Field(None, gt=0, le=1, description="choose r by energy fraction")
-    rotation_strength: float = Field(1.0, description="gamma; 0 = no rotation")
-    off_subspace: float = Field(1.0, ge=0, description="beta; 1 keeps everything")
-    normalize: bool = True
-    missing_statistics: Literal["error", "plain"] = "error"
-    strict_calibration: bool = True
-    pairing: Literal["subspace", "energy"] = Field(
-        "subspace", description="how the from/current subspaces are paired (see docs/method.md)"
-    )
-
-    @field_validator("rotation_strength", "off_subspace")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-
 class WatchConfig(_Section):
     """``--watch DIR``: follow a training run's output folder."""
 
@@ -172,7 +151,9 @@ class StreamConfig(_Section):
     schedule: ScheduleConfig
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     validation: ValidationConfig | None = None
-    arm: ArmConfig = Field(default_factory=ArmConfig)
+    arm: ARMParameters = Field(
+        default_factory=ARMParameters, description="the merge_method: arm parameters of every step"
+    )
     watch: WatchConfig = Field(default_factory=WatchConfig)
     save_every: int | None = Field(
         None, ge=1, description="save the current model as out/steps/step-k every N steps"
@@ -359,7 +340,7 @@ def load_config(path: str | os.PathLike) -> StreamConfig:
 
 
 __all__ = [
-    "ArmConfig",
+    "ARMParameters",
     "CalibrationConfig",
     "CheckpointEntry",
     "ScheduleConfig",

@@ -506,17 +506,7 @@ class StreamRunner:
             self.origin = None
 
     def _arm_parameters(self) -> dict[str, Any]:
-        arm = self.config.arm
-        return {
-            "rank": arm.rank,
-            "energy": arm.energy,
-            "rotation_strength": arm.rotation_strength,
-            "off_subspace": arm.off_subspace,
-            "normalize": arm.normalize,
-            "missing_statistics": arm.missing_statistics,
-            "strict_calibration": arm.strict_calibration,
-            "pairing": arm.pairing,
-        }
+        return self.config.arm.merge_parameters()
 
     def _merge(
         self,
