@@ -399,6 +399,76 @@ def low_rank_rotation(
     raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
 
 
+class UpdateFactors(NamedTuple):
+    """The low-rank part of one ARM step, independent of ``d`` (shared by every weight that
+    reads the same statistics entries: q/k/v, gate/up).
+
+    ``d_A = beta d + C' [V, S]^T`` with ``C'`` computed from ``d [V, S]``
+    (:func:`apply_update`); ``columns`` is ``[V, S]`` (``S`` only when guided)."""
+
+    columns: torch.Tensor  # in x (k + r) or in x k, contiguous float32
+    rotation: LowRankRotation | None
+    k: int  # rotation columns first
+    v_t_s: torch.Tensor | None  # V^T S (k x r) when rotating and guided
+    guided: bool
+
+
+def update_factors(
+    s_from: torch.Tensor,
+    s_cur: torch.Tensor,
+    rotation_strength: float = 1.0,
+    off_subspace: float = 1.0,
+    eps: float = DEFAULT_EPS,
+    pairing: str = "subspace",
+    eig_from: torch.Tensor | None = None,
+    eig_cur: torch.Tensor | None = None,
+) -> UpdateFactors | None:
+    """:class:`UpdateFactors` of :func:`arm_update`; None when the step is the plain one."""
+    rotation = low_rank_rotation(s_from, s_cur, rotation_strength, eps, pairing, eig_from, eig_cur)
+    guided = float(off_subspace) != 1.0
+    if rotation is None and not guided:
+        return None
+    s = _f32(s_cur)
+    parts = ([rotation.basis] if rotation is not None else []) + ([s] if guided else [])
+    columns = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).contiguous()
+    k = rotation.basis.shape[1] if rotation is not None else 0
+    v_t_s = rotation.basis.T @ s if rotation is not None and guided else None
+    return UpdateFactors(columns, rotation, k, v_t_s, guided)
+
+
+def apply_update(
+    w_cur: torch.Tensor,
+    d: torch.Tensor,
+    factors: UpdateFactors | None,
+    learning_rate: float,
+    off_subspace: float = 1.0,
+    overwrite_d: bool = False,
+) -> torch.Tensor:
+    """``W_cur + eta d_A`` (see :func:`arm_update`); with ``overwrite_d`` the result is
+    written into ``d``'s storage (one full-size tensor fewer)."""
+    w, d = _f32(w_cur), _f32(d)
+    eta, beta = float(learning_rate), float(off_subspace)
+    if factors is None:
+        return torch.add(w, d, alpha=eta, out=d) if overwrite_d else torch.add(w, d, alpha=eta)
+    projected = d @ factors.columns  # d [V, S]
+    rotation, k = factors.rotation, factors.k
+    coeff = rotation.coefficients(projected[:, :k]) if rotation is not None else None
+    if factors.guided:
+        inside = projected[:, k:]  # d S, then + C (V^T S): (d R^T) S
+        if coeff is not None:
+            inside = inside + coeff @ factors.v_t_s
+        inside = inside * (1.0 - beta)
+        coeff = inside if coeff is None else torch.cat([coeff * beta, inside], dim=1)
+    out = torch.add(w, d, alpha=eta * beta, out=d) if overwrite_d else torch.add(w, d, alpha=eta * beta)
+    return out.addmm_(coeff, factors.columns.T, alpha=eta)
+
+
+def step_overflows(learning_rate: float, off_subspace: float = 1.0) -> bool:
+    """Whether ``eta`` or ``eta beta`` is beyond float32 (the fused step cannot be used)."""
+    eta, beta = float(learning_rate), float(off_subspace)
+    return not (abs(eta) <= _FLOAT32_MAX and abs(eta * beta) <= _FLOAT32_MAX)
+
+
 def arm_update(
     w_cur: torch.Tensor,
     d: torch.Tensor,
@@ -426,8 +496,8 @@ def arm_update(
     ``torch.add(W_cur, d, alpha=eta)``, exactly. The caller casts back to its dtype.
     """
     w, d = _f32(w_cur), _f32(d)
-    eta, beta = float(learning_rate), float(off_subspace)
-    if not (abs(eta) <= _FLOAT32_MAX and abs(eta * beta) <= _FLOAT32_MAX):
+    eta = float(learning_rate)
+    if step_overflows(learning_rate, off_subspace):
         # Factors beyond float32 (the step overflows): computed unfused, so that the result
         # holds Inf/NaN for the caller to report instead of failing to convert the factor.
         direction = d if s_from is None or s_cur is None else arm_direction(
@@ -435,24 +505,9 @@ def arm_update(
         return w + eta * direction
     if s_from is None or s_cur is None:
         return torch.add(w, d, alpha=eta)
-    rotation = low_rank_rotation(s_from, s_cur, rotation_strength, eps, pairing, eig_from, eig_cur)
-    guided = beta != 1.0
-    if rotation is None and not guided:
-        return torch.add(w, d, alpha=eta)
-    s = _f32(s_cur)
-    parts = ([rotation.basis] if rotation is not None else []) + ([s] if guided else [])
-    columns = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-    projected = d @ columns  # d [V, S]
-    k = rotation.basis.shape[1] if rotation is not None else 0
-    coeff = rotation.coefficients(projected[:, :k]) if rotation is not None else None
-    if guided:
-        inside = projected[:, k:]  # d S, then + C (V^T S): (d R^T) S
-        if coeff is not None:
-            inside = inside + coeff @ (rotation.basis.T @ s)
-        inside = inside * (1.0 - beta)
-        coeff = inside if coeff is None else torch.cat([coeff * beta, inside], dim=1)
-    out = torch.add(w, d, alpha=eta * beta)
-    return out.addmm_(coeff, columns.T, alpha=eta)
+    factors = update_factors(s_from, s_cur, rotation_strength, off_subspace, eps, pairing,
+                             eig_from, eig_cur)
+    return apply_update(w, d, factors, learning_rate, off_subspace)
 
 
 def cosine_similarity(x: torch.Tensor, y: torch.Tensor) -> float:
