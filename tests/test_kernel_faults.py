@@ -17,8 +17,8 @@ from mergekit.merge_methods import merge_tensors
 from safetensors.torch import load_file, save_file
 
 import mergekit_arm
-from mergekit_arm.errors import ArmConfigError, NonFiniteError, StatisticsError
-from mergekit_arm.merge_methods.arm_checks import check_representable
+from mergekit_arm.errors import NonFiniteError, StatisticsError
+from mergekit_arm.merge_methods.arm_checks import InputShapeError, check_representable
 from mergekit_arm.statistics import (
     ActivationStatistics,
     LayerStatistics,
@@ -235,7 +235,7 @@ def test_inputs_of_different_widths_name_the_models(tmp_path):
     })
     options = MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True,
                            allow_crimes=True)
-    with pytest.raises(ArmConfigError, match=r"different shapes: .*narrow.*wide|different shapes: .*wide.*narrow"):
+    with pytest.raises(InputShapeError, match=r"different shapes: .*narrow.*wide|different shapes: .*wide.*narrow"):
         run_merge(config, str(tmp_path / "out"), options=options)
 
 
@@ -251,3 +251,23 @@ def test_wrong_sized_statistics_without_verification_name_the_file(tmp_path):
                       parameters={"learning_rate": 0.5, "verify_statistics": False,
                                   "origin": {"o": True, "c": False},
                                   "activations": {"o": wide, "c": good}})
+
+
+def test_vocabulary_difference_is_named_before_mergekits_message(tmp_path, caplog):
+    """Vocabularies may be aligned by `tokenizer:`, so only logged, naming both models."""
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    _tiny_model(tmp_path / "small", 0, vocab=64)
+    _tiny_model(tmp_path / "large", 1, vocab=80)
+    config = MergeConfiguration.model_validate({
+        "merge_method": "arm", "dtype": "float32", "base_model": str(tmp_path / "large"),
+        "models": [{"model": str(tmp_path / "small"), "parameters": {"origin": True}}],
+        "parameters": {"learning_rate": 0.5, "missing_statistics": "plain"},
+    })
+    options = MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True)
+    with caplog.at_level("WARNING"), pytest.raises(ValueError, match="Tensor size mismatch"):
+        run_merge(config, str(tmp_path / "out"), options=options)
+    warned = [r.getMessage() for r in caplog.records if "vocabulary sizes" in r.getMessage()]
+    assert warned and "small" in warned[0] and "large" in warned[0]

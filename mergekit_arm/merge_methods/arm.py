@@ -31,6 +31,12 @@ from mergekit.merge_methods.base import (
 from mergekit.merge_methods.easy_define import merge_method
 
 from mergekit_arm.errors import ArmConfigError, NonFiniteError, StatisticsError
+from mergekit_arm.low_rank_update import (
+    UpdateFactors,
+    apply_update,
+    step_overflows,
+    update_factors,
+)
 from mergekit_arm.merge_methods.arm_checks import (
     check_input_shapes,
     fits,
@@ -46,14 +52,7 @@ from mergekit_arm.merge_methods.arm_parameters import (
     kernel_parameters,
     validate_learning_rate,
 )
-from mergekit_arm.rotation import (
-    UpdateFactors,
-    apply_update,
-    combine_displacements,
-    select_subspace,
-    step_overflows,
-    update_factors,
-)
+from mergekit_arm.rotation import combine_displacements, select_subspace
 from mergekit_arm.statistics import ActivationStatistics, load_statistics
 
 PAPER_URL = "https://arxiv.org/abs/2602.03237"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import struct
 import threading
 from collections.abc import Hashable, Sequence
@@ -22,7 +23,7 @@ from functools import lru_cache
 
 import torch
 
-from mergekit_arm.errors import ArmConfigError, NonFiniteError
+from mergekit_arm.errors import ArmError, NonFiniteError
 
 LOG = logging.getLogger(__name__)
 
@@ -95,6 +96,11 @@ def written_dtype() -> torch.dtype | None:
 # -- input shapes ----------------------------------------------------------------------------
 
 
+class InputShapeError(ArmError):
+    """The inputs of a merge store a tensor with different shapes. Not a ``ValueError``:
+    raised while MergeKit plans (inside a pydantic validator), it reaches the user as is."""
+
+
 @lru_cache(maxsize=64)
 def _header_shapes(path: str) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape from a safetensors header (read once per file)."""
@@ -117,10 +123,11 @@ def checkpoint_shape(model: Hashable, name: str) -> tuple[int, ...] | None:
     try:
         with _SHAPES_LOCK:
             loader = LoaderCache().get(model)
-        path = loader.index.tensor_paths.get(name)
-        if path is None or not str(path).endswith(".safetensors"):
+        index = loader.index
+        shard = index.tensor_paths.get(name)
+        if shard is None or not index.is_safetensors:
             return None
-        return _header_shapes(str(path)).get(name)
+        return _header_shapes(os.path.join(index.base_path, shard)).get(name)
     except (OSError, ValueError, KeyError, AttributeError):  # no header: MergeKit checks
         return None
 
@@ -163,7 +170,7 @@ def check_input_shapes(models: Sequence[Hashable], name: str | None) -> None:
                     "`tokenizer:` aligns them, MergeKit stops with 'Tensor size mismatch'",
                     name, listed)
         return
-    raise ArmConfigError(
+    raise InputShapeError(
         f"arm: the inputs store {name} with different shapes: {listed}. ARM merges "
         "checkpoints of one architecture (same widths and layer count); check the model paths"
     )
