@@ -70,26 +70,28 @@ def profile(kinds, rank: int = 64, r_max: int = 128, repeats: int = 5) -> tuple[
     rows, totals = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, (out, inp), count, owns in kinds:
-            name = f"model.layers.0.{kind}.weight"
             a = 0.02 * torch.randn(out, inp, generator=g)
             b = a + 0.002 * torch.randn(out, inp, generator=g)
             r = min(r_max, inp)
             basis_a = torch.linalg.qr(torch.randn(inp, r, generator=g)).Q.contiguous()
             basis_b = torch.linalg.qr(basis_a + 0.3 * torch.randn(inp, r, generator=g) / inp**0.5).Q
             eig = torch.logspace(0, -3, r)
-            paths = []
+            copies = [f"model.layers.{i}.{kind}.weight" for i in range(repeats + 1)]
+            readers = []
             for key, w, basis in (("a", a, basis_a), ("b", b, basis_b.contiguous())):
-                content = StatisticsContent(
-                    layers={name: LayerStatistics(basis, eig, eig.sum())},
-                    probes={name: weight_probe(w)},
+                content = StatisticsContent(  # one entry per call: every read is a cache miss
+                    layers={n: LayerStatistics(basis.clone(), eig.clone(), eig.sum()) for n in copies},
+                    probes={n: weight_probe(w) for n in copies},
                     metadata={"calibration_fingerprint": "p", "probe_dtype": "float32"})
-                paths.append(write_statistics(Path(tmp) / f"{kind}{key}.st", content))
+                path = write_statistics(Path(tmp) / f"{kind}{key}.st", content)
+                readers.append((ActivationStatistics(path), w))
+            calls = iter(copies)
 
-            def read(paths=paths, name=name, b=b):
-                for path in paths:
-                    stats = ActivationStatistics(path)
-                    stats[name]
-                    stats.check_weight(name, b, "model")
+            def read(readers=readers, calls=calls):
+                entry = next(calls)
+                for stats, weight in readers:
+                    stats[entry]
+                    stats.check_weight(entry, weight, "model")
 
             def select(basis_a=basis_a, basis_b=basis_b, eig=eig):
                 return (select_subspace(basis_a, eig, eig.sum(), rank),
@@ -98,10 +100,12 @@ def profile(kinds, rank: int = 64, r_max: int = 128, repeats: int = 5) -> tuple[
             s_from, s_cur = select()
             factors = update_factors(s_from, s_cur)
             d = combine_displacements(a, [b])
-            k = factors.columns.shape[1]
+            k = factors.columns.shape[1] if factors is not None else 0  # 0: R = I (full rank)
             result = torch.empty_like(d)
 
             def products(d=d, factors=factors, result=result):
+                if factors is None:
+                    return
                 projected = d @ factors.columns
                 result.addmm_(factors.rotation.coefficients(projected), factors.columns.T)
 
