@@ -313,6 +313,25 @@ def kernel_microbench(shapes: list[tuple[str, tuple[int, ...]]], rank: int, repe
     return rows
 
 
+def print_profile(shapes: list[str], repeats: int) -> None:
+    """The per-phase profile of :mod:`merge_profile` for each shape."""
+    from merge_profile import PHASES, profile, weight_kinds
+
+    for key in shapes:
+        shape = SHAPES[key]
+        kinds = weight_kinds(shape.hidden, shape.intermediate, shape.layers, shape.heads,
+                             shape.kv_heads, shape.vocab)
+        rows, totals = profile(kinds, repeats=repeats)
+        print(f"== arm kernel profile, {shape.label}: ms per tensor (median of {repeats}), "
+              f"float32 matmul {totals['gemm GFLOP/s'][0]:.1f} GFLOP/s")
+        print(table(rows, ["weight", "shape", "count"] + PHASES + ["floor"]))
+        rows = [[phase, f"{totals[phase][0] / 1e3:.3f}", f"{totals[phase][1] / 1e3:.3f}"]
+                for phase in PHASES + ["floor (products)"]]
+        print("model totals, s (per tensor: statistics/selection/pairing for every weight; "
+              "shared: once per statistics entry, as the kernel caches them):")
+        print(table(rows, ["phase", "per tensor", "shared"]) + "\n")
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -341,6 +360,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's default; 1 with --quick)")
     parser.add_argument("--workdir", default=None, help="where to write the models (default: a temp dir)")
+    parser.add_argument("--sections", default="merge,ranks,kernel",
+                        help="comma-separated from merge (run_merge side by side), ranks (arm vs "
+                             "rank), kernel (merge_tensors per tensor), profile (per-phase profile "
+                             "of the arm kernel vs the matrix-product floor)")
     args = parser.parse_args()
     shapes = (args.shapes or ("tiny" if args.quick else "smollm2-135m,1b-2layers")).split(",")
     repeats = args.repeats or (1 if args.quick else 2)
@@ -364,9 +387,12 @@ def main() -> None:
     print(f"timing: run_merge in one process, methods interleaved, median of {repeats} repeat(s) "
           f"after one untimed run of each method; {'--cuda' if args.cuda else 'CPU'}; dtype float32, out bf16\n")
 
+    sections = set(args.sections.split(","))
     base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_merge_"))
     try:
-        for key in shapes:
+        if "profile" in sections:
+            print_profile(shapes, 5 if args.quick else 9)
+        for key in shapes if sections & {"merge", "ranks"} else []:
             shape = SHAPES[key]
             root = base / key
             start = time.perf_counter()
@@ -374,19 +400,23 @@ def main() -> None:
             print(f"== {shape.label}: {inputs.params / 1e6:.0f}M parameters, {inputs.tensors} "
                   f"tensors ({inputs.linear_tensors} linear weights rotated by arm); inputs "
                   f"written in {time.perf_counter() - start:.0f}s")
-            variants = [(m, m, 64) for m in METHODS]
-            times = time_methods(inputs, variants, repeats, root, args.cuda)
-            med = {k: statistics.median(v) for k, v in times.items()}
-            rows = [[k, f"{med[k]:.2f}", " ".join(f"{t:.2f}" for t in times[k]),
-                     f"{med[k] / med['linear']:.2f}", f"{med[k] / med['task_arithmetic']:.2f}"]
-                    for k in METHODS]
-            print(table(rows, ["method", "median s", "runs s", "/ linear", "/ task_arith"]))
-            print(f"arm (rank 64) / task_arithmetic = {med['arm'] / med['task_arithmetic']:.2f}\n")
+            if "merge" in sections:
+                variants = [(m, m, 64) for m in METHODS]
+                times = time_methods(inputs, variants, repeats, root, args.cuda)
+                med = {k: statistics.median(v) for k, v in times.items()}
+                rows = [[k, f"{med[k]:.2f}", " ".join(f"{t:.2f}" for t in times[k]),
+                         f"{med[k] / med['linear']:.2f}", f"{med[k] / med['task_arithmetic']:.2f}"]
+                        for k in METHODS]
+                print(table(rows, ["method", "median s", "runs s", "/ linear", "/ task_arith"]))
+                print(f"arm (rank 64) / task_arithmetic = {med['arm'] / med['task_arithmetic']:.2f}\n")
+            if "ranks" not in sections:
+                shutil.rmtree(root)
+                continue
 
             variants = [("task_arithmetic", "task_arithmetic", 0)] + [
                 (f"arm rank {r}", "arm", r) for r in ranks]
             times = time_methods(inputs, variants, max(1, repeats - 1), root, args.cuda,
-                                 warm=False)  # warmed up by the first table
+                                 warm="merge" not in sections)  # else warmed up by the first table
             med = {k: statistics.median(v) for k, v in times.items()}
             ta = med["task_arithmetic"]
             rows = [[k, f"{med[k]:.2f}", f"{med[k] / ta:.2f}", f"{med[k] - ta:+.2f}"]
@@ -396,6 +426,8 @@ def main() -> None:
             print(table(rows, ["variant", "median s", "/ task_arith", "extra s"]) + "\n")
             shutil.rmtree(root)
 
+        if "kernel" not in sections:
+            return
         print("== kernel alone: merge_tensors on in-memory float32 tensors, per call "
               f"(median of {5 if args.quick else 20}; 5 for tensors over 4M elements), rank 64, "
               f"{'cuda' if args.cuda else 'cpu'}")

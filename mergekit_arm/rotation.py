@@ -27,7 +27,6 @@ import torch
 
 # Pairs whose sine is below this are treated as already aligned (no turn).
 DEFAULT_EPS = 1e-5
-_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def _f32(tensor: torch.Tensor) -> torch.Tensor:
@@ -348,111 +347,6 @@ def arm_direction(
     else:
         raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
     return guide_to_subspace(rotated, s_cur, off_subspace)
-
-
-class LowRankRotation(NamedTuple):
-    """``d R^T = d + (d V) K`` with ``V`` (in x k) the rotation's basis, ``K`` built from ``d V``.
-
-    ``planes``: ``V = [E, F]`` (2m columns), ``K`` from the cosines and sines of
-    :class:`RotationPlanes`; ``span``: ``V = U``, ``(d U) (Omega - I)^T``.
-    """
-
-    basis: torch.Tensor  # in x k
-    planes: RotationPlanes | None
-    span: SpanRotation | None
-
-    def coefficients(self, projected: torch.Tensor) -> torch.Tensor:
-        """``C`` (out x k) with ``d R^T = d + C V^T``, from ``projected = d V``."""
-        if self.planes is not None:
-            # [dE (cos-1) - dF sin, dF (cos-1) + dE sin] = P [cos-1, cos-1] + swap(P) [-sin, sin]
-            m = self.planes.e.shape[1]
-            cm1, sin = self.planes.cos - 1.0, self.planes.sin
-            return torch.addcmul(projected * torch.cat([cm1, cm1]), projected.roll(m, dims=1),
-                                 torch.cat([-sin, sin]))
-        if self.span is None:
-            raise ValueError("a LowRankRotation needs planes or a span rotation")
-        k = self.span.u.shape[1]
-        eye = torch.eye(k, dtype=projected.dtype, device=projected.device)
-        return projected @ (self.span.omega - eye).T
-
-
-def low_rank_rotation(
-    s_from: torch.Tensor,
-    s_cur: torch.Tensor,
-    rotation_strength: float = 1.0,
-    eps: float = DEFAULT_EPS,
-    pairing: str = "subspace",
-    eig_from: torch.Tensor | None = None,
-    eig_cur: torch.Tensor | None = None,
-) -> LowRankRotation | None:
-    """The rotation of :func:`arm_direction` as a :class:`LowRankRotation`; None for ``R = I``."""
-    if pairing == "subspace":
-        planes = principal_rotation(s_from, s_cur, strength=rotation_strength, eps=eps)
-        if planes.is_identity:
-            return None
-        return LowRankRotation(torch.cat([planes.e, planes.f], dim=1), planes, None)
-    if pairing == "energy":
-        if eig_from is None or eig_cur is None:
-            raise ValueError("pairing='energy' needs the eigenvalues of both subspaces")
-        span = energy_weighted_rotation(s_from, eig_from, s_cur, eig_cur, rotation_strength)
-        return None if span.is_identity else LowRankRotation(span.u, None, span)
-    raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
-
-
-def arm_update(
-    w_cur: torch.Tensor,
-    d: torch.Tensor,
-    s_from: torch.Tensor | None,
-    s_cur: torch.Tensor | None,
-    learning_rate: float,
-    rotation_strength: float = 1.0,
-    off_subspace: float = 1.0,
-    eps: float = DEFAULT_EPS,
-    pairing: str = "subspace",
-    eig_from: torch.Tensor | None = None,
-    eig_cur: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """One ARM step ``W_cur + eta d_A`` in float32, in two full passes over ``W``.
-
-    With ``d R^T = d + C V^T`` (:class:`LowRankRotation`, ``C`` from ``d V``) and
-    ``S = S_cur``, ``d_A = beta d R^T + (1 - beta) (d R^T S) S^T`` is
-    ``beta d + [beta C, (1 - beta)(d S + C V^T S)] [V, S]^T``, so
-    ``W_new = (W_cur + eta beta d) + eta [..] [V, S]^T``: one matmul ``d [V, S]``, one
-    ``add`` and one ``addmm`` (no full-size temporary). Equal to
-    ``w_cur + eta * arm_direction(...)`` to float32 rounding.
-
-    Without subspaces (``s_from`` or ``s_cur`` is None: norms, biases, embeddings), and
-    whenever ``R = I`` and ``beta = 1``, this is the plain step
-    ``torch.add(W_cur, d, alpha=eta)``, exactly. The caller casts back to its dtype.
-    """
-    w, d = _f32(w_cur), _f32(d)
-    eta, beta = float(learning_rate), float(off_subspace)
-    if not (abs(eta) <= _FLOAT32_MAX and abs(eta * beta) <= _FLOAT32_MAX):
-        # Factors beyond float32 (the step overflows): computed unfused, so that the result
-        # holds Inf/NaN for the caller to report instead of failing to convert the factor.
-        direction = d if s_from is None or s_cur is None else arm_direction(
-            d, s_from, s_cur, rotation_strength, off_subspace, eps, pairing, eig_from, eig_cur)
-        return w + eta * direction
-    if s_from is None or s_cur is None:
-        return torch.add(w, d, alpha=eta)
-    rotation = low_rank_rotation(s_from, s_cur, rotation_strength, eps, pairing, eig_from, eig_cur)
-    guided = beta != 1.0
-    if rotation is None and not guided:
-        return torch.add(w, d, alpha=eta)
-    s = _f32(s_cur)
-    parts = ([rotation.basis] if rotation is not None else []) + ([s] if guided else [])
-    columns = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-    projected = d @ columns  # d [V, S]
-    k = rotation.basis.shape[1] if rotation is not None else 0
-    coeff = rotation.coefficients(projected[:, :k]) if rotation is not None else None
-    if guided:
-        inside = projected[:, k:]  # d S, then + C (V^T S): (d R^T) S
-        if coeff is not None:
-            inside = inside + coeff @ (rotation.basis.T @ s)
-        inside = inside * (1.0 - beta)
-        coeff = inside if coeff is None else torch.cat([coeff * beta, inside], dim=1)
-    out = torch.add(w, d, alpha=eta * beta)
-    return out.addmm_(coeff, columns.T, alpha=eta)
 
 
 def cosine_similarity(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -211,6 +211,13 @@ class ActivationStatistics:
             raise StatisticsError(f"{self.path}: corrupt metadata ({error}); re-run arm-calibrate") from error
         self._stored = {k.rsplit(SEPARATOR, 1)[0] for k in keys if k.endswith(f"{SEPARATOR}basis")}
         self._probed = {k.rsplit(SEPARATOR, 1)[0] for k in keys if k.endswith(f"{SEPARATOR}probe")}
+        dangling = sorted(f"{a} -> {t}" for a, t in self.aliases.items() if t not in self._stored)
+        if dangling:
+            raise StatisticsError(
+                f"{self.path}: {len(dangling)} shared-input aliases point to entries the file "
+                f"does not hold ({', '.join(dangling[:3])}{', ...' if len(dangling) > 3 else ''}); "
+                "the file is incomplete or corrupt: re-run arm-calibrate"
+            )
         self._lock = threading.RLock()
         self._cache: OrderedDict[str, LayerStatistics] = OrderedDict()
         self._shared: OrderedDict[str, LayerStatistics] = OrderedDict()  # by stored name, no probe

@@ -300,7 +300,7 @@ NONFINITE_VARIANTS = [
     pytest.param({"off_subspace": 0.0}, id="off-subspace-0"),
     pytest.param({"pairing": "energy"}, id="energy"),
     pytest.param({"pairing": "energy", "off_subspace": 0.3}, id="energy-guided"),
-    pytest.param({"learning_rate": 0.0}, id="learning-rate-0"),
+    pytest.param({"learning_rate": 1e-40}, id="learning-rate-subnormal"),  # eta*beta underflows
     pytest.param({"normalize": False}, id="no-normalize"),
 ]
 

@@ -51,11 +51,19 @@ def test_eigengap_rank_is_the_argmax_of_consecutive_ratios():
         assert eigengap_rank(values, rank) == max(ratios, key=ratios.get)
 
 
-def test_eigengap_without_the_next_eigenvalue_falls_back_to_rank():
-    values = torch.tensor([5.0, 4.0, 3.0])
-    # rank 3 = all stored: l_4 unknown, so the window is [2, 2]
-    assert eigengap_rank(values, 3) == 2
+def test_eigengap_never_cuts_after_the_last_stored_eigenvalue():
+    # rank 3 = all stored: l_3/l_4 cannot be measured, so k = 3 is not a candidate
+    # and the window is [2, 2] ...
+    assert eigengap_rank(torch.tensor([5.0, 4.0, 3.0]), 3) == 2
+    # ... while with l_4 stored, the large gap l_3/l_4 wins
+    assert eigengap_rank(torch.tensor([5.0, 4.0, 3.0, 0.1]), 3) == 3
+
+
+def test_eigengap_falls_back_to_rank_when_no_gap_can_be_measured():
+    # a window [ceil(rank/2), min(rank, available - 1)] that is empty returns rank itself
     assert eigengap_rank(torch.tensor([5.0]), 1) == 1
+    assert eigengap_rank(torch.tensor([5.0, 4.0]), 4) == 4  # window [2, 1]: empty
+    assert select_rank(torch.tensor([5.0]), rank=8, eigengap=True) == 1
 
 
 def test_select_subspace_with_eigengap_keeps_leading_columns():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mergekit_arm.low_rank_update import arm_update
 from mergekit_arm.rotation import (
-    arm_update,
     combine_displacements,
     guide_to_subspace,
     principal_angles,

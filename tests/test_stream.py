@@ -390,8 +390,8 @@ def test_stream_step_in_memory(tiny_llama, tiny_llama_sft, validation_texts):
 
     import mergekit_arm
     from mergekit_arm.evaluation import heldout_loss, loss_batches
-    from mergekit_arm.stream import Leg, merge_parameters, stream_step
-    from mergekit_arm.stream.config import ArmConfig
+    from mergekit_arm.merge_methods.arm_parameters import ARMParameters
+    from mergekit_arm.stream import Leg, stream_step
 
     mergekit_arm.register()
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_sft[10]).eval()
@@ -401,7 +401,7 @@ def test_stream_step_in_memory(tiny_llama, tiny_llama_sft, validation_texts):
     ids = [tokenizer(t, truncation=True, max_length=32)["input_ids"] for t in validation_texts[:8]]
     batches = loss_batches(ids, 4, tokenizer.pad_token_id or 0)
     leg = Leg(origin, None, ((current, 1.0),), "origin -> step-10")
-    parameters = merge_parameters(ArmConfig(rank=4, rotation_strength=0.0))
+    parameters = ARMParameters(rank=4, rotation_strength=0.0).merge_parameters()
     rates = [(1.0, 0.5), (2.0, 1.0), (3.0, 1e40)]
     result = stream_step(current, None, leg, rates, parameters,
                          score=lambda w: heldout_loss(model, batches, w))

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from mergekit_arm.stream import Leg, StreamTrace, merge_candidate, merge_parameters, run_steps
-from mergekit_arm.stream.config import ArmConfig, ScheduleConfig
+from mergekit_arm.merge_methods.arm_parameters import ARMParameters
+from mergekit_arm.stream import Leg, StreamTrace, merge_candidate, run_steps
+from mergekit_arm.stream.config import ScheduleConfig
 
 from .train import StateDict, load_state
 
@@ -119,10 +120,9 @@ def arm_parameters(rank: int, energy: float | None = None, rotation_strength: fl
                    eigengap: bool = False) -> dict:
     """The kernel parameters of a stream's ``arm:`` section with these values (tensors
     without statistics get a plain step: ``missing_statistics: plain``)."""
-    return merge_parameters(ArmConfig(rank=rank, energy=energy,
-                                      rotation_strength=rotation_strength,
-                                      off_subspace=off_subspace, pairing=pairing,
-                                      eigengap=eigengap, missing_statistics="plain"))
+    return ARMParameters(rank=rank, energy=energy, rotation_strength=rotation_strength,
+                         off_subspace=off_subspace, pairing=pairing, eigengap=eigengap,
+                         missing_statistics="plain").merge_parameters()
 
 
 def arm_merge(cur: StateDict, origin: StateDict, targets: Sequence[StateDict],

@@ -13,12 +13,15 @@ the origin's activation subspace into the base's (see ``docs/method.md``).
 
 from __future__ import annotations
 
-import math
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
 from mergekit.merge_methods.base import (
     BasePolicy,
+    FunctionalGroupMergeMethod,
     InputContract,
     OptionalTensorPolicy,
     PerInput,
@@ -28,11 +31,31 @@ from mergekit.merge_methods.base import (
 from mergekit.merge_methods.easy_define import merge_method
 
 from mergekit_arm.errors import ArmConfigError, NonFiniteError, StatisticsError
-from mergekit_arm.rotation import PAIRINGS, arm_update, combine_displacements, select_subspace
+from mergekit_arm.low_rank_update import (
+    UpdateFactors,
+    apply_update,
+    step_overflows,
+    update_factors,
+)
+from mergekit_arm.merge_methods.arm_checks import (
+    check_input_shapes,
+    fits,
+    narrowest,
+    range_problem,
+    value_range,
+    written_dtype,
+)
+from mergekit_arm.merge_methods.arm_parameters import (
+    DEFAULTS,
+    INPUT_DEFAULTS,
+    ARMParameters,
+    kernel_parameters,
+    validate_learning_rate,
+)
+from mergekit_arm.rotation import combine_displacements, select_subspace
 from mergekit_arm.statistics import ActivationStatistics, load_statistics
 
 PAPER_URL = "https://arxiv.org/abs/2602.03237"
-MISSING_STATISTICS_CHOICES = ("error", "plain")
 
 
 @dataclass(frozen=True)
@@ -76,17 +99,9 @@ def assign_roles(group: TensorGroup, origin: dict) -> ArmRoles:
     return ArmRoles(cur=cur, origin=origin_entry, targets=targets)
 
 
-def _all_finite(tensor: torch.Tensor) -> bool:
-    """Whether every value is finite; one reduction in the common case (the sum of finite
-    values is finite unless it overflows, which the exact check then rules out)."""
-    if bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
-        return True
-    return bool(torch.isfinite(tensor).all())
-
-
 def _check_finite(entry: TensorEntry, name: str) -> None:
     tensor = entry.tensor
-    if tensor.is_floating_point() and not _all_finite(tensor):
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         bad = int((~torch.isfinite(tensor)).sum())
         raise NonFiniteError(
             f"tensor {name} of model {_label(entry)} holds {bad} NaN/Inf values; "
@@ -102,38 +117,10 @@ def _result_shows_bad_inputs(learning_rate: float, off_subspace: float) -> bool:
     by addition, and ``d`` by subtractions and real multiplications (``0 * Inf = NaN``,
     :func:`combine_displacements`), so a non-finite input makes ``W_cur`` or ``d``
     non-finite at that element; ``eta beta d`` keeps it there when the float32 factor
-    ``eta beta`` is nonzero. With ``eta beta = 0`` (``learning_rate: 0`` or
-    ``off_subspace: 0``) that term is not relied on: the inputs are checked directly.
+    ``eta beta`` is nonzero. Where ``eta beta`` is 0 in float32 (``off_subspace: 0``, or
+    a learning rate so small it underflows) the inputs are checked directly.
     """
     return abs(learning_rate * off_subspace) >= torch.finfo(torch.float32).tiny
-
-
-def _validate_parameters(
-    learning_rate: float,
-    rank: int,
-    energy: float | None,
-    rotation_strength: float,
-    off_subspace: float,
-    missing_statistics: str,
-    pairing: str = "subspace",
-) -> None:
-    if not math.isfinite(learning_rate):
-        raise ArmConfigError(f"arm: learning_rate must be a finite number, got {learning_rate}")
-    if rank < 1:
-        raise ArmConfigError(f"arm: rank must be >= 1, got {rank}")
-    if energy is not None and not 0.0 < energy <= 1.0:
-        raise ArmConfigError(f"arm: energy must be in (0, 1] or null, got {energy}")
-    if not math.isfinite(rotation_strength):
-        raise ArmConfigError(f"arm: rotation_strength must be finite, got {rotation_strength}")
-    if not (math.isfinite(off_subspace) and off_subspace >= 0.0):
-        raise ArmConfigError(f"arm: off_subspace must be >= 0, got {off_subspace}")
-    if missing_statistics not in MISSING_STATISTICS_CHOICES:
-        raise ArmConfigError(
-            f"arm: missing_statistics must be one of {MISSING_STATISTICS_CHOICES}, "
-            f"got {missing_statistics!r}"
-        )
-    if pairing not in PAIRINGS:
-        raise ArmConfigError(f"arm: pairing must be one of {PAIRINGS}, got {pairing!r}")
 
 
 def _open_statistics(path: str | None, entry: TensorEntry, role: str) -> ActivationStatistics | None:
@@ -145,90 +132,74 @@ def _open_statistics(path: str | None, entry: TensorEntry, role: str) -> Activat
         raise StatisticsError(f"{error} (the `activations` of {role} {_label(entry)})") from error
 
 
-def _needs_statistics(name: str, tensor: torch.Tensor, stats: list[ActivationStatistics], vocab_axis) -> bool:
-    """A 2-D weight that is a linear map (not an embedding) needs statistics."""
-    if tensor.ndim != 2 or vocab_axis is not None:
+def _needs_statistics(name: str, tensor: torch.Tensor, stats: list[ActivationStatistics],
+                      vocab_axis: int | None) -> bool:
+    """A 2-D weight needs statistics unless the files list it among the 2-D weights that
+    are no linear map (embeddings); without a file to ask, unless it has a vocabulary axis.
+    (``lm_head`` has one, and is a linear map: calibration measures its input.)"""
+    if tensor.ndim != 2:
         return False
-    return not any(name in s.other_2d_weights for s in stats)
+    if stats:
+        return not any(name in s.other_2d_weights for s in stats)
+    return vocab_axis is None
 
 
-def arm_kernel(
-    group: TensorGroup,
-    learning_rate: float,
-    origin: PerInput[bool] = False,
-    weight: PerInput[float] = 1.0,
-    activations: PerInput[str | None] = None,
-    rank: int = 64,
-    energy: float | None = None,
-    rotation_strength: float = 1.0,
-    off_subspace: float = 1.0,
-    normalize: bool = True,
-    missing_statistics: str = "error",
-    strict_calibration: bool = True,
-    verify_statistics: bool = True,
-    pairing: str = "subspace",
-    eigengap: bool = False,
-) -> torch.Tensor:
-    """One ARM step for one output tensor (see module docstring and docs/method.md)."""
-    _validate_parameters(
-        learning_rate, rank, energy, rotation_strength, off_subspace, missing_statistics, pairing
+_FACTORS_LOCK = threading.Lock()
+_FACTORS: OrderedDict[tuple, UpdateFactors | None] = OrderedDict()
+_FACTORS_SIZE = 16
+
+
+def _update_factors(from_stats: ActivationStatistics, cur_stats: ActivationStatistics, name: str,
+                    params: ARMParameters, device: torch.device) -> UpdateFactors | None:
+    """Subspaces and rotation of one weight, computed once per pair of statistics entries
+    (weights sharing an input, q/k/v and gate/up, share them)."""
+    key = (from_stats, from_stats.aliases.get(name, name), cur_stats,
+           cur_stats.aliases.get(name, name), params, str(device))
+    with _FACTORS_LOCK:
+        if key in _FACTORS:
+            _FACTORS.move_to_end(key)
+            return _FACTORS[key]
+    cur_layer, from_layer = cur_stats[name], from_stats[name]
+    select = {"rank": params.rank, "energy": params.energy, "eigengap": params.eigengap}
+    s_cur = select_subspace(cur_layer.basis, cur_layer.eigenvalues, cur_layer.trace, **select)
+    s_from = select_subspace(from_layer.basis, from_layer.eigenvalues, from_layer.trace, **select)
+    factors = update_factors(
+        s_from.to(device), s_cur.to(device), params.rotation_strength, params.off_subspace,
+        pairing=params.pairing, eig_from=from_layer.eigenvalues.to(device),
+        eig_cur=cur_layer.eigenvalues.to(device),
     )
-    name = group.metadata.name or "<unnamed tensor>"
-    roles = assign_roles(group, origin)
+    with _FACTORS_LOCK:
+        _FACTORS[key] = factors
+        while len(_FACTORS) > _FACTORS_SIZE:
+            _FACTORS.popitem(last=False)
+    return factors
+
+
+def _statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[str | None],
+                     params: ARMParameters, name: str) -> tuple[UpdateFactors | None, bool]:
+    """``(factors, transposed)`` of this weight's step; ``(None, False)``: the plain step."""
     cur_tensor = roles.cur.tensor
-    d = combine_displacements(
-        roles.origin.tensor,
-        [entry.tensor for entry in roles.targets],
-        [float(weight[entry.id]) for entry in roles.targets],
-        normalize=normalize,
-    )
-
-    s_from = s_cur = eig_from = eig_cur = None
-    transposed = False  # GPT-2 Conv1D stores (in, out): work on W^T, the (out, in) map
-    rotates = roles.origin is not roles.cur and (rotation_strength != 0.0 or off_subspace != 1.0)
-    guides = off_subspace != 1.0
-    if cur_tensor.ndim == 2 and (rotates or guides):
-        cur_path = activations[roles.cur.id]
-        from_path = activations[roles.origin.id] if roles.origin is not roles.cur else cur_path
-        if rotates and roles.origin is not roles.cur and from_path and from_path == cur_path:
-            raise ArmConfigError(
-                f"arm: the origin {_label(roles.origin)} uses the same `activations` file as "
-                f"base_model ({cur_path}); it most likely inherited the top-level value because "
-                "it sets none of its own, which would turn the rotation off. Give the origin its "
-                "own statistics: `parameters: {origin: true, activations: <origin stats>}`"
-            )
-        cur_stats = _open_statistics(cur_path, roles.cur, "base_model")
-        from_stats = _open_statistics(from_path, roles.origin, "origin") if rotates else cur_stats
-        have = [s for s in (cur_stats, from_stats) if s is not None]
-        missing_file = cur_stats is None or (rotates and from_stats is None)
-        needs = _needs_statistics(name, cur_tensor, have, group.metadata.vocabulary_axis)
-        has_entry = not missing_file and all(name in s for s in have)
-        if has_entry:
-            if strict_calibration and rotates and cur_stats.calibration_fingerprint != from_stats.calibration_fingerprint:
-                raise StatisticsError(
-                    f"arm: {cur_stats.path} and {from_stats.path} were computed on different "
-                    "calibration tokens; subspaces from different samples differ by noise about as "
-                    "large as the SFT drift. Re-run arm-calibrate on both models with the same "
-                    "--data/--samples/--max-length (or set strict_calibration: false)"
-                )
-            if verify_statistics:
-                _check_weight(cur_stats, name, roles.cur)
-                if rotates:
-                    _check_weight(from_stats, name, roles.origin)
-            transposed = name in cur_stats.transposed
-            cur_layer = cur_stats[name]
-            from_layer = from_stats[name]
-            s_cur = select_subspace(cur_layer.basis, cur_layer.eigenvalues, cur_layer.trace,
-                                    rank, energy, eigengap)
-            s_from = select_subspace(from_layer.basis, from_layer.eigenvalues, from_layer.trace,
-                                     rank, energy, eigengap)
-            s_cur = s_cur.to(cur_tensor.device)
-            s_from = s_from.to(cur_tensor.device)
-            eig_cur = cur_layer.eigenvalues.to(cur_tensor.device)
-            eig_from = from_layer.eigenvalues.to(cur_tensor.device)
-            if transposed:
-                d = d.T
-        elif needs and missing_statistics == "error":
+    rotates = roles.origin is not roles.cur and (
+        params.rotation_strength != 0.0 or params.off_subspace != 1.0)
+    if cur_tensor.ndim != 2 or not (rotates or params.off_subspace != 1.0):
+        return None, False
+    cur_path = activations[roles.cur.id]
+    from_path = activations[roles.origin.id] if roles.origin is not roles.cur else cur_path
+    if rotates and from_path and from_path == cur_path:
+        raise ArmConfigError(
+            f"arm: the origin {_label(roles.origin)} uses the same `activations` file as "
+            f"base_model ({cur_path}); it most likely inherited the top-level value because "
+            "it sets none of its own, which would turn the rotation off. Give the origin its "
+            "own statistics: `parameters: {origin: true, activations: <origin stats>}`"
+        )
+    cur_stats = _open_statistics(cur_path, roles.cur, "base_model")
+    from_stats = _open_statistics(from_path, roles.origin, "origin") if rotates else cur_stats
+    have = [s for s in (cur_stats, from_stats) if s is not None]
+    missing_file = cur_stats is None or from_stats is None
+    if missing_file or not all(name in s for s in have):
+        if _needs_statistics(name, cur_tensor, have, group.metadata.vocabulary_axis) and (
+            params.missing_statistics == "error"
+        ):
             where = (
                 "no `activations` file was given for "
                 + ("base_model" if cur_stats is None else f"the origin {_label(roles.origin)}")
@@ -240,26 +211,101 @@ def arm_kernel(
                 "arm-calibrate on the model(s) and set `activations`, or set "
                 "`missing_statistics: plain` to take the plain step W_cur + eta*d for it"
             )
-
-    if s_cur is not None and s_cur.shape[0] != d.shape[1]:
+        return None, False
+    if params.strict_calibration and rotates and (
+        cur_stats.calibration_fingerprint != from_stats.calibration_fingerprint
+    ):
         raise StatisticsError(
-            f"arm: statistics for {name} have input size {s_cur.shape[0]} but the weight is "
-            f"{tuple(cur_tensor.shape)}; the statistics come from another architecture"
+            f"arm: {cur_stats.path} and {from_stats.path} were computed on different "
+            "calibration tokens; subspaces from different samples differ by noise about as "
+            "large as the SFT drift. Re-run arm-calibrate on both models with the same "
+            "--data/--samples/--max-length (or set strict_calibration: false)"
         )
-    w_cur = cur_tensor.T if transposed else cur_tensor
-    result = arm_update(w_cur, d, s_from, s_cur, learning_rate, rotation_strength, off_subspace,
-                        pairing=pairing, eig_from=eig_from, eig_cur=eig_cur)
-    if transposed:
-        result = result.T
-    finite = _all_finite(result)
+    if params.verify_statistics:
+        _check_weight(cur_stats, name, roles.cur)
+        if rotates:
+            _check_weight(from_stats, name, roles.origin)
+    transposed = name in cur_stats.transposed  # GPT-2 Conv1D stores (in, out): use W^T
+    in_features = cur_tensor.shape[0 if transposed else 1]
+    for stats, entry in ((cur_stats, roles.cur), (from_stats, roles.origin)):
+        if stats[name].in_features != in_features:
+            raise StatisticsError(
+                f"arm: statistics for {name} in {stats.path} (the `activations` of "
+                f"{_label(entry)}) have input size {stats[name].in_features}, but the weight is "
+                f"{tuple(cur_tensor.shape)}: the file comes from another architecture; run "
+                "arm-calibrate on this model"
+            )
+    return _update_factors(from_stats, cur_stats, name, params, cur_tensor.device), transposed
+
+
+def _check_result(result: torch.Tensor, group: TensorGroup, name: str, learning_rate: float,
+                  off_subspace: float, written: torch.dtype) -> None:
+    """NaN/Inf (naming the input that holds it, if one does) and values that overflow the
+    dtype the result is written in; one pass over the result."""
+    low, high = value_range(result)
+    finite = fits(low, high, torch.float64)
     if not finite or not _result_shows_bad_inputs(learning_rate, off_subspace):
-        for entry in group.entries:  # name the input that holds NaN/Inf, if one does
+        for entry in group.entries:
             _check_finite(entry, name)
     if not finite:
         raise NonFiniteError(
             f"arm produced NaN/Inf for {name} (learning_rate={learning_rate}); lower the "
             "learning rate or check the inputs"
         )
+    problem = range_problem(name, low, high, written)
+    if problem is not None:
+        raise NonFiniteError(f"arm: {problem} (learning_rate={learning_rate})")
+
+
+def arm_kernel(
+    group: TensorGroup,
+    learning_rate: float,
+    origin: PerInput[bool] = INPUT_DEFAULTS.origin,
+    weight: PerInput[float] = INPUT_DEFAULTS.weight,
+    activations: PerInput[str | None] = INPUT_DEFAULTS.activations,
+    rank: int = DEFAULTS.rank,
+    energy: float | None = DEFAULTS.energy,
+    rotation_strength: float = DEFAULTS.rotation_strength,
+    off_subspace: float = DEFAULTS.off_subspace,
+    normalize: bool = DEFAULTS.normalize,
+    missing_statistics: str = DEFAULTS.missing_statistics,
+    strict_calibration: bool = DEFAULTS.strict_calibration,
+    verify_statistics: bool = DEFAULTS.verify_statistics,
+    pairing: str = DEFAULTS.pairing,
+    eigengap: bool = DEFAULTS.eigengap,
+) -> torch.Tensor:
+    """One ARM step for one output tensor (see module docstring and docs/method.md).
+
+    The shared parameters are :class:`~mergekit_arm.merge_methods.arm_parameters.ARMParameters`
+    (defaults taken from it), validated by it on every call.
+    """
+    validate_learning_rate(learning_rate)
+    params = kernel_parameters(
+        rank=rank, energy=energy, rotation_strength=rotation_strength, off_subspace=off_subspace,
+        normalize=normalize, missing_statistics=missing_statistics,
+        strict_calibration=strict_calibration, verify_statistics=verify_statistics,
+        pairing=pairing, eigengap=eigengap,
+    )
+    name = group.metadata.name or "<unnamed tensor>"
+    roles = assign_roles(group, origin)
+    cur_tensor = roles.cur.tensor
+    d = combine_displacements(  # a new float32 tensor: the result is written into it
+        roles.origin.tensor,
+        [entry.tensor for entry in roles.targets],
+        [float(weight[entry.id]) for entry in roles.targets],
+        normalize=normalize,
+    )
+    factors, transposed = _statistics_plan(group, roles, activations, params, name)
+    w_cur, d = (cur_tensor.T, d.T) if transposed else (cur_tensor, d)
+    if step_overflows(learning_rate, off_subspace):  # eta beyond float32: unfused, overflows
+        direction = apply_update(torch.zeros_like(d), d, factors, 1.0, off_subspace)
+        result = w_cur.to(torch.float32) + float(learning_rate) * direction
+    else:
+        result = apply_update(w_cur, d, factors, learning_rate, off_subspace, overwrite_d=True)
+    if transposed:
+        result = result.T
+    _check_result(result, group, name, learning_rate, off_subspace,
+                  written=narrowest(cur_tensor.dtype, written_dtype()))
     return result.to(dtype=cur_tensor.dtype).contiguous()
 
 
@@ -272,7 +318,19 @@ def _check_weight(stats: ActivationStatistics, name: str, entry: TensorEntry) ->
         raise
 
 
-arm_merge_method = merge_method(
+class ARMMergeMethod(FunctionalGroupMergeMethod):
+    """The ``arm`` method: MergeKit's typed-function method, plus a check of the inputs'
+    shapes from their checkpoints' headers, done when MergeKit validates a tensor's inputs
+    (at planning), so a mismatch names the models before MergeKit's own size check."""
+
+    def validate_inputs(self, input_ids: Sequence[Hashable], base_id: Hashable | None = None, *,
+                        group_name: str | None = None) -> None:
+        super().validate_inputs(input_ids, base_id, group_name=group_name)
+        models = list(input_ids) + ([base_id] if base_id is not None and base_id not in input_ids else [])
+        check_input_shapes(models, group_name)
+
+
+_TYPED = merge_method(
     arm_kernel,
     name="arm",
     pretty_name="ARM (Activation-guided Rotation-aware Merging)",
@@ -280,3 +338,4 @@ arm_merge_method = merge_method(
     contract=InputContract(base=BasePolicy.REQUIRED, min_inputs=1),
     optional_tensor_policy=OptionalTensorPolicy.PASSTHROUGH_BASE_SINGLETON,
 )
+arm_merge_method = ARMMergeMethod(_TYPED.spec, arm_kernel)

@@ -21,7 +21,6 @@ from mergekit_arm.stream.step import (
     StepResult,
     angle_summary,
     merge_candidate,
-    merge_parameters,
     stream_step,
 )
 
@@ -37,7 +36,6 @@ __all__ = [
     "kept_step",
     "load_config",
     "merge_candidate",
-    "merge_parameters",
     "parse_config",
     "run_steps",
     "run_stream",

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mergekit_arm.calibration.options import CalibrationSettings
 from mergekit_arm.errors import ArmConfigError
+from mergekit_arm.merge_methods.arm_parameters import ARMParameters
 
 Mode = Literal["fixed", "checkpoints", "watch"]
 ScheduleKind = Literal["constant", "linear", "cosine", "line_search"]
@@ -112,29 +113,6 @@ class ValidationConfig(_Section):
     text_mode: Literal["paragraph", "line"] = "paragraph"
 
 
-class ArmConfig(_Section):
-    """Parameters of each ARM merge (the ``merge_method: arm`` parameters)."""
-
-    rank: int = Field(64, ge=1, description="subspace rank r (capped by calibration.rank)")
-    energy: float | None = Field(None, gt=0, le=1, description="choose r by energy fraction")
-    rotation_strength: float = Field(1.0, description="gamma; 0 = no rotation")
-    off_subspace: float = Field(1.0, ge=0, description="beta; 1 keeps everything")
-    normalize: bool = True
-    missing_statistics: Literal["error", "plain"] = "error"
-    strict_calibration: bool = True
-    pairing: Literal["subspace", "energy"] = Field(
-        "subspace", description="how the from/current subspaces are paired (see docs/method.md)"
-    )
-    eigengap: bool = Field(False, description="cut each rank at the largest eigengap <= rank")
-
-    @field_validator("rotation_strength", "off_subspace")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-
 class WatchConfig(_Section):
     """``--watch DIR``: follow a training run's output folder."""
 
@@ -161,7 +139,9 @@ class StreamConfig(_Section):
     schedule: ScheduleConfig
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     validation: ValidationConfig | None = None
-    arm: ArmConfig = Field(default_factory=ArmConfig)
+    arm: ARMParameters = Field(
+        default_factory=ARMParameters, description="the merge_method: arm parameters of every step"
+    )
     watch: WatchConfig = Field(default_factory=WatchConfig)
     select: Select | None = Field(
         None, description="final model: best (lowest held-out loss, step 0 included) or last; "
@@ -367,7 +347,7 @@ def load_config(path: str | os.PathLike) -> StreamConfig:
 
 
 __all__ = [
-    "ArmConfig",
+    "ARMParameters",
     "CheckpointEntry",
     "ScheduleConfig",
     "StreamConfig",

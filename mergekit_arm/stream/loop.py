@@ -99,6 +99,7 @@ def run_steps(
     commit: Commit | None = None,
     diagnostics: Callable[[int, StateDict, Path | None, Leg], dict] | None = None,
     keep_weights: bool = False,
+    written_dtype: torch.dtype = torch.float32,
 ) -> StreamTrace:
     """Run steps ``len(history) + 1, ...``, one per leg, until the legs end, a step fails,
     the last step ``total`` is done or ``patience`` runs out.
@@ -135,7 +136,7 @@ def run_steps(
         if diagnostics is not None:
             record["diagnostics"] = diagnostics(step, current, stats, leg)
         result = stream_step(current, stats, leg, step_candidates(schedule, step, total),
-                             parameters, score)
+                             parameters, score, written_dtype)
         chosen = result.chosen
         record.update({
             "accepted": chosen is not None,

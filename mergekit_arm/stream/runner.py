@@ -34,7 +34,7 @@ from mergekit_arm.stream.measure import StatisticsStore, validation_batches
 from mergekit_arm.stream.report import model_card, plot_trajectory, step_yaml, write_trajectory
 from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.state import OutLayout, StreamState, save_state
-from mergekit_arm.stream.step import Leg, StepResult, merge_parameters
+from mergekit_arm.stream.step import Leg, StepResult
 from mergekit_arm.stream.watch import CheckpointWatcher, checkpoint_number
 
 logger = logging.getLogger("mergekit_arm.stream")
@@ -51,7 +51,7 @@ class StreamRunner:
         self.resumed = resumed
         self.progress = progress
         self.device = resolve_device(config.device)
-        self.parameters = merge_parameters(config.arm)
+        self.parameters = config.arm.merge_parameters()
         self.origin: InputModel | None = None
         self.fixed_targets: list[tuple[InputModel, float]] = []
         self.previous: InputModel | None = None  # checkpoints/watch: c_{t-1}
@@ -349,6 +349,7 @@ class StreamRunner:
                 score=self._score if self.validation is not None else None,
                 start_loss=state.start_loss, select=cfg.selection(), patience=cfg.patience,
                 history=state.records, describe=self._write_step, commit=self._commit,
+                written_dtype=self._written_dtype(),
             )
         finally:
             self.bar.close()
@@ -382,14 +383,19 @@ class StreamRunner:
             self._load_weights(self.current, self.layout.weights_file(kept).name, kept)
         return kept
 
+    def _written_dtype(self) -> torch.dtype:
+        """The dtype of the final model: ``out_dtype``, else the origin's saved dtype."""
+        if self.config.out_dtype:
+            return DTYPES[self.config.out_dtype]
+        return saved_dtype(Path(self.config.origin))
+
     def _finish(self) -> None:
         """Write the final model (the kept step, atomically) and mark the stream complete."""
         state = self.state
         status = "stopped" if state.status == "stopped" else "finished"
         kept = self._load_kept()
         assert self.current is not None
-        dtype = DTYPES[self.config.out_dtype] if self.config.out_dtype else saved_dtype(
-            Path(self.config.origin))
+        dtype = self._written_dtype()
         card = model_card(self.config, mark_kept(state.records, kept), status,
                           state.stop_reason, state.start_loss, kept)
         extras: dict[str, str | bytes] = {"README.md": card}

@@ -21,19 +21,14 @@ from typing import Any
 import torch
 
 from mergekit_arm.errors import NonFiniteError
+from mergekit_arm.merge_methods.arm_checks import check_representable
 from mergekit_arm.rotation import principal_angles, select_subspace
 from mergekit_arm.statistics import load_statistics
-from mergekit_arm.stream.config import ArmConfig
 
 StateDict = Mapping[str, torch.Tensor]
 Score = Callable[[dict[str, torch.Tensor]], float]
 
 CURRENT, FROM = "current", "from"
-
-
-def merge_parameters(arm: ArmConfig) -> dict[str, Any]:
-    """The top-level ``merge_method: arm`` parameters of a stream's ``arm:`` section."""
-    return arm.model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -52,10 +47,14 @@ def merge_candidate(
     leg: Leg,
     learning_rate: float,
     parameters: Mapping[str, Any],
+    written_dtype: torch.dtype = torch.float32,
 ) -> dict[str, torch.Tensor]:
     """``W + eta * ARM(d)`` for every tensor of ``current`` (which is not changed).
 
-    ``parameters`` are the kernel's top-level parameters (:func:`merge_parameters`);
+    Raises :class:`NonFiniteError` when a result tensor is not finite once cast to
+    ``written_dtype`` (the dtype the stream writes its models in).
+
+    ``parameters`` are the kernel's top-level parameters (``ARMParameters.merge_parameters()``);
     statistics may be None when the rotation is off (``rotation_strength: 0``).
     """
     from mergekit.merge_methods import merge_state_dicts
@@ -80,7 +79,11 @@ def merge_candidate(
     with torch.no_grad():
         merged = merge_state_dicts(dict(models), "arm", base=CURRENT, parameters=merge,
                                    dtype=torch.float32, out_dtype=torch.float32)
-    return {name: merged.get(name, tensor) for name, tensor in current.items()}
+    result = {name: merged.get(name, tensor) for name, tensor in current.items()}
+    if written_dtype != torch.float32:
+        for name, tensor in result.items():
+            check_representable(tensor, written_dtype, name)
+    return result
 
 
 @dataclass
@@ -124,12 +127,14 @@ def stream_step(
     rates: Sequence[tuple[float, float]],
     parameters: Mapping[str, Any],
     score: Score | None = None,
+    written_dtype: torch.dtype = torch.float32,
 ) -> StepResult:
     """Merge one candidate per ``(multiplier, eta)`` of ``rates`` and score each.
 
     The chosen candidate has the lowest finite held-out loss ``score(W')`` (without
     ``score``: the first finite merge). A merge with NaN/Inf weights or loss is recorded
-    with its error and never chosen. Only the chosen candidate's weights are kept.
+    with its error and never chosen, and so is one that overflows ``written_dtype``.
+    Only the chosen candidate's weights are kept.
     """
     seconds = {"merge": 0.0, "evaluation": 0.0}
     candidates: list[Candidate] = []
@@ -139,7 +144,8 @@ def stream_step(
         candidates.append(candidate)
         start = time.perf_counter()
         try:
-            merged = merge_candidate(current, current_statistics, leg, rate, parameters)
+            merged = merge_candidate(current, current_statistics, leg, rate, parameters,
+                                     written_dtype)
         except NonFiniteError as error:
             candidate.error = str(error)
             continue
@@ -196,4 +202,4 @@ def angle_summary(
 
 
 __all__ = ["Candidate", "Leg", "StepResult", "angle_summary", "merge_candidate",
-           "merge_parameters", "stream_step"]
+           "stream_step"]
