@@ -330,6 +330,23 @@ def test_non_finite_result_stops_and_keeps_last_good_step(tmp_path, config_for, 
     assert run_stream(config, out, progress=False).status == "stopped"  # final: not retried
 
 
+def test_result_overflowing_the_written_dtype_is_refused(tmp_path, config_for, validation_jsonl):
+    # step 2's rate (1e8) is finite in float32 but overflows float16, the dtype written
+    config = config_for(
+        steps=2, out_dtype="float16",
+        schedule={"kind": "linear", "learning_rate": 0.5, "final_learning_rate": 2e8},
+        validation={"data": str(validation_jsonl), "samples": 4},
+    )
+    out = tmp_path / "out"
+    result = run_stream(config, out, progress=False)
+    assert result.status == "stopped" and result.steps == 1
+    record = read_trajectory(out / "trajectory.jsonl")[1]
+    assert not record["accepted"] and "beyond float16's largest finite value" in record["error"]
+    weights = _weights(result.model)
+    assert all(t.dtype == torch.float16 and bool(torch.isfinite(t).all())
+               for t in weights.values() if t.is_floating_point())
+
+
 def test_non_finite_held_out_loss_stops(tmp_path, config_for, validation_jsonl, monkeypatch):
     from mergekit_arm.stream import runner
 
