@@ -98,8 +98,8 @@ def test_check_refuses_another_models_file(tmp_path, demo_tokenizer, llama_stats
     ("model.layers.0.mlp.down_proj.weight",
      "has no entries for 1 weights of {model} (e.g. model.layers.0.mlp.down_proj.weight)"),
     ("model.layers.0.self_attn.q_proj.weight",  # the alias target of k_proj and v_proj
-     "lists model.layers.0.self_attn.k_proj.weight as sharing the input of a weight whose "
-     "entries are missing"),
+     "shared-input aliases point to entries the file does not hold "
+     "(model.layers.0.self_attn.k_proj.weight -> model.layers.0.self_attn.q_proj.weight"),
 ])
 def test_check_refuses_a_file_missing_a_weight(tiny_llama, llama_stats, tmp_path, dropped, message):
     from safetensors import safe_open

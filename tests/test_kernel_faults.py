@@ -207,17 +207,6 @@ def test_alias_to_a_missing_entry_is_a_statistics_error(tmp_path):
         load_statistics(broken)
 
 
-def test_alias_to_a_missing_entry_fails_arm_calibrate_check(tmp_path):
-    broken = _dangling_alias_file(tmp_path)
-    from click.testing import CliRunner
-
-    from mergekit_arm.scripts.calibrate import main
-
-    result = CliRunner().invoke(main, ["--check", str(tmp_path), str(broken)])
-    assert result.exit_code != 0
-    assert "q_proj" in result.output and "KeyError" not in result.output
-
-
 # -- shapes -------------------------------------------------------------------------------------
 
 

@@ -501,7 +501,7 @@ def test_select_last_and_patience(tmp_path, best_run, tiny_llama, tiny_llama_sft
 def test_start_model_kept_when_no_step_beats_it(tmp_path, config_for, validation_jsonl,
                                                 tiny_llama_sft):
     config = config_for(steps=2, arm={"rotation_strength": 0.0},
-                        schedule={"kind": "constant", "learning_rate": 3.0},
+                        schedule={"kind": "constant", "learning_rate": 10.0},
                         validation={"data": str(validation_jsonl), "samples": 8})
     result = run_stream(config, tmp_path / "out", progress=False)
     assert all(r["val_loss"] > result.start_loss for r in result.records)
@@ -515,15 +515,15 @@ def test_start_model_kept_when_no_step_beats_it(tmp_path, config_for, validation
 def test_resume_keeps_the_best_weights(tmp_path, best_run, monkeypatch, tiny_llama,
                                        tiny_llama_sft):
     config, _, reference = best_run
-    config = {**config, "steps": 3}
-    assert reference.kept_step == 1  # best is step 1: its weights must outlive step 2
+    best = reference.kept_step
+    assert 1 <= best <= 2  # the best step's weights must outlive the step after it
     from mergekit_arm.stream import step
 
     original, calls = step.merge_candidate, [0]
 
     def interrupted(*args, **kwargs):
         calls[0] += 1
-        if calls[0] == 3:
+        if calls[0] == best + 2:  # killed during the second step after the best one
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
@@ -533,12 +533,11 @@ def test_resume_keeps_the_best_weights(tmp_path, best_run, monkeypatch, tiny_lla
         run_stream(config, out, progress=False)
     internal = out / ".arm-stream"
     assert sorted(p.name for p in internal.glob("current-*.safetensors")) == [
-        "current-1.safetensors", "current-2.safetensors"]
+        f"current-{best}.safetensors", f"current-{best + 1}.safetensors"]
     monkeypatch.setattr(step, "merge_candidate", original)
     resumed = run_stream(config, out, progress=False)
-    assert [r["step"] for r in resumed.records] == [1, 2, 3] and resumed.kept_step == 1
-    assert [r["val_loss"] for r in resumed.records] == [
-        r["val_loss"] for r in reference.records[:3]]
+    assert [r["step"] for r in resumed.records] == [1, 2, 3, 4] and resumed.kept_step == best
+    assert [r["val_loss"] for r in resumed.records] == [r["val_loss"] for r in reference.records]
     _assert_bit_identical(_weights(resumed.model), _weights(reference.model))
 
 
@@ -553,9 +552,9 @@ def test_eigengap_reaches_the_kernel(tmp_path, config_for, monkeypatch):
 
     seen, original = [], step.merge_candidate
 
-    def spy(current, statistics, leg, rate, parameters):
+    def spy(current, statistics, leg, rate, parameters, *args):
         seen.append(dict(parameters))
-        return original(current, statistics, leg, rate, parameters)
+        return original(current, statistics, leg, rate, parameters, *args)
 
     monkeypatch.setattr(step, "merge_candidate", spy)
     run_stream(config_for(steps=1, arm={"eigengap": True}), tmp_path / "out", progress=False)
