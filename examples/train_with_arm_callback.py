@@ -9,7 +9,7 @@ checkpoint every 10 steps. :class:`~mergekit_arm.integrations.transformers.ARMCa
 step when the Trainer has written it; at the end of training
 ``./arm-demo/callback-run/arm-stream/model`` is the kept model (the lowest held-out loss),
 next to ``trajectory.jsonl``, ``trajectory.png`` and the replay YAMLs in ``steps/``.
-Run it again and the finished stream is reported, not redone (``--restart`` redoes it).
+Every run starts over (training and stream) in ``./arm-demo/callback-run``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ def main() -> None:
     parser.add_argument("--config", default="examples/arm-callback.yml")
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps")
     parser.add_argument("--save-steps", type=int, default=10, help="steps between checkpoints")
-    parser.add_argument("--restart", action="store_true", help="train and stream again")
     args = parser.parse_args()
     os.chdir(REPO)  # the config's paths are relative to the repository root
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -53,8 +52,7 @@ def main() -> None:
     started = time.perf_counter()
     paths = make_demo("./arm-demo")  # reuses complete folders
     output_dir = Path("./arm-demo/callback-run")
-    if args.restart:
-        shutil.rmtree(output_dir, ignore_errors=True)
+    shutil.rmtree(output_dir, ignore_errors=True)  # a fresh run (and stream) every time
     model, tokenizer = load_model_dir(paths["base"])
     data = Dataset.from_dict(
         {"input_ids": encode_texts(tokenizer, demo_sft_texts(), DEMO_MAX_LENGTH)})

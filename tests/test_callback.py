@@ -323,3 +323,16 @@ def test_other_ranks_do_nothing(tmp_path, tiny_llama, stream_files):
     callback.on_save(args, state, None)
     callback.on_train_end(args, state, None)
     assert callback.session is None and not (tmp_path / "run").exists()
+
+
+def test_fresh_training_into_a_streamed_folder_is_refused(callback_run, tiny_llama, stream_files):
+    from mergekit_arm.errors import ArmError
+
+    args = SimpleNamespace(output_dir=str(callback_run.output_dir), save_strategy="steps")
+    callback = ARMCallback(_config(stream_files, tiny_llama))
+    with pytest.raises(ArmError, match="already merged checkpoint-8 .* pass restart=True"):
+        callback.on_train_begin(args, TrainerState(), None)
+    assert callback.session is None
+    # the lock was released: the same stream opens again (a resumed Trainer: a warning only)
+    callback.on_train_begin(args, TrainerState(global_step=8), None)
+    assert callback.session is None and callback.result.kept_step == callback_run.callback.result.kept_step

@@ -38,7 +38,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from mergekit_arm.errors import ArmConfigError
+from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.stream.config import StreamConfig, parse_config
 from mergekit_arm.stream.driver import config_data, open_stream, quiet_transformers
 from mergekit_arm.stream.result import StreamResult
@@ -204,6 +204,13 @@ class ARMCallback(TrainerCallback):
         session = StreamSession(config, out, self.restart, self.progress)
         self.restart = False  # a later train() (resume) continues this stream
         try:
+            consumed = session.runner.state.consumed
+            if consumed and state.global_step == 0:
+                raise ArmError(
+                    f"{out} holds a stream that already merged {Path(consumed[-1]).name} of an "
+                    "earlier training run, and this run starts from step 0: pass restart=True "
+                    "to start a new stream there, choose another `out`, or resume the Trainer "
+                    "from its checkpoint (resume_from_checkpoint)")
             with session.turn() as runner:
                 if runner.is_final():
                     logger.warning(
