@@ -24,7 +24,7 @@ from mergekit_arm.demo.tiny_models import load_model_dir
 from mergekit_arm.demo.tokenizer import encode_texts
 from mergekit_arm.demo.training import PadRight
 from mergekit_arm.errors import ArmConfigError
-from mergekit_arm.integrations.transformers import ARMCallback
+from mergekit_arm.integrations.transformers import ARMCallback, callback_config
 from mergekit_arm.stream import run_stream
 
 STEPS, SAVE_STEPS = 8, 2
@@ -296,6 +296,17 @@ def test_trl_sft_trainer(tmp_path, tiny_llama, math_texts, stream_files):
                                  tmp_path / "reference")
     assert _compared(result.records) == _compared(reference.records)
     _assert_same_weights(result.model, reference.model)
+
+
+def test_config_defaults(tmp_path, tiny_llama, stream_files):
+    run = (tmp_path / "run").resolve()
+    config = callback_config(_config(stream_files, tiny_llama), "<dict>", run)
+    assert (config.mode, config.watch.dir, config.device) == ("watch", str(run), "cpu")
+    asked = callback_config(_config(stream_files, tiny_llama, device="auto"), "<dict>", run)
+    assert asked.device == "auto"  # the training device only when the config asks
+    model = SimpleNamespace(config=SimpleNamespace(name_or_path=str(tiny_llama)))
+    assert callback_config(_config(stream_files, None), "<dict>", run, model).origin == str(
+        tiny_llama.resolve())
 
 
 def test_config_errors(tmp_path, tiny_llama, stream_files):
