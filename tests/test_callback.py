@@ -225,6 +225,32 @@ def test_resumed_trainer_continues_the_stream(tmp_path, tiny_llama, math_texts, 
     _assert_same_weights(out / "model", callback_run.out / "model")
 
 
+def test_kill_inside_a_stream_step_then_resume(tmp_path, tiny_llama, math_texts, stream_files,
+                                               callback_run, monkeypatch):
+    from mergekit_arm.stream import step
+
+    original, calls = step.merge_candidate, [0]
+
+    def interrupted(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 6:  # two tries per step: the second try of step 3 (checkpoint-6)
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(step, "merge_candidate", interrupted)
+    output_dir = tmp_path / "run"
+    config = _config(stream_files, tiny_llama)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_llama, output_dir, math_texts[:24], [ARMCallback(config)])
+    monkeypatch.setattr(step, "merge_candidate", original)
+    callback = ARMCallback(config)  # same process: the killed run's stream was closed
+    _train(tiny_llama, output_dir, math_texts[:24], [callback],
+           resume=output_dir / "checkpoint-6")
+    assert sorted(callback.step_seconds) == [6, 8]
+    assert _compared(callback.result.records) == _compared(callback_run.callback.result.records)
+    _assert_same_weights(output_dir / "arm-stream" / "model", callback_run.out / "model")
+
+
 def test_resume_from_an_earlier_checkpoint_skips_consumed_ones(tmp_path, tiny_llama, math_texts,
                                                                stream_files, callback_run):
     output_dir = tmp_path / "run"
