@@ -158,6 +158,7 @@ class ARMCallback(TrainerCallback):
     taken from the Trainer). ``out``: the stream's folder (default
     ``<output_dir>/arm-stream``), laid out as ``arm-stream``'s OUT. ``restart``: discard
     a previous stream in ``out``. ``progress``: show the stream's progress bars.
+    Full-model checkpoints only (a PEFT adapter run is refused).
     After training, :attr:`result` is the :class:`StreamResult` and
     :attr:`step_seconds` maps each merged checkpoint's number to its wall time.
     """
@@ -189,6 +190,11 @@ class ARMCallback(TrainerCallback):
             logger.warning("the previous train() of this ARMCallback ended without "
                            "on_train_end (an error?); resuming its stream")
             self._close()
+        if getattr(model, "peft_config", None):
+            raise ArmConfigError(
+                "ARMCallback merges full model checkpoints, but this Trainer trains a PEFT "
+                "adapter (its checkpoints hold the adapter only); train the full model, or "
+                "merge the adapter into each checkpoint and run arm-stream on those folders")
         output_dir = Path(args.output_dir).expanduser().resolve()
         config = callback_config(self.data, self.source, output_dir, model)
         out = (self.out if self.out is not None else output_dir / DEFAULT_OUT).expanduser()
