@@ -265,6 +265,22 @@ def test_resume_from_an_earlier_checkpoint_skips_consumed_ones(tmp_path, tiny_ll
     _assert_same_weights(output_dir / "arm-stream" / "model", callback_run.out / "model")
 
 
+def test_max_steps_and_a_decaying_schedule(tmp_path, tiny_llama, math_texts, stream_files):
+    config = _config(stream_files, tiny_llama, validation=None, watch={"max_steps": 2},
+                     schedule={"kind": "cosine", "learning_rate": 1.0,
+                               "final_learning_rate": 0.25})
+    output_dir = tmp_path / "run"
+    callback = ARMCallback(config)
+    _train(tiny_llama, output_dir, math_texts[:24], [callback])
+    assert sorted(callback.step_seconds) == [2, 4]  # saves 6 and 8 come after max_steps
+    assert [r["learning_rate"] for r in callback.result.records] == [1.0, 0.625]
+    reference = _arm_stream_over({k: v for k, v in config.items() if k != "watch"},
+                                 [output_dir / "checkpoint-2", output_dir / "checkpoint-4"],
+                                 tmp_path / "reference")
+    assert _compared(callback.result.records) == _compared(reference.records)
+    _assert_same_weights(callback.result.model, reference.model)
+
+
 class BreakSave(TrainerCallback):
     """Before ARMCallback: leave checkpoint-4 with a truncated weight file and
     checkpoint-6 without trainer_state.json (saves that failed half way)."""
