@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from filelock import FileLock, Timeout
@@ -31,16 +32,21 @@ logger = logging.getLogger("mergekit_arm.stream")
 LOG_FILE = "arm-stream.log"
 
 
+def config_data(config: StreamConfig | str | os.PathLike | Mapping) -> tuple[str, Any]:
+    """``(source, data)``: the unvalidated mapping of a config object, mapping or YAML path,
+    and how to name it in errors."""
+    if isinstance(config, StreamConfig):
+        return "<StreamConfig>", config.model_dump(exclude_unset=True)
+    if isinstance(config, Mapping):
+        return "<dict>", copy.deepcopy(dict(config))
+    return str(config), read_config_file(config)
+
+
 def _as_config(
-    config: StreamConfig | str | os.PathLike | dict, watch: str | os.PathLike | None
+    config: StreamConfig | str | os.PathLike | Mapping, watch: str | os.PathLike | None
 ) -> StreamConfig:
     """Validate ``config`` (with ``--watch DIR`` applied) and make its paths absolute."""
-    if isinstance(config, StreamConfig):
-        source, data = "<StreamConfig>", config.model_dump(exclude_unset=True)
-    elif isinstance(config, dict):
-        source, data = "<dict>", copy.deepcopy(config)
-    else:
-        source, data = str(config), read_config_file(config)
+    source, data = config_data(config)
     if watch is not None and isinstance(data, dict):
         data["mode"] = "watch"
         section = data.get("watch")
@@ -53,7 +59,7 @@ def _as_config(
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Hide transformers' per-file loading/saving bars (the stream shows its own)."""
     from transformers.utils import logging as hf_logging
 
@@ -84,20 +90,20 @@ def _log_to_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def run_stream(
-    config: StreamConfig | str | os.PathLike | dict,
+@contextmanager
+def open_stream(
+    config: StreamConfig | str | os.PathLike | Mapping,
     out: str | os.PathLike,
     *,
     restart: bool = False,
     watch: str | os.PathLike | None = None,
     progress: bool = True,
-) -> StreamResult:
-    """Run (or resume) a Streaming Merging run described by ``config`` into ``out``.
+) -> Iterator[StreamRunner]:
+    """The runner of the stream ``config`` in ``out`` (resumed when ``out`` holds one), with
+    ``out`` locked and the log appended to ``out/arm-stream.log`` until the block ends.
 
-    ``config`` is a :class:`StreamConfig`, a mapping, or the path of a YAML file.
-    Re-running with the same config continues after the last completed step; a
-    different config is refused unless ``restart``. ``watch`` follows a training
-    output folder (mode ``watch``). Returns the final model folder and the records.
+    A saved stream of a different config is refused unless ``restart``. The caller runs
+    it (:meth:`StreamRunner.run`, or ``open``/``advance``/``finish``) and owns the RNG.
     """
     from mergekit_arm import register
 
@@ -119,19 +125,38 @@ def run_stream(
     except Timeout:
         raise ArmError(f"another arm-stream is already writing to {layout.root}") from None
     try:
-        with _log_to_file(layout.root / LOG_FILE), _quiet_transformers():
+        with _log_to_file(layout.root / LOG_FILE):
             remove_partial_writes(layout)
             state, resumed = open_state(layout, resolved.model_dump(mode="json"), restart)
             if not resumed:
                 save_state(layout, state)
             logger.info("%s stream in %s (%d step(s) done)",
                         "resuming" if resumed else "starting", layout.root, state.step)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(resolved.seed)
-                runner = StreamRunner(resolved, layout, state, resumed, progress)
-                return runner.run()
+            yield StreamRunner(resolved, layout, state, resumed, progress)
     finally:
         lock.release()
 
 
-__all__ = ["LOG_FILE", "StreamResult", "run_stream"]
+def run_stream(
+    config: StreamConfig | str | os.PathLike | Mapping,
+    out: str | os.PathLike,
+    *,
+    restart: bool = False,
+    watch: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> StreamResult:
+    """Run (or resume) a Streaming Merging run described by ``config`` into ``out``.
+
+    ``config`` is a :class:`StreamConfig`, a mapping, or the path of a YAML file.
+    Re-running with the same config continues after the last completed step; a
+    different config is refused unless ``restart``. ``watch`` follows a training
+    output folder (mode ``watch``). Returns the final model folder and the records.
+    """
+    with open_stream(config, out, restart=restart, watch=watch, progress=progress) as runner, \
+            quiet_transformers(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(runner.config.seed)
+        return runner.run()
+
+
+__all__ = ["LOG_FILE", "StreamResult", "config_data", "open_stream", "quiet_transformers",
+           "run_stream"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from mergekit_arm.models import DTYPES, load_tokenizer, resolve_device
 from mergekit_arm.stream.config import StreamConfig
 from mergekit_arm.stream.folders import save_model_folder
 from mergekit_arm.stream.inputs import InputModel, ModelLoader, saved_dtype
-from mergekit_arm.stream.loop import kept_step, mark_kept, run_steps
+from mergekit_arm.stream.loop import StreamTrace, kept_step, mark_kept, patience_left, run_steps
 from mergekit_arm.stream.measure import StatisticsStore, validation_batches
 from mergekit_arm.stream.report import model_card, plot_trajectory, step_yaml, write_trajectory
 from mergekit_arm.stream.result import StreamResult
@@ -59,6 +59,7 @@ class StreamRunner:
         self.watcher: CheckpointWatcher | None = None
         self.step_inputs: tuple[InputModel, list[tuple[InputModel, float]]] | None = None
         self.went_idle = False
+        self.arrivals: Iterator[Path] | None = None  # watch mode fed from outside (advance)
 
     # -- setup --------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -163,9 +164,14 @@ class StreamRunner:
             path, weight, label = Path(entry.model), entry.weight, f"checkpoints[{step - 1}]"
         else:
             assert self.watcher is not None
-            after = checkpoint_number(self.state.consumed[-1]) if self.state.consumed else None
-            logger.info("watching %s for a checkpoint after %s", self.watcher.directory, after)
-            found = self.watcher.next_checkpoint(after)
+            if self.arrivals is not None:  # handed over from outside (already complete)
+                found = next(self.arrivals, None)
+            else:
+                after = (checkpoint_number(self.state.consumed[-1]) if self.state.consumed
+                         else None)
+                logger.info("watching %s for a checkpoint after %s", self.watcher.directory,
+                            after)
+                found = self.watcher.next_checkpoint(after)
             if found is None:
                 return None
             path, weight, label = found, 1.0, f"checkpoint {found.name}"
@@ -318,12 +324,22 @@ class StreamRunner:
             stop_reason=self.state.stop_reason, start_loss=self.state.start_loss, kept_step=kept,
         )
 
-    def run(self) -> StreamResult:
-        """Run the remaining steps and write the final model."""
-        state, cfg = self.state, self.config
-        if state.status in ("finished", "stopped") and (self.layout.model_dir / "config.json").is_file():
-            logger.info("the stream in %s is already %s", self.layout.root, state.status)
-            return self.result()
+    def is_final(self) -> bool:
+        """Whether the stream already ended and wrote its final model (no more work)."""
+        return (self.state.status in ("finished", "stopped")
+                and (self.layout.model_dir / "config.json").is_file())
+
+    def wants_more(self) -> bool:
+        """Whether a next step would run: not stopped, steps left, patience left."""
+        total = self.config.total_steps()
+        return (self.state.status == "running" and (total is None or self.state.step < total)
+                and patience_left(self.config.patience, self.state.start_loss,
+                                  self.state.records))
+
+    def open(self) -> None:
+        """Load the inputs and the current model (after the last completed step) and
+        measure the start model's held-out loss; the stream's torch RNG is restored."""
+        state = self.state
         self._prepare()
         self._load_current()
         self._release_origin()
@@ -339,6 +355,20 @@ class StreamRunner:
                 raise ArmError(f"the start model's held-out loss is {state.start_loss}")
             logger.info("held-out loss of the start model: %.4f", state.start_loss)
 
+    def advance(self, arrivals: Iterable[Path] | None = None) -> StreamTrace:
+        """Run steps (after :meth:`open`) until the legs end, a step fails, the last step
+        is done or patience runs out.
+
+        ``arrivals``: watch mode only, checkpoints handed over from outside (each one
+        complete, e.g. by a Trainer callback) that replace the watcher's polling; the
+        steps end when they do.
+        """
+        state, cfg = self.state, self.config
+        assert self.current is not None
+        if arrivals is not None and cfg.mode != "watch":
+            raise ArmError(f"checkpoints handed over from outside need mode watch, not {cfg.mode}")
+        self.arrivals = None if arrivals is None else iter(arrivals)
+        self.went_idle = False
         total = cfg.total_steps()
         self.bar = tqdm(total=total, initial=state.step, desc="arm-stream", unit="step",
                         disable=not self.progress)
@@ -353,22 +383,33 @@ class StreamRunner:
             )
         finally:
             self.bar.close()
+            self.arrivals = None
         if trace.failed:
             logger.error("%s", state.stop_reason)
-        elif self.went_idle:
+        elif trace.stop_reason is not None:  # patience (exclusive with the legs running out)
+            logger.info("%s", trace.stop_reason)
+            state.stop_reason = trace.stop_reason
+        return trace
+
+    def run(self) -> StreamResult:
+        """Run the remaining steps and write the final model."""
+        state, cfg = self.state, self.config
+        if self.is_final():
+            logger.info("the stream in %s is already %s", self.layout.root, state.status)
+            return self.result()
+        self.open()
+        trace = self.advance()
+        if self.went_idle and not trace.failed:
             logger.info("no new complete checkpoint for %.0f s: stopping the watch",
                         cfg.watch.idle_timeout)
             state.stop_reason = (
                 f"no new complete checkpoint appeared for {cfg.watch.idle_timeout:g} s")
-        elif trace.stop_reason is not None:
-            logger.info("%s", trace.stop_reason)
-            state.stop_reason = trace.stop_reason
         if state.step == 0 and state.status == "running" and cfg.mode == "watch":
             raise ArmError(
                 f"no complete checkpoint appeared in {cfg.watch.dir} within "
                 f"{cfg.watch.idle_timeout:g} s; nothing was merged (run again to keep waiting)"
             )
-        self._finish()
+        self.finish()
         return self.result()
 
     def _load_kept(self) -> int:
@@ -389,7 +430,7 @@ class StreamRunner:
             return DTYPES[self.config.out_dtype]
         return saved_dtype(Path(self.config.origin))
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         """Write the final model (the kept step, atomically) and mark the stream complete."""
         state = self.state
         status = "stopped" if state.status == "stopped" else "finished"

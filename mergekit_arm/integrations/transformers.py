@@ -1,0 +1,314 @@
+"""``ARMCallback``: Streaming Merging inside a Hugging Face ``Trainer`` run (TRL's too).
+
+The callback is ``arm-stream CONFIG OUT --watch OUTPUT_DIR`` run by the trainer itself:
+the same engine (:class:`~mergekit_arm.stream.runner.StreamRunner` in mode ``watch``),
+but each checkpoint is handed over when the Trainer has saved it instead of being polled
+for. Step ``t`` goes ``c_{t-1} -> c_t`` (the origin -> ``c_1`` first):
+``W <- W + eta_t * ARM(c_t - c_{t-1})``, with the config's schedule, keep-best and
+calibration.
+
+* ``on_train_begin``: validate the config, open (or resume) the stream in ``out``
+  (default ``OUTPUT_DIR/arm-stream``); a resumed Trainer first merges the complete
+  checkpoints up to its resume point that the stream has not consumed yet;
+* ``on_save``: merge ``OUTPUT_DIR/checkpoint-{global_step}`` if it passes the watch
+  module's completion check (config, whole weight files, the Trainer's
+  ``trainer_state.json``, written last); a checkpoint the stream already consumed is
+  skipped;
+* ``on_train_end``: write the kept model ``out/model`` (model card, tokenizer).
+
+Training is not disturbed: the stream reads the saved files only (never ``model``),
+runs on the CPU unless the config sets ``device:``, and the torch (CPU and CUDA), NumPy
+and ``random`` RNG states are restored around every call. Only the main process
+(``state.is_world_process_zero``) streams; the other ranks return at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from mergekit_arm.errors import ArmConfigError, ArmError
+from mergekit_arm.stream.config import StreamConfig, parse_config
+from mergekit_arm.stream.driver import config_data, open_stream, quiet_transformers
+from mergekit_arm.stream.result import StreamResult
+from mergekit_arm.stream.runner import StreamRunner
+from mergekit_arm.stream.watch import (
+    CheckpointWatcher,
+    checkpoint_number,
+    has_trainer_marker,
+    is_complete,
+)
+
+logger = logging.getLogger("mergekit_arm.stream.callback")
+
+DEFAULT_OUT = "arm-stream"  # under the Trainer's output_dir
+OPEN_STREAMS: dict[Path, StreamSession] = {}  # this process's open streams, by OUT
+
+
+def callback_config(
+    data: Any, source: str, output_dir: Path | None, model: Any = None
+) -> StreamConfig:
+    """The resolved stream config of a callback: mode ``watch`` on ``output_dir``.
+
+    Defaults that differ from ``arm-stream``: ``mode: watch`` (the only mode allowed),
+    ``device: cpu`` (off the training device unless asked), and ``origin`` taken from
+    the trained model's ``name_or_path`` when that is a local model folder.
+    ``output_dir`` None: validate only (the folder is not known yet).
+    """
+    if not isinstance(data, dict):
+        return parse_config(data, source)  # raises the config's own "must be a mapping"
+    data = dict(data)
+    mode = data.setdefault("mode", "watch")
+    if mode != "watch":
+        raise ArmConfigError(
+            f"ARMCallback config {source}: `mode` is {mode!r}, but the callback takes its "
+            "checkpoints from the Trainer's saves (mode watch); leave `mode` out, or run "
+            "arm-stream for a fixed list of models"
+        )
+    section = data.get("watch") or {}
+    if output_dir is not None and isinstance(section, dict):
+        given = section.get("dir")
+        if given is not None and Path(given).expanduser().resolve() != output_dir:
+            raise ArmConfigError(
+                f"ARMCallback config {source}: `watch.dir` is {given}, but the Trainer saves "
+                f"to {output_dir}; leave `watch.dir` out"
+            )
+        data["watch"] = {**section, "dir": str(output_dir)}
+    data.setdefault("device", "cpu")
+    if "origin" not in data and model is not None:
+        data["origin"] = _model_origin(model, source)
+    return parse_config(data, source).resolved()
+
+
+def _model_origin(model: Any, source: str) -> str:
+    """The trained model's ``name_or_path`` when it is a local model folder."""
+    name = str(getattr(getattr(model, "config", None), "name_or_path", "") or "")
+    if name and (Path(name) / "config.json").is_file():
+        return name
+    raise ArmConfigError(
+        f"ARMCallback config {source}: set `origin:` (the model folder training started "
+        f"from); the trained model's name_or_path {name!r} is not a local model folder"
+    )
+
+
+@contextmanager
+def training_rng_preserved() -> Iterator[None]:
+    """Restore the torch CPU and CUDA, NumPy and ``random`` RNG states on exit."""
+    python_state, numpy_state, cpu_state = random.getstate(), np.random.get_state(), \
+        torch.get_rng_state()
+    cuda_state = (torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+                  and torch.cuda.is_initialized() else None)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state_all(cuda_state)
+
+
+class StreamSession:
+    """One open stream (runner, lock, log) and the stream's own torch RNG between turns."""
+
+    def __init__(self, config: StreamConfig, out: Path, restart: bool, progress: bool) -> None:
+        self.out = out
+        self.stack = ExitStack()
+        self.runner: StreamRunner = self.stack.enter_context(
+            open_stream(config, out, restart=restart, progress=progress))
+        self.rng: torch.Tensor | None = None  # None: seeded from the config on the first turn
+        OPEN_STREAMS[out] = self
+
+    @contextmanager
+    def turn(self) -> Iterator[StreamRunner]:
+        """The stream's turn: training's RNG states put aside, the stream's in place."""
+        with training_rng_preserved(), quiet_transformers():
+            if self.rng is None:
+                torch.manual_seed(self.runner.config.seed)  # as run_stream
+            else:
+                torch.set_rng_state(self.rng)
+            try:
+                yield self.runner
+            finally:
+                self.rng = torch.get_rng_state()
+
+    def close(self) -> None:
+        """Release the lock and the log file."""
+        if OPEN_STREAMS.get(self.out) is self:
+            del OPEN_STREAMS[self.out]
+        self.stack.close()
+
+
+class ARMCallback(TrainerCallback):
+    """Merge every checkpoint the Trainer saves as the next step of an ARM stream.
+
+    ``config``: the ``arm-stream`` config (a :class:`StreamConfig`, a mapping or a YAML
+    path) in mode ``watch`` (the default here; ``checkpoints`` and ``watch.dir`` are
+    taken from the Trainer). ``out``: the stream's folder (default
+    ``<output_dir>/arm-stream``), laid out as ``arm-stream``'s OUT. ``restart``: discard
+    a previous stream in ``out``. ``progress``: show the stream's progress bars.
+    Full-model checkpoints only (a PEFT adapter run is refused).
+    After training, :attr:`result` is the :class:`StreamResult` and
+    :attr:`step_seconds` maps each merged checkpoint's number to its wall time.
+    """
+
+    def __init__(
+        self,
+        config: StreamConfig | str | os.PathLike | Mapping[str, Any],
+        out: str | os.PathLike | None = None,
+        *,
+        restart: bool = False,
+        progress: bool = False,
+    ) -> None:
+        self.source, self.data = config_data(config)
+        if not isinstance(self.data, dict) or "origin" in self.data:
+            callback_config(self.data, self.source, None)  # fail at construction
+        self.out = None if out is None else Path(out)
+        self.restart = restart
+        self.progress = progress
+        self.session: StreamSession | None = None
+        self.result: StreamResult | None = None
+        self.step_seconds: dict[int, float] = {}
+
+    # -- Trainer events -------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        """Open (or resume) the stream; merge checkpoints it missed up to the resume point."""
+        if not state.is_world_process_zero:
+            return
+        if self.session is not None:
+            logger.warning("the previous train() of this ARMCallback ended without "
+                           "on_train_end (an error?); resuming its stream")
+            self._close()
+        if getattr(model, "peft_config", None):
+            raise ArmConfigError(
+                "ARMCallback merges full model checkpoints, but this Trainer trains a PEFT "
+                "adapter (its checkpoints hold the adapter only); train the full model, or "
+                "merge the adapter into each checkpoint and run arm-stream on those folders")
+        output_dir = Path(args.output_dir).expanduser().resolve()
+        config = callback_config(self.data, self.source, output_dir, model)
+        out = (self.out if self.out is not None else output_dir / DEFAULT_OUT).expanduser()
+        out = out.resolve()
+        stale = OPEN_STREAMS.get(out)
+        if stale is not None:  # left open by a train() of this process that raised
+            logger.warning("closing the stream in %s left open by an earlier training run", out)
+            stale.close()
+        if args.save_strategy == "no":
+            logger.warning("save_strategy is 'no': the Trainer saves no checkpoint, so the "
+                           "ARM stream merges nothing")
+        output_dir.mkdir(parents=True, exist_ok=True)
+        session = StreamSession(config, out, self.restart, self.progress)
+        self.restart = False  # a later train() (resume) continues this stream
+        try:
+            consumed = session.runner.state.consumed
+            if consumed and state.global_step == 0:
+                raise ArmError(
+                    f"{out} holds a stream that already merged {Path(consumed[-1]).name} of an "
+                    "earlier training run, and this run starts from step 0: pass restart=True "
+                    "to start a new stream there, choose another `out`, or resume the Trainer "
+                    "from its checkpoint (resume_from_checkpoint)")
+            with session.turn() as runner:
+                if runner.is_final():
+                    logger.warning(
+                        "the ARM stream in %s is already %s: nothing more is merged (pass "
+                        "restart=True or another out to stream again)", out, runner.state.status)
+                    self.result = runner.result()
+                    session.close()
+                    return
+                runner.open()
+            self.session = session
+            self._catch_up(output_dir, state.global_step)
+        except BaseException:
+            session.close()
+            self.session = None
+            raise
+
+    def on_save(self, args, state, control, **kwargs):
+        """Merge the checkpoint the Trainer has just written."""
+        if not state.is_world_process_zero or self.session is None:
+            return
+        output_dir = Path(args.output_dir).expanduser().resolve()
+        self._merge(output_dir / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """Write the kept model (``out/model``) and close the stream."""
+        if not state.is_world_process_zero or self.session is None:
+            return
+        try:
+            runner = self.session.runner
+            if runner.state.step == 0 and runner.state.status == "running":
+                logger.warning("the ARM stream in %s merged no checkpoint, so it has no final "
+                               "model (did the Trainer save any?)", self.session.out)
+                return
+            with self.session.turn():
+                runner.finish()
+            self.result = runner.result()
+        finally:
+            self._close()
+
+    # -- helpers --------------------------------------------------------------------------
+    def _close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def _catch_up(self, output_dir: Path, global_step: int) -> None:
+        """Merge complete checkpoints after the last consumed one, up to ``global_step``
+        (a resumed Trainer: the ones saved before the stream could take them)."""
+        assert self.session is not None
+        consumed = self.session.runner.state.consumed
+        after = checkpoint_number(consumed[-1]) if consumed else None
+        listing = CheckpointWatcher(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")
+        for folder in listing.candidates(after):
+            number = checkpoint_number(folder)
+            if number is None or number > global_step:
+                break  # beyond the resume point: training writes it again
+            self._merge(folder)
+
+    def _merge(self, folder: Path) -> None:
+        """One stream step to ``folder``, unless consumed, incomplete or the stream is done."""
+        assert self.session is not None
+        runner = self.session.runner
+        if not runner.wants_more():
+            logger.info("the ARM stream is complete after %d step(s); %s is not merged",
+                        runner.state.step, folder.name)
+            return
+        number = checkpoint_number(folder)
+        consumed = runner.state.consumed
+        last = checkpoint_number(consumed[-1]) if consumed else None
+        if number is None or (last is not None and number <= last):
+            logger.info("skipping %s: the stream already merged up to %s", folder.name,
+                        Path(consumed[-1]).name if consumed else "-")
+            return
+        if not (is_complete(folder) and has_trainer_marker(folder)):
+            logger.warning("skipping %s: not a complete checkpoint (config.json, whole weight "
+                           "files and trainer_state.json); the stream does not read it", folder)
+            return
+        started = time.perf_counter()
+        try:
+            with self.session.turn():
+                runner.advance([folder])
+        except BaseException:
+            self._close()
+            raise
+        seconds = time.perf_counter() - started
+        self.step_seconds[number] = seconds
+        record = runner.state.records[-1]
+        loss = record.get("val_loss")
+        logger.info("ARM stream step %d (%s) took %.2f s: learning rate %s, held-out loss %s",
+                    record["step"], record["leg"], seconds, record.get("learning_rate"),
+                    "-" if loss is None else f"{loss:.4f}")
+
+
+__all__ = ["ARMCallback", "DEFAULT_OUT", "StreamSession", "callback_config",
+           "training_rng_preserved"]
