@@ -85,8 +85,10 @@ def load_causal_lm(
     return model.to(resolve_device(device)).eval()
 
 
-def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
-    """The model folder's tokenizer, with a pad token (eos) if it had none."""
+def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False,
+                   fix: str = "pass --tokenizer"):
+    """The model folder's tokenizer, with a pad token (eos) if it had none; ``fix`` is the
+    remedy a missing tokenizer's message offers besides copying the files."""
     from transformers import AutoTokenizer
 
     folder = Path(path).expanduser()
@@ -97,7 +99,7 @@ def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
     except Exception as error:
         raise ModelLoadError(
             f"cannot load a tokenizer from {folder} ({error}); copy the tokenizer files into the "
-            "model folder or pass --tokenizer"
+            f"model folder or {fix}"
         ) from error
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:

@@ -347,6 +347,33 @@ def test_result_overflowing_the_written_dtype_is_refused(tmp_path, config_for, v
                for t in weights.values() if t.is_floating_point())
 
 
+@pytest.mark.parametrize(("case", "words"), [
+    ("empty-validation", ["validation data", "is empty", "`validation.data` in the stream config"]),
+    ("empty-calibration", ["calibration data", "is empty", "`calibration.data` in the stream config"]),
+    ("no-tokenizer", ["cannot load a tokenizer", "set `tokenizer:` in the stream config"]),
+])
+def test_stream_data_errors_name_their_section(tmp_path, config_for, tiny_llama, case, words):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    config = config_for(steps=1, validation={"data": str(tmp_path / "held.jsonl"), "samples": 2})
+    (tmp_path / "held.jsonl").write_text('{"text": "held-out text for the loss"}\n')
+    if case == "empty-validation":
+        config["validation"]["data"] = str(empty)
+    elif case == "empty-calibration":
+        config["calibration"]["data"] = str(empty)
+    else:  # an origin folder with weights and config but no tokenizer files
+        bare = tmp_path / "bare-origin"
+        bare.mkdir()
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy(tiny_llama / name, bare / name)
+        config["origin"] = str(bare)
+    with pytest.raises(ArmError) as raised:
+        run_stream(config, tmp_path / "out", progress=False)
+    message = str(raised.value)
+    assert all(w in message for w in words), message
+    assert "--tokenizer" not in message and "--data" not in message
+
+
 def test_non_finite_held_out_loss_stops(tmp_path, config_for, validation_jsonl, monkeypatch):
     from mergekit_arm.stream import runner
 

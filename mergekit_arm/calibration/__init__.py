@@ -14,6 +14,7 @@ from mergekit_arm.calibration.api import (
     collect_statistics,
 )
 from mergekit_arm.calibration.data import (
+    TextRole,
     calibration_fingerprint,
     default_calibration_path,
     iter_batches,
@@ -50,6 +51,7 @@ __all__ = [
     "default_calibration_path",
     "iter_batches",
     "linear_modules",
+    "TextRole",
     "load_calibration_texts",
     "load_lazy_causal_lm",
     "model_fingerprint",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,6 +25,18 @@ from mergekit_arm.calibration.options import TextMode
 from mergekit_arm.errors import CalibrationError
 
 PAIR_FIELDS = (("prompt", "response"), ("question", "answer"), ("instruction", "output"))
+
+
+@dataclass(frozen=True)
+class TextRole:
+    """What a text file is for, as error messages name it: ``name`` ("calibration data",
+    "validation data") and ``option``, the flag or config key that points at the file."""
+
+    name: str = "calibration data"
+    option: str = "--data"
+
+
+CALIBRATION = TextRole()
 _BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
@@ -52,7 +65,7 @@ _EXPECTED = {
 }
 
 
-def _rows_to_texts(dataset, source: str) -> tuple[list[str], str]:
+def _rows_to_texts(dataset, source: str, role: TextRole) -> tuple[list[str], str]:
     """The texts of a dataset's rows, and which field(s) they came from."""
     columns = set(dataset.column_names)
     if "text" in columns:
@@ -65,7 +78,7 @@ def _rows_to_texts(dataset, source: str) -> tuple[list[str], str]:
                 if p is not None and r is not None
             ], f"`{prompt}`+`{response}` pair"
     raise CalibrationError(
-        f"calibration data {source} has no usable text field: its columns are {sorted(columns)}, "
+        f"{role.name} {source} has no usable text field: its columns are {sorted(columns)}, "
         f"expected a `text` field or one of the pairs {[f'{a}+{b}' for a, b in PAIR_FIELDS]}; "
         "rename the field holding the text to `text`"
     )
@@ -80,7 +93,7 @@ def _has_text(path: Path, chunk: int = 1 << 16) -> bool:
     return False
 
 
-def _refuse_empty_files(files: list[Path], builder: str) -> None:
+def _refuse_empty_files(files: list[Path], builder: str, role: TextRole) -> None:
     """A clear error for files with no content (``datasets`` fails on them obscurely)."""
     if builder == "parquet":
         return
@@ -88,13 +101,12 @@ def _refuse_empty_files(files: list[Path], builder: str) -> None:
     if empty and len(empty) == len(files):
         what = str(empty[0]) if len(files) == 1 else f"every file ({len(files)}, e.g. {empty[0]})"
         raise CalibrationError(
-            f"calibration data {what} is empty (no text at all); it needs {_EXPECTED[builder]}. "
-            "Put the calibration text in it, or leave out --data / `calibration.data` to use "
-            "the shipped corpus"
+            f"{role.name} {what} is empty (no text at all); it needs {_EXPECTED[builder]}. "
+            f"Put the text in it, or leave out {role.option} to use the shipped corpus"
         )
 
 
-def _load_dataset(path: Path, text_mode: TextMode):
+def _load_dataset(path: Path, text_mode: TextMode, role: TextRole):
     import datasets
 
     datasets.disable_progress_bars()
@@ -108,23 +120,25 @@ def _load_dataset(path: Path, text_mode: TextMode):
         files = sorted(p for p in path.rglob("*") if p.suffix in _BUILDERS)
         if not files:
             raise CalibrationError(
-                f"calibration folder {path} holds no saved dataset and no .txt/.jsonl/.json/"
-                ".parquet files"
+                f"{role.name} folder {path} holds no saved dataset and no .txt/.jsonl/.json/"
+                f".parquet files; point {role.option} at one"
             )
         kinds = {_BUILDERS[p.suffix] for p in files}
         if len(kinds) > 1:
-            raise CalibrationError(f"calibration folder {path} mixes file kinds {sorted(kinds)}; use one")
+            raise CalibrationError(
+                f"{role.name} folder {path} mixes file kinds {sorted(kinds)}; use one"
+            )
         builder = kinds.pop()
-        _refuse_empty_files(files, builder)
+        _refuse_empty_files(files, builder, role)
         data_files = [str(p) for p in files if _has_text(p) or builder == "parquet"]
     else:
         builder = _BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise CalibrationError(
-                f"calibration data {path}: unsupported file type {path.suffix!r}; use .txt, "
+                f"{role.name} {path}: unsupported file type {path.suffix!r}; use .txt, "
                 ".jsonl, .json, .parquet or a saved dataset folder"
             )
-        _refuse_empty_files([path], builder)
+        _refuse_empty_files([path], builder, role)
         data_files = [str(path)]
     kwargs = {"sample_by": text_mode} if builder == "text" else {}
     try:
@@ -132,10 +146,10 @@ def _load_dataset(path: Path, text_mode: TextMode):
     except Exception as error:
         if "corresponds to no data" in str(error):  # datasets' message for zero rows
             raise CalibrationError(
-                f"calibration data {path} is empty (no rows); it needs {_EXPECTED[builder]}"
+                f"{role.name} {path} is empty (no rows); it needs {_EXPECTED[builder]}"
             ) from None
         raise CalibrationError(
-            f"cannot read calibration data {path}: {error or type(error).__name__}; check that it "
+            f"cannot read {role.name} {path}: {error or type(error).__name__}; check that it "
             f"holds {_EXPECTED[builder]}"
         ) from error
 
@@ -144,19 +158,23 @@ def load_calibration_texts(
     data: str | os.PathLike | None = None,
     samples: int | None = None,
     text_mode: TextMode = "paragraph",
+    role: TextRole = CALIBRATION,
 ) -> list[str]:
-    """The first ``samples`` non-empty texts of ``data`` (``None``: the shipped corpus)."""
+    """The first ``samples`` non-empty texts of ``data`` (``None``: the shipped corpus).
+
+    Errors name the file as ``role`` says (``role.name`` and the ``role.option`` to fix).
+    """
     path = default_calibration_path() if data is None else Path(data).expanduser()
     if not path.exists():
-        raise CalibrationError(f"calibration data {path} does not exist; check --data")
+        raise CalibrationError(f"{role.name} {path} does not exist; check {role.option}")
     if samples is not None and samples < 1:
-        raise CalibrationError(f"--samples must be >= 1, got {samples}")
-    texts, field = _rows_to_texts(_load_dataset(path, text_mode), str(path))
+        raise CalibrationError(f"the number of samples must be >= 1, got {samples}")
+    texts, field = _rows_to_texts(_load_dataset(path, text_mode, role), str(path), role)
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise CalibrationError(
-            f"calibration data {path} is empty: its {field} is blank or null in every row; put "
-            "the calibration text in it"
+            f"{role.name} {path} is empty: its {field} is blank or null in every row; put "
+            "the text in it"
         )
     return texts if samples is None else texts[:samples]
 
@@ -192,7 +210,9 @@ def iter_batches(
 
 
 __all__ = [
+    "CALIBRATION",
     "PAIR_FIELDS",
+    "TextRole",
     "calibration_fingerprint",
     "default_calibration_path",
     "iter_batches",

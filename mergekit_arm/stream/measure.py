@@ -16,6 +16,7 @@ import torch
 
 from mergekit_arm.calibration import (
     CalibrationOptions,
+    TextRole,
     calibrate,
     calibration_fingerprint,
     load_calibration_texts,
@@ -29,6 +30,9 @@ from mergekit_arm.stream.config import StreamConfig
 
 logger = logging.getLogger("mergekit_arm.stream")
 
+CALIBRATION_ROLE = TextRole("calibration data", "`calibration.data` in the stream config")
+VALIDATION_ROLE = TextRole("validation data", "`validation.data` in the stream config")
+
 
 class StatisticsStore:
     """Computes (or reuses) statistics files, all on the stream's calibration tokens."""
@@ -40,7 +44,7 @@ class StatisticsStore:
         self.cache_dir = cache_dir
         self.tokenizer = tokenizer
         self.progress = progress
-        self.texts = load_calibration_texts(cal.data, cal.samples, cal.text_mode)
+        self.texts = load_calibration_texts(cal.data, cal.samples, cal.text_mode, CALIBRATION_ROLE)
         tokens = tokenize_texts(tokenizer, self.texts, cal.max_length)
         if not tokens:
             raise ArmConfigError("`calibration.data` yields no tokens with this tokenizer")
@@ -91,7 +95,7 @@ def validation_batches(config: StreamConfig, tokenizer: Any,
     val = config.validation
     if val is None:
         return None
-    texts = load_calibration_texts(val.data, None, val.text_mode)[val.offset:]
+    texts = load_calibration_texts(val.data, None, val.text_mode, VALIDATION_ROLE)[val.offset:]
     texts = texts[: val.samples]
     source = val.data or "the shipped corpus"
     if not texts:

@@ -23,7 +23,7 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
 from mergekit_arm._io import atomic_file, write_text_atomic
-from mergekit_arm.errors import ArmError, ModelLoadError
+from mergekit_arm.errors import ArmError
 from mergekit_arm.evaluation import heldout_loss
 from mergekit_arm.models import DTYPES, load_tokenizer, resolve_device
 from mergekit_arm.stream.config import StreamConfig
@@ -64,10 +64,10 @@ class StreamRunner:
     # -- setup --------------------------------------------------------------------------
     def _prepare(self) -> None:
         cfg = self.config
-        try:
-            self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.origin, cfg.trust_remote_code)
-        except ModelLoadError as error:
-            raise ModelLoadError(f"{error} (or set `tokenizer:` in the stream config)") from None
+        self.tokenizer = load_tokenizer(
+            cfg.tokenizer or cfg.origin, cfg.trust_remote_code,
+            fix="set `tokenizer:` in the stream config to a folder holding the tokenizer",
+        )
         self.store = StatisticsStore(cfg, self.tokenizer, self.device, self.layout.cache_dir,
                                      self.progress)
         self.validation = validation_batches(cfg, self.tokenizer, self.device)
