@@ -7,8 +7,12 @@ For each size S (GB of bf16 weights on disk) the script
    every size, only the depth grows, so the per-layer cost is constant). The current
    model is ``origin + 0.1 * roll(origin)`` per tensor (a cheap, non-trivial
    displacement: the figures measured here do not depend on what the weights hold);
-2. calibrates both models with ``arm-calibrate --mode layer-sequential`` (layers read
-   lazily from disk, one on the CPU at a time), each in a subprocess, few tokens;
+2. calibrates the current model with ``arm-calibrate --mode layer-sequential`` (layers
+   read lazily from disk, one on the CPU at a time) in a subprocess, few tokens. The
+   origin's statistics are a copy of that file (``--calibrate-origin`` calibrates the
+   origin too, doubling the time: the eigendecompositions, a fixed cost per layer,
+   dominate calibration at these token counts, about 5 s per 1024-wide layer on one
+   busy core);
 3. merges with plain ``mergekit-yaml`` (``merge_method: arm``, ``--lazy-unpickle``,
    small output shards) in a subprocess;
 4. deletes the models before the next size.
@@ -49,10 +53,10 @@ SHARD_BYTES = 512 * 2**20
 class Shape:
     """A Llama shape; ``layers`` follows from the size on disk."""
 
-    hidden: int = 1024
-    intermediate: int = 2048
-    heads: int = 16
-    kv_heads: int = 4
+    hidden: int = 512
+    intermediate: int = 1024
+    heads: int = 8
+    kv_heads: int = 2
     vocab: int = 32000
 
     @property
@@ -226,12 +230,16 @@ def run_size(size: float, shape: Shape, args, root: Path, tokenizer, env) -> dic
     written = time.perf_counter() - start
     stats = {name: work / f"{name}.stats.safetensors" for name in ("origin", "current")}
     cal = {}
-    for name, folder in (("origin", origin), ("current", current)):
+    names = (("origin", origin), ("current", current)) if args.calibrate_origin else (
+        ("current", current),)
+    for name, folder in names:
         calibrate = python_command("from mergekit_arm.scripts.calibrate import main; main()") + [
             str(folder), str(stats[name]), "--mode", "layer-sequential", "--device", "cpu",
             "--dtype", "bfloat16", "--samples", str(args.samples), "--max-length",
             str(args.max_length), "--batch-size", str(args.samples), "--rank", "17", "-q"]
         cal[name] = measured_run(calibrate, work / f"calibrate-{name}.log", env)
+    if not args.calibrate_origin:
+        shutil.copyfile(stats["current"], stats["origin"])
     config = work / "merge.yml"
     config.write_text(merge_yaml(origin, current, stats["origin"], stats["current"]),
                       encoding="utf-8")
@@ -245,7 +253,9 @@ def run_size(size: float, shape: Shape, args, root: Path, tokenizer, env) -> dic
                          f"expected about {total}; see {work / 'merge.log'}")
     row = {"size_gb": size, "layers": layers, "weights_bytes": total,
            "write_seconds": written, "stats_bytes": stats["current"].stat().st_size,
-           "calibrate": cal["current"], "calibrate_origin": cal["origin"], "merge": mrg}
+           "calibrate": cal["current"], "calibrate_origin": cal.get("origin"),
+           "origin_statistics": "calibrated" if args.calibrate_origin else "copy of current's",
+           "merge": mrg}
     if not args.keep:
         shutil.rmtree(work)
     return row
@@ -257,8 +267,12 @@ def main() -> None:
                         help="comma-separated GB of bf16 weights (e.g. 1,2,4,8,14: 14 is past "
                              "half of a 24 GB machine's RAM)")
     parser.add_argument("--quick", action="store_true", help="tiny shape and sizes (seconds)")
-    parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--intermediate", type=int, default=2048)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--intermediate", type=int, default=1024)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--kv-heads", type=int, default=2)
+    parser.add_argument("--calibrate-origin", action="store_true",
+                        help="calibrate the origin too (default: a copy of the current's file)")
     parser.add_argument("--samples", type=int, default=4, help="calibration texts")
     parser.add_argument("--max-length", type=int, default=64, help="tokens per text")
     parser.add_argument("--threads", type=int, default=1, help="threads of each subprocess")
@@ -266,7 +280,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write bench-memory.json here")
     parser.add_argument("--keep", action="store_true", help="keep the models and logs")
     args = parser.parse_args()
-    shape = Shape(hidden=args.hidden, intermediate=args.intermediate)
+    shape = Shape(hidden=args.hidden, intermediate=args.intermediate, heads=args.heads,
+                  kv_heads=args.kv_heads)
     sizes = [float(s) for s in args.sizes.split(",")]
     if args.quick:
         shape = Shape(hidden=128, intermediate=256, heads=4, kv_heads=2, vocab=1024)
@@ -292,7 +307,9 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPU, {ram / 2**30:.1f} GiB RAM, torch {torch.__version__}; "
           f"{args.threads} thread(s) per subprocess; shape hidden {shape.hidden}, intermediate "
           f"{shape.intermediate}, heads {shape.heads}/{shape.kv_heads}, vocab {shape.vocab}; "
-          f"calibration {args.samples} x {args.max_length} tokens", flush=True)
+          f"calibration {args.samples} x {args.max_length} tokens; origin statistics: "
+          + ("calibrated" if args.calibrate_origin else "a copy of the current model's"),
+          flush=True)
     rows = []
     try:
         for size in sizes:
