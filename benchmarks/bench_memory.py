@@ -9,10 +9,11 @@ For each size S (GB of bf16 weights on disk) the script
    displacement: the figures measured here do not depend on what the weights hold);
 2. calibrates the current model with ``arm-calibrate --mode layer-sequential`` (layers
    read lazily from disk, one on the CPU at a time) in a subprocess, few tokens. The
-   origin's statistics are a copy of that file (``--calibrate-origin`` calibrates the
-   origin too, doubling the time: the eigendecompositions, a fixed cost per layer,
-   dominate calibration at these token counts, about 5 s per 1024-wide layer on one
-   busy core);
+   origin's statistics are a copy of that file, so the merge runs with
+   ``verify_statistics: false`` (the file's weight probes are the current model's);
+   ``--calibrate-origin`` calibrates the origin too, doubling the time: the
+   eigendecompositions, a fixed cost per layer, dominate calibration at these token
+   counts (about 5 s per 1024-wide layer on one busy core);
 3. merges with plain ``mergekit-yaml`` (``merge_method: arm``, ``--lazy-unpickle``,
    small output shards) in a subprocess;
 4. deletes the models before the next size.
@@ -198,7 +199,8 @@ def measured_run(command: list[str], log: Path, env: dict[str, str]) -> dict:
             "peak_anon_mib": peak_anon / 1024}
 
 
-def merge_yaml(origin: Path, current: Path, origin_stats: Path, stats: Path) -> str:
+def merge_yaml(origin: Path, current: Path, origin_stats: Path, stats: Path,
+               verify: bool) -> str:
     return "\n".join([
         "merge_method: arm",
         f"base_model: {current}",
@@ -211,6 +213,7 @@ def merge_yaml(origin: Path, current: Path, origin_stats: Path, stats: Path) -> 
         "  learning_rate: 0.5",
         f"  activations: {stats}",
         "  rank: 16",
+        *([] if verify else ["  verify_statistics: false  # the origin's file is a copy"]),
         "dtype: float32",
         "out_dtype: bfloat16", ""])
 
@@ -241,8 +244,10 @@ def run_size(size: float, shape: Shape, args, root: Path, tokenizer, env) -> dic
     if not args.calibrate_origin:
         shutil.copyfile(stats["current"], stats["origin"])
     config = work / "merge.yml"
-    config.write_text(merge_yaml(origin, current, stats["origin"], stats["current"]),
-                      encoding="utf-8")
+    config.write_text(merge_yaml(origin, current, stats["origin"], stats["current"],
+                                 verify=args.calibrate_origin), encoding="utf-8")
+    print(f"  {size:g} GB: {layers} layers written in {written:.0f} s; calibration "
+          f"{cal['current']['seconds']:.0f} s", flush=True)
     merge = python_command("from mergekit.scripts.run_yaml import main; main()") + [
         str(config), str(merged), "--lazy-unpickle", "--out-shard-size", "250M",
         "--no-copy-tokenizer", "--no-write-model-card", "--quiet", "-j", "1"]
