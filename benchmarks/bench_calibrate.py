@@ -333,6 +333,9 @@ def main() -> None:
     parser.add_argument("--mem-intermediate", type=int, default=1024,
                         help="memory: intermediate size (1536 = SmolLM2's)")
     parser.add_argument("--device", default="cpu", help="throughput device (cpu or cuda)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="model dtype of the timed passes (auto: bfloat16 on CUDA, float32 "
+                             "on the CPU)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's default; 1 with --quick)")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -354,7 +357,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     warn_if_oversubscribed()
     device = args.device
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dtype = ({"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+             if args.dtype != "auto" else
+             torch.bfloat16 if device.startswith("cuda") else torch.float32)
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     print(f"machine: {os.cpu_count()} CPU, torch {torch.__version__} ({torch.get_num_threads()} "

@@ -68,7 +68,9 @@ def _log(message: str) -> None:
 @click.option("--quick", "preset_name", flag_value="quick", default=True,
               help="tiny Llama from scratch (default)")
 @click.option("--full", "preset_name", flag_value="full", help="SmolLM2-135M-Instruct")
-@click.option("--seeds", default=None, help="comma-separated seeds (quick: 0,1,2; full: 0)")
+@click.option("--gpu", "preset_name", flag_value="gpu",
+              help="SmolLM2-135M-Instruct, 4x the SFT data, 5 seeds (benchmarks/device)")
+@click.option("--seeds", default=None, help="comma-separated seeds (quick: 0,1,2; full: 0; gpu: 0-4)")
 @click.option("--out", "out_dir", default="benchmarks/results", type=click.Path(file_okay=False))
 @click.option("--cache", "cache_dir", default="benchmarks/.cache/quality", type=click.Path(file_okay=False))
 @click.option("--smallest", is_flag=True, help="CI smoke-test settings (seconds)")
@@ -96,7 +98,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
     """Run the benchmark and write its tables."""
     if threads:
         torch.set_num_threads(threads)
-    preset = pipeline.QUICK if preset_name == "quick" else pipeline.FULL
+    preset = {"quick": pipeline.QUICK, "full": pipeline.FULL, "gpu": pipeline.GPU}[preset_name]
     if smallest:
         preset = pipeline.smallest(preset)
     if task is not None:
@@ -116,7 +118,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
             raise click.BadParameter(f"{item!r}: the value is not JSON ({error})",
                                      param_hint="--set") from error
     seed_list = ([int(s) for s in seeds.split(",")] if seeds else
-                 ([0, 1, 2] if preset_name == "quick" else [0]))
+                 {"quick": [0, 1, 2], "gpu": [0, 1, 2, 3, 4]}.get(preset_name, [0]))
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     if sft_only:

@@ -179,6 +179,7 @@ def test_rank_mismatch_between_from_and_cur_pairs_min_rank():
     torch.testing.assert_close(rot.T @ rot, torch.eye(20), atol=1e-5, rtol=0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_runs_on_cuda_tensors():
     _, s_from, s_cur, d, w = _setup(16, 32, 4, 0.3)

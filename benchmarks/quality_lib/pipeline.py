@@ -123,6 +123,13 @@ FULL = Preset(
 )
 
 
+# The full protocol sized for the GPU machine (benchmarks/device/run.sh): 4x the SFT data,
+# 2-4x the test problems, 5 seeds (quality.py --gpu). Everything else as FULL.
+GPU = Preset(**(asdict(FULL) | {
+    "name": "gpu", "n_train_gsm": 960, "n_train_task2": 1920, "n_val": 64, "n_test": 96,
+    "n_test_task2": 192, "batch_size": 16, "acc_gsm": 48, "acc_task2": 192, "n_val_gsm": 48}))
+
+
 def smallest(preset: Preset) -> Preset:
     """The CI smoke-test settings: the quick preset shrunk to seconds."""
     return Preset(**(asdict(preset) | {
