@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from mergekit_arm.calibration import tokenize_texts
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.evaluation import heldout_loss, loss_batches
-from mergekit_arm.stream import parse_config, run_stream
+from mergekit_arm.stream import load_config, parse_config, run_stream
 from mergekit_arm.stream.blocks import group_filters, tensor_group
 
 
@@ -186,6 +186,9 @@ def test_selection_must_differ_from_validation(tiny_llama, tiny_llama_sft, calib
     with pytest.raises(ArmConfigError, match="needs a `selection`"):
         parse_config({k: v for k, v in config.items() if k != "selection"})
     parse_config(config)  # disjoint offsets of one file are fine
+    example = load_config(Path(__file__).resolve().parents[1] / "yaml_examples" /
+                          "stream-average.yml")
+    assert example.mode == "toward" and example.blocks is not None
 
 
 def test_resume_of_a_per_block_toward_stream_is_bit_identical(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from mergekit_arm.stream import Leg, angle_summary
 
-from . import merges
+from . import merges, recipes
 from .pipeline import Run
 from .train import StateDict
 
@@ -39,10 +39,18 @@ ARM_VARIANTS = (
 
 CANDIDATES = (
     "origin", "sft-10%", "sft-20%", "sft-30%", "sft-100%", "expo-20%", "expo-30%", "avg-early",
-    "task-arithmetic", "model-stock", "arm-single", *(name for name, _ in ARM_VARIANTS),
-    "arm-single (best on val)", "arm-stream", "arm-line-search", "arm-stream-checkpoints",
-    "ablation-rotation0", "ablation-offsubspace0", "ablation-checkpoints-rotation0",
+    "task-arithmetic", "model-stock", *recipes.BASELINE_EXTRAS, "arm-single",
+    *(name for name, _ in ARM_VARIANTS), "arm-single (best on val)", "arm-stream",
+    "arm-line-search", "arm-stream-checkpoints", "ablation-rotation0", "ablation-offsubspace0",
+    "ablation-checkpoints-rotation0", *recipes.RECIPES,
 )
+DIAGNOSTIC_ONLY = (*(name for name, _ in ARM_VARIANTS), "arm-single (best on val)")
+
+
+def candidate_names(diagnostics: bool) -> tuple[str, ...]:
+    """The rows of a run: the arm-single variants only with ``--diagnostics``."""
+    return CANDIDATES if diagnostics else tuple(c for c in CANDIDATES
+                                                if c not in DIAGNOSTIC_ONLY)
 
 
 def _mean_displacement(leg: Leg) -> StateDict:
@@ -86,6 +94,7 @@ def run_candidates(run: Run) -> None:
             [{"lam": x} for x in p.lambda_grid])
         run.test("task-arithmetic", state, sel, v)
         run.test("model-stock", merges.mergekit_merge("model_stock", origin, early, {}))
+    recipes.run_baseline_extras(run)
 
     cal = run.calibrator
     texts = cal.texts
@@ -128,7 +137,7 @@ def run_candidates(run: Run) -> None:
         run.test("arm-single", state, sel, v)
         single["arm-single"] = v
         rank = sel["rank"]  # every later ARM candidate uses the rank validation chose here
-        for name, options in ARM_VARIANTS:
+        for name, options in ARM_VARIANTS if p.diagnostics else ():
             opts = dict(options)
             cur_stats, from_stats, source = s_c20, s_origin, origin
             if opts.pop("tokens", None):
@@ -146,9 +155,10 @@ def run_candidates(run: Run) -> None:
             state, sel, v = run.select(build, [{"eta": a} for a in p.alpha_grid])
             run.test(name, state, sel | {"rank": rank} | opts, v)
             single[name] = v
-        best = min(single, key=single.get)
-        run.copy_result("arm-single (best on val)", best,
-                        {"variant": best, "val_by_variant": single})
+        if p.diagnostics:
+            best = min(single, key=single.get)
+            run.copy_result("arm-single (best on val)", best,
+                            {"variant": best, "val_by_variant": single})
 
     arm = merges.arm_parameters(rank)
     fixed = merges.fixed_legs(origin, s_origin, [c20], p.stream_steps)
@@ -207,6 +217,7 @@ def run_candidates(run: Run) -> None:
                  {"eta (from arm-stream-checkpoints)": eta_ck, "steps": res_ab.best_step,
                   "rotation_strength": 0.0}, res_ab.best_val)
         run.diagnostics["ablation-checkpoints-rotation0"] = res_ab.trajectory
+    recipes.run_recipes(run, rank)
     run.timings["calibration passes (s)"] = cal.seconds
     run.timings["validation evals (s)"] = run.evaluator.seconds
 
