@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
-from mergekit_arm._io import atomic_file, write_text_atomic
+from mergekit_arm._io import atomic_file
 from mergekit_arm.errors import ArmError, ModelLoadError
 from mergekit_arm.evaluation import heldout_loss
 from mergekit_arm.models import DTYPES, load_tokenizer, resolve_device
@@ -31,11 +31,12 @@ from mergekit_arm.stream.folders import save_model_folder
 from mergekit_arm.stream.inputs import InputModel, ModelLoader, saved_dtype
 from mergekit_arm.stream.loop import kept_step, mark_kept, run_steps
 from mergekit_arm.stream.measure import StatisticsStore, validation_batches
-from mergekit_arm.stream.recipes import average_yaml, weighted_average, yaml_learning_rate
-from mergekit_arm.stream.report import model_card, plot_trajectory, step_yaml, write_trajectory
+from mergekit_arm.stream.recipes import weighted_average
+from mergekit_arm.stream.report import model_card, plot_trajectory, write_trajectory
 from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.state import OutLayout, StreamState, save_state
 from mergekit_arm.stream.step import Leg, StepResult, merge_parameters
+from mergekit_arm.stream.step_files import StepFiles, write_step_files
 from mergekit_arm.stream.watch import CheckpointWatcher, checkpoint_number
 
 logger = logging.getLogger("mergekit_arm.stream")
@@ -212,62 +213,13 @@ class StreamRunner:
         assert self.current is not None and self.selection is not None
         return heldout_loss(self.current, self.selection, weights)
 
-    def _step_base(self, step: int, source: InputModel | None,
-                   targets: list[tuple[InputModel, float]]) -> Path:
-        """The folder the step's YAML uses as base_model (distinct from its other inputs)."""
-        start = Path(self.config.start_path())
-        inputs = {t.path for t, _ in targets} | (set() if source is None else {source.path})
-        if step == 1 and not self.config.starts_from_average() and start not in inputs:
-            return start
-        return self.layout.step_model(step - 1)
-
-    def _saves(self, step: int) -> bool:
-        every = self.config.save_every
-        return every is not None and step % every == 0
-
     def _write_step(self, step: int, leg: Leg, result: StepResult, record: dict) -> None:
         """Load the chosen weights; write the step's model folder and replay YAML."""
         assert self.current is not None and self.step_inputs is not None
-        source, targets = self.step_inputs
-        stats = self.layout.step_statistics(step) if leg.source is not None or (
-            self.config.arm.off_subspace != 1.0) else None
-        from_stats = None if source is None else source.statistics
-        record.update({
-            "from": "current" if source is None else str(source.path),
-            "to": [{"model": str(t.path), "weight": w} for t, w in targets],
-            "statistics": {key: None if path is None else self.layout.relative(path)
-                           for key, path in (("current", stats), ("from", from_stats))},
-        })
-        if result.chosen is None:
-            return
-        base = self._step_base(step, source, targets)
-        if step == 1 and base == self.layout.step_model(0):
-            # the start is also an input of step 1 (or the average of the fixed set): save
-            # it so that step-1.yml replays
-            save_model_folder(self.current, self.tokenizer, base)
-            if self.config.starts_from_average():
-                path = self.layout.step_yaml(0)
-                write_text_atomic(path, average_yaml([(t.path, w) for t, w in targets],
-                                                     path, base))
-        self.current.load_state_dict(result.chosen.weights, strict=True)
-        result.chosen.weights = None
-        saved = self._saves(step)
-        if saved:
-            save_model_folder(self.current, self.tokenizer, self.layout.step_model(step))
-        yaml_path = self.layout.step_yaml(step)
-        replayable = base.is_dir()
-        write_text_atomic(yaml_path, step_yaml(
-            step=step, base_model=base, base_statistics=stats,
-            learning_rate=yaml_learning_rate(record, list(self.current.state_dict()),
-                                             self.config.blocks and self.config.blocks.groups),
-            origin=None if source is None else source.path, origin_statistics=from_stats,
-            targets=[(t.path, w) for t, w in targets], arm_parameters=self.parameters,
-            replayable=replayable, output=self.layout.step_model(step) if saved else None,
-            yaml_path=yaml_path,
-        ))
-        record["yaml"] = self.layout.relative(yaml_path)
-        record["yaml_replayable"] = replayable
-        record["saved_model"] = self.layout.relative(self.layout.step_model(step)) if saved else None
+        write_step_files(StepFiles(self.config, self.layout, self.current, self.tokenizer,
+                                   self.parameters), step, self.step_inputs, leg, result,
+                         record)
+
 
     def _commit(self, step: int, record: dict[str, Any], weights: Any) -> Any:
         """Persist a completed step: weights, then state (both atomic), then reports."""
