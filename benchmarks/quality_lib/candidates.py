@@ -16,8 +16,14 @@ ARM candidates, all through ``merge_method: arm`` in MergeKit:
   line search per step);
 * ``arm-stream-checkpoints``: a stream of checkpoints from the origin, origin -> c10 ->
   c20 -> c30, each leg scaled by a constant eta (eta = 1 without rotation reproduces c30);
-* ablations: the two streams with the rotation off (iterated ExPO) and the fixed stream
-  with ``off_subspace: 0``.
+* ablations: the fixed stream with ``off_subspace: 0``, and (``--diagnostics``) the two
+  streams with the rotation off (iterated ExPO);
+* the averaging recipes and the greedy-soup / ema baselines: ``recipes.py``.
+
+``--diagnostics`` (``Preset.diagnostics``) adds the rows three seeds of the full preset
+showed to be ties of another row (the arm-single variants, within 0.005 gsm OOD loss of
+arm-single; the rotation-off ablations, within 0.003 of their rotated stream), so that
+a default full-preset seed fits in about 1.5 h on 2 cores.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ CANDIDATES = (
     "arm-line-search", "arm-stream-checkpoints", "ablation-rotation0", "ablation-offsubspace0",
     "ablation-checkpoints-rotation0", *recipes.RECIPES,
 )
-DIAGNOSTIC_ONLY = (*(name for name, _ in ARM_VARIANTS), "arm-single (best on val)")
+DIAGNOSTIC_ONLY = (*(name for name, _ in ARM_VARIANTS), "arm-single (best on val)",
+                   "ablation-rotation0", "ablation-checkpoints-rotation0")
 
 
 def candidate_names(diagnostics: bool) -> tuple[str, ...]:
@@ -200,8 +207,9 @@ def run_candidates(run: Run) -> None:
         run.diagnostics["arm-stream-checkpoints"] = trajectories
 
     with run.stage("ablations"):
-        for name, kwargs in (("ablation-rotation0", {"rotation_strength": 0.0}),
-                             ("ablation-offsubspace0", {"off_subspace": 0.0})):
+        ablations = (("ablation-rotation0", {"rotation_strength": 0.0}),
+                     ("ablation-offsubspace0", {"off_subspace": 0.0}))
+        for name, kwargs in ablations if p.diagnostics else ablations[1:]:
             res_ab = merges.stream(
                 c20, fixed, cal, run.val, schedule=merges.cosine(eta0),
                 parameters=merges.arm_parameters(rank, **kwargs),
@@ -210,13 +218,15 @@ def run_candidates(run: Run) -> None:
                      {"eta0 (from arm-stream)": eta0, "steps": res_ab.best_step} | kwargs,
                      res_ab.best_val)
             run.diagnostics[name] = res_ab.trajectory
-        res_ab = merges.stream(origin, legs, cal, run.val, schedule=merges.constant(eta_ck),
-                               parameters=merges.arm_parameters(rank, rotation_strength=0.0),
-                               min_steps=1, label="ablation-checkpoints-rotation0", log=run.log)
-        run.test("ablation-checkpoints-rotation0", res_ab.best_state,
-                 {"eta (from arm-stream-checkpoints)": eta_ck, "steps": res_ab.best_step,
-                  "rotation_strength": 0.0}, res_ab.best_val)
-        run.diagnostics["ablation-checkpoints-rotation0"] = res_ab.trajectory
+        if p.diagnostics:
+            res_ab = merges.stream(origin, legs, cal, run.val, schedule=merges.constant(eta_ck),
+                                   parameters=merges.arm_parameters(rank, rotation_strength=0.0),
+                                   min_steps=1, label="ablation-checkpoints-rotation0",
+                                   log=run.log)
+            run.test("ablation-checkpoints-rotation0", res_ab.best_state,
+                     {"eta (from arm-stream-checkpoints)": eta_ck, "steps": res_ab.best_step,
+                      "rotation_strength": 0.0}, res_ab.best_val)
+            run.diagnostics["ablation-checkpoints-rotation0"] = res_ab.trajectory
     recipes.run_recipes(run, rank)
     run.timings["calibration passes (s)"] = cal.seconds
     run.timings["validation evals (s)"] = run.evaluator.seconds
