@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality_lib import candidates, pipeline, report  # noqa: E402
+from quality_lib import candidates, pipeline, recipes, report  # noqa: E402
 
 ARM_DRIVER = ("mergekit_arm.stream.run_steps / stream_step, the loop arm-stream runs, in memory "
               "(mergekit_arm.calibration.calibrate + mergekit merge_state_dicts(..., 'arm'))")
@@ -90,17 +90,23 @@ def _log(message: str) -> None:
 @click.option("--readme", default=None, type=click.Path(dir_okay=False, exists=True),
               help="also rewrite this README's quality-table block for the preset "
                    "(between its <!-- quality-table:NAME:start/end --> markers)")
+@click.option("--diagnostics", is_flag=True,
+              help="also run the arm-single variants (energy pairing, eigengap rank, ...), "
+                   "which three seeds showed to be ties of arm-single")
 @click.option("--sft-only", is_flag=True,
               help="only build the origin and the SFT run of each seed into --cache, then exit")
 def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smallest: bool,
          threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
-         overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool) -> None:
+         overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool,
+         diagnostics: bool) -> None:
     """Run the benchmark and write its tables."""
     if threads:
         torch.set_num_threads(threads)
     preset = {"quick": pipeline.QUICK, "full": pipeline.FULL, "gpu": pipeline.GPU}[preset_name]
     if smallest:
         preset = pipeline.smallest(preset)
+    if diagnostics:
+        preset = replace(preset, diagnostics=True)
     if task is not None:
         preset = replace(preset, task2=task, task2_config={} if task != "chain_sum"
                          else preset.task2_config)
@@ -131,6 +137,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
     per_seed: list[dict] = []
     reused: list[int] = []
     fingerprint = code_fingerprint()
+    names = candidates.candidate_names(preset.diagnostics)
 
     def payload() -> dict:
         return {
@@ -145,8 +152,10 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
             "seeds_requested": seed_list,
             "reused_seeds": reused,
             "complete": len(per_seed) == len(seed_list),
-            "candidates": list(candidates.CANDIDATES),
-            "table": report.aggregate(per_seed, candidates.CANDIDATES),
+            "candidates": list(names),
+            "baselines": list(recipes.BASELINES),
+            "recipes": list(recipes.RECIPES),
+            "table": report.aggregate(per_seed, names),
             "seeds": per_seed,
         }
 

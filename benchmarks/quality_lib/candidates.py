@@ -16,15 +16,21 @@ ARM candidates, all through ``merge_method: arm`` in MergeKit:
   line search per step);
 * ``arm-stream-checkpoints``: a stream of checkpoints from the origin, origin -> c10 ->
   c20 -> c30, each leg scaled by a constant eta (eta = 1 without rotation reproduces c30);
-* ablations: the two streams with the rotation off (iterated ExPO) and the fixed stream
-  with ``off_subspace: 0``.
+* ablations: the fixed stream with ``off_subspace: 0``, and (``--diagnostics``) the two
+  streams with the rotation off (iterated ExPO);
+* the averaging recipes and the greedy-soup / ema baselines: ``recipes.py``.
+
+``--diagnostics`` (``Preset.diagnostics``) adds the rows three seeds of the full preset
+showed to be ties of another row (the arm-single variants, within 0.005 gsm OOD loss of
+arm-single; the rotation-off ablations, within 0.003 of their rotated stream), so that
+a default full-preset seed fits in about 1.5 h on 2 cores.
 """
 
 from __future__ import annotations
 
 from mergekit_arm.stream import Leg, angle_summary
 
-from . import merges
+from . import merges, recipes
 from .pipeline import Run
 from .train import StateDict
 
@@ -39,10 +45,19 @@ ARM_VARIANTS = (
 
 CANDIDATES = (
     "origin", "sft-10%", "sft-20%", "sft-30%", "sft-100%", "expo-20%", "expo-30%", "avg-early",
-    "task-arithmetic", "model-stock", "arm-single", *(name for name, _ in ARM_VARIANTS),
-    "arm-single (best on val)", "arm-stream", "arm-line-search", "arm-stream-checkpoints",
-    "ablation-rotation0", "ablation-offsubspace0", "ablation-checkpoints-rotation0",
+    "task-arithmetic", "model-stock", *recipes.BASELINE_EXTRAS, "arm-single",
+    *(name for name, _ in ARM_VARIANTS), "arm-single (best on val)", "arm-stream",
+    "arm-line-search", "arm-stream-checkpoints", "ablation-rotation0", "ablation-offsubspace0",
+    "ablation-checkpoints-rotation0", *recipes.RECIPES,
 )
+DIAGNOSTIC_ONLY = (*(name for name, _ in ARM_VARIANTS), "arm-single (best on val)",
+                   "ablation-rotation0", "ablation-checkpoints-rotation0")
+
+
+def candidate_names(diagnostics: bool) -> tuple[str, ...]:
+    """The rows of a run: the arm-single variants only with ``--diagnostics``."""
+    return CANDIDATES if diagnostics else tuple(c for c in CANDIDATES
+                                                if c not in DIAGNOSTIC_ONLY)
 
 
 def _mean_displacement(leg: Leg) -> StateDict:
@@ -86,6 +101,7 @@ def run_candidates(run: Run) -> None:
             [{"lam": x} for x in p.lambda_grid])
         run.test("task-arithmetic", state, sel, v)
         run.test("model-stock", merges.mergekit_merge("model_stock", origin, early, {}))
+    recipes.run_baseline_extras(run)
 
     cal = run.calibrator
     texts = cal.texts
@@ -128,7 +144,7 @@ def run_candidates(run: Run) -> None:
         run.test("arm-single", state, sel, v)
         single["arm-single"] = v
         rank = sel["rank"]  # every later ARM candidate uses the rank validation chose here
-        for name, options in ARM_VARIANTS:
+        for name, options in ARM_VARIANTS if p.diagnostics else ():
             opts = dict(options)
             cur_stats, from_stats, source = s_c20, s_origin, origin
             if opts.pop("tokens", None):
@@ -146,9 +162,10 @@ def run_candidates(run: Run) -> None:
             state, sel, v = run.select(build, [{"eta": a} for a in p.alpha_grid])
             run.test(name, state, sel | {"rank": rank} | opts, v)
             single[name] = v
-        best = min(single, key=single.get)
-        run.copy_result("arm-single (best on val)", best,
-                        {"variant": best, "val_by_variant": single})
+        if p.diagnostics:
+            best = min(single, key=single.get)
+            run.copy_result("arm-single (best on val)", best,
+                            {"variant": best, "val_by_variant": single})
 
     arm = merges.arm_parameters(rank)
     fixed = merges.fixed_legs(origin, s_origin, [c20], p.stream_steps)
@@ -190,8 +207,9 @@ def run_candidates(run: Run) -> None:
         run.diagnostics["arm-stream-checkpoints"] = trajectories
 
     with run.stage("ablations"):
-        for name, kwargs in (("ablation-rotation0", {"rotation_strength": 0.0}),
-                             ("ablation-offsubspace0", {"off_subspace": 0.0})):
+        ablations = (("ablation-rotation0", {"rotation_strength": 0.0}),
+                     ("ablation-offsubspace0", {"off_subspace": 0.0}))
+        for name, kwargs in ablations if p.diagnostics else ablations[1:]:
             res_ab = merges.stream(
                 c20, fixed, cal, run.val, schedule=merges.cosine(eta0),
                 parameters=merges.arm_parameters(rank, **kwargs),
@@ -200,13 +218,16 @@ def run_candidates(run: Run) -> None:
                      {"eta0 (from arm-stream)": eta0, "steps": res_ab.best_step} | kwargs,
                      res_ab.best_val)
             run.diagnostics[name] = res_ab.trajectory
-        res_ab = merges.stream(origin, legs, cal, run.val, schedule=merges.constant(eta_ck),
-                               parameters=merges.arm_parameters(rank, rotation_strength=0.0),
-                               min_steps=1, label="ablation-checkpoints-rotation0", log=run.log)
-        run.test("ablation-checkpoints-rotation0", res_ab.best_state,
-                 {"eta (from arm-stream-checkpoints)": eta_ck, "steps": res_ab.best_step,
-                  "rotation_strength": 0.0}, res_ab.best_val)
-        run.diagnostics["ablation-checkpoints-rotation0"] = res_ab.trajectory
+        if p.diagnostics:
+            res_ab = merges.stream(origin, legs, cal, run.val, schedule=merges.constant(eta_ck),
+                                   parameters=merges.arm_parameters(rank, rotation_strength=0.0),
+                                   min_steps=1, label="ablation-checkpoints-rotation0",
+                                   log=run.log)
+            run.test("ablation-checkpoints-rotation0", res_ab.best_state,
+                     {"eta (from arm-stream-checkpoints)": eta_ck, "steps": res_ab.best_step,
+                      "rotation_strength": 0.0}, res_ab.best_val)
+            run.diagnostics["ablation-checkpoints-rotation0"] = res_ab.trajectory
+    recipes.run_recipes(run, rank)
     run.timings["calibration passes (s)"] = cal.seconds
     run.timings["validation evals (s)"] = run.evaluator.seconds
 

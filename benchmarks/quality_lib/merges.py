@@ -21,6 +21,7 @@ import torch
 from mergekit_arm.merge_methods.arm_parameters import ARMParameters
 from mergekit_arm.stream import Leg, StreamTrace, merge_candidate, run_steps
 from mergekit_arm.stream.config import ScheduleConfig
+from mergekit_arm.stream.recipe_config import BlockSearchConfig
 
 from .train import StateDict, load_state
 
@@ -60,6 +61,22 @@ def average(states: Sequence[StateDict]) -> StateDict:
     for k, v in states[0].items():
         out[k] = sum(s[k] for s in states) / len(states) if v.is_floating_point() else v.clone()
     return out
+
+
+def greedy_soup(states: Sequence[StateDict], val_loss: Callable[[StateDict], float]
+                ) -> tuple[StateDict, list[int]]:
+    """Greedy soup (Wortsman et al. 2022): sort the models by validation loss, then add
+    each in that order to the uniform soup if the soup's validation loss does not get
+    worse. Returns the soup and the indices of its ingredients (in the order added)."""
+    order = sorted(range(len(states)), key=lambda i: val_loss(states[i]))
+    kept = [order[0]]
+    soup, best = states[order[0]], val_loss(states[order[0]])
+    for index in order[1:]:
+        trial = average([states[i] for i in kept + [index]])
+        loss = val_loss(trial)
+        if loss <= best:
+            kept, soup, best = kept + [index], trial, loss
+    return soup, kept
 
 
 def mergekit_merge(method: str, origin: StateDict, models: Sequence[StateDict],
@@ -212,6 +229,21 @@ def checkpoint_legs(origin: StateDict, origin_stats: Path | None,
     return legs
 
 
+def toward_legs(checkpoints: Sequence[tuple[str, StateDict]]) -> list[Leg]:
+    """``mode: toward``: step t moves the current model toward c_t (source = current)."""
+    return [Leg(None, None, ((state, 1.0),), f"current->{name}") for name, state in checkpoints]
+
+
+def average_schedule() -> ScheduleConfig:
+    """``kind: average``: eta_t = 1 / t (the running mean of the checkpoints)."""
+    return ScheduleConfig(kind="average")
+
+
+def average_line_search(multipliers: Sequence[float]) -> ScheduleConfig:
+    """``kind: line_search, decay: average``: try m / t for every multiplier."""
+    return ScheduleConfig(kind="line_search", decay="average", candidates=list(multipliers))
+
+
 def cosine(eta0: float) -> ScheduleConfig:
     """The package's cosine decay from ``eta0`` towards 0."""
     return ScheduleConfig(kind="cosine", learning_rate=eta0)
@@ -252,6 +284,8 @@ def stream(
     diagnostics: Callable[[int, StateDict, Path | None, Leg], dict] | None = None,
     label: str = "arm",
     log: Callable[[str], None] = print,
+    blocks: BlockSearchConfig | None = None,
+    selection_loss: Callable[[StateDict], float] | None = None,
 ) -> StreamRun:
     """Streaming Merging in memory through :func:`mergekit_arm.stream.run_steps`.
 
@@ -259,8 +293,12 @@ def stream(
     start's statistics and save the first pass; no pass when the rotation is off). The
     kept step is the lowest validation loss among steps ``>= min_steps`` (step 0 = the
     start); ``patience: 1`` stops at the first step that does not improve on it.
+    ``selection_loss``: the in-step searches (line search, ``blocks``) score on it, and
+    ``val_loss`` only reports and keeps steps (as ``arm-stream``'s ``selection`` section).
     """
-    needs_stats = parameters["rotation_strength"] != 0.0 or parameters["off_subspace"] != 1.0
+    toward = all(leg.source is None for leg in legs)
+    needs_stats = parameters["off_subspace"] != 1.0 or (
+        not toward and parameters["rotation_strength"] != 0.0)
 
     def statistics(step: int, current: StateDict) -> Path | None:
         if not needs_stats:
@@ -275,9 +313,11 @@ def stream(
     _register()
     start_val = val_loss(start)
     trace = run_steps(start, legs, schedule=schedule, total=len(legs), parameters=parameters,
-                      statistics=statistics, score=val_loss, start_loss=start_val,
-                      select="best", patience=patience, min_step=min_steps,
-                      diagnostics=diagnostics, keep_weights=True)
+                      statistics=statistics, score=selection_loss or val_loss,
+                      report=val_loss if selection_loss is not None else None,
+                      start_loss=start_val, select="best", patience=patience,
+                      min_step=min_steps, diagnostics=diagnostics, keep_weights=True,
+                      blocks=blocks)
     trajectory: list[dict] = [{"step": 0, "val": start_val}]
     for record in trace.records:
         val = record["val_loss"] if record["accepted"] else float("inf")
@@ -285,6 +325,7 @@ def stream(
                            "rate": record["learning_rate"], "val": val,
                            "tried": [(c["learning_rate"], c["val_loss"])
                                      for c in record["line_search"] or []],
+                           "block_rates": record.get("block_rates"),
                            "diagnostics": record.get("diagnostics", {})})
         log(f"  {label} step {record['step']} ({record['leg']}): eta "
             f"{record['learning_rate'] or float('nan'):.4g} val {val:.4f}")

@@ -68,6 +68,12 @@ class Preset:
     # Smallest number of steps a stream may return; 0 lets validation keep the start
     # checkpoint (then the "ARM" candidate is just sft-20%).
     min_stream_steps: int = 0
+    # the averaging recipes (quality_lib/recipes.py)
+    ema_grid: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
+    toward_multipliers: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
+    block_multipliers: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
+    # run the arm-single variants too (three seeds showed them ties of arm-single)
+    diagnostics: bool = False
     # tiny model only
     vocab_size: int = 1024
     hidden: int = 64
@@ -139,7 +145,8 @@ def smallest(preset: Preset) -> Preset:
         "cal_max_length": 64, "rank": 8, "stream_steps": 2, "alpha_grid": [0.5, 1.0],
         "lambda_grid": [1.0, 2.0], "stream_eta_grid": [0.5], "line_search_multipliers": [0.5, 1.0],
         "rank_options": [8], "rank_sweep": [4, 8], "checkpoint_eta_grid": [1.0, 1.5],
-        "pretrain_steps": 10, "hidden": 32, "intermediate": 64}))
+        "pretrain_steps": 10, "hidden": 32, "intermediate": 64, "ema_grid": [0.5],
+        "toward_multipliers": [1.0, 1.5], "block_multipliers": [0.5, 1.0]}))
 
 
 def _num(value: float | None) -> str:
@@ -251,6 +258,13 @@ class Run:
         if fixed:
             self.val_cache[id(state)] = loss
         return loss
+
+    def val_part(self, state: StateDict, part: int) -> float:
+        """Loss on half of the validation split (``part`` 0: even, 1: odd indices): the
+        selection and validation sets of a per-block search."""
+        load_state(self.model, state)
+        loss = self.evaluator.loss(self.splits.val[part::2])
+        return loss if math.isfinite(loss) else float("inf")
 
     def task2_new_tokens(self) -> int:
         p = self.preset

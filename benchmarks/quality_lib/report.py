@@ -71,9 +71,72 @@ def compare(per_seed: list[dict], candidate: str, reference: str, key: str) -> d
     return {"mean": m, "std": sd, "n": len(diffs), "verdict": verdict}
 
 
+BEST_BASELINE = "best baseline"
+# the splits a new recipe is compared on against the best baseline
+RECIPE_METRICS = tuple(m for m in METRICS if m[0] != "val")
+
+
+def with_best_baseline(per_seed: list[dict], baselines: tuple[str, ...]) -> list[dict]:
+    """Copies of the seeds with a ``best baseline`` row: per seed and split, the best
+    value (lowest loss, highest accuracy) among ``baselines``, read off the test split
+    itself, so the reference is at least as strong as any baseline chosen on validation."""
+    out = []
+    for s in per_seed:
+        row: dict = {"which": {}}
+        for key, _ in RECIPE_METRICS:
+            values = [(s["results"][b].get(key), b) for b in baselines
+                      if b in s["results"] and s["results"][b].get(key) is not None
+                      and math.isfinite(s["results"][b][key])]
+            if values:
+                pick = max(values) if key.startswith("acc") else min(values)
+                row[key], row["which"][key] = pick
+        out.append(s | {"results": s["results"] | {BEST_BASELINE: row}})
+    return out
+
+
+def recipe_verdicts(per_seed: list[dict], recipes: tuple[str, ...],
+                    baselines: tuple[str, ...]) -> dict:
+    """Every recipe against the best baseline, per split, paired over seeds."""
+    seeds = with_best_baseline(per_seed, baselines)
+    out: dict = {"which": [s["results"][BEST_BASELINE]["which"] for s in seeds]}
+    for cand in recipes:
+        for key, _ in RECIPE_METRICS:
+            res = compare(seeds, cand, BEST_BASELINE, key)
+            if res is not None:
+                out.setdefault(cand, {})[key] = res
+    return out
+
+
+def _recipe_lines(payload: dict, task2: str) -> list[str]:
+    rv = payload.get("recipe_verdicts")
+    if not rv:
+        return []
+    keys = [(k, label.format(task2=task2)) for k, label in RECIPE_METRICS]
+    lines = ["## New recipes vs the best baseline", "",
+             "Difference recipe − best baseline, paired over seeds (mean ± sample std; "
+             "**wins**/**loses** as above). The best baseline is, per seed and split, the best "
+             f"test value among {', '.join(payload.get('baselines', []))} (an oracle pick on "
+             "the test split, so a stricter reference than any validation choice).", "",
+             "| recipe | " + " | ".join(label for _, label in keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for cand in payload.get("recipes", []):
+        cells = []
+        for key, _ in keys:
+            c = rv.get(cand, {}).get(key)
+            digits = 3 if key.startswith("acc") else 4
+            cells.append("n/a" if c is None else f"{c['mean']:+.{digits}f}"
+                         + (f" ± {c['std']:.{digits}f}" if c["n"] > 1 else "")
+                         + f" {c['verdict']}")
+        lines.append(f"| {cand} | " + " | ".join(cells) + " |")
+    lines += ["", "Best baseline per seed: " + "; ".join(
+        f"seed {s['seed']}: " + ", ".join(f"{k} {v}" for k, v in which.items())
+        for s, which in zip(payload["seeds"], rv["which"])), ""]
+    return lines
+
+
 def verdicts(per_seed: list[dict], candidates: tuple[str, ...]) -> dict:
     out = {}
-    for cand in (c for c in candidates if c.startswith("arm")):
+    for cand in (c for c in candidates if c.startswith(("arm", "stream-"))):
         for ref in REFERENCES:
             for key, _ in VERDICT_METRICS:
                 res = compare(per_seed, cand, ref, key)
@@ -131,7 +194,10 @@ def _stream_tables(name: str, traj) -> list[str]:
             c = dg.get("cos_vs_c100_minus_cur", {})
             cos_txt = f"{c['unrotated']:.4f} / {c['rotated']:.4f}" if c else "n/a"
             rate = rec.get("rate")
-            lines.append(f"| {rec['step']} | {rec.get('leg', '')} | "
+            blocks = rec.get("block_rates")
+            leg = rec.get("leg", "") + (" (per block: " + ", ".join(
+                f"{g} {r:.3g}" for g, r in blocks.items()) + ")" if blocks else "")
+            lines.append(f"| {rec['step']} | {leg} | "
                          f"{'' if rate is None else f'{rate:.4g}'} | {rec['val']:.4f} | "
                          f"{_angles(dg.get('angles_source_to_cur'))} | {cos_txt} |")
     return lines
@@ -211,6 +277,9 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     task2 = payload["preset"].get("task2", "task2")
     payload = payload | {"verdicts": verdicts(payload["seeds"], tuple(payload["candidates"]))}
+    if payload.get("recipes"):
+        payload["recipe_verdicts"] = recipe_verdicts(
+            payload["seeds"], tuple(payload["recipes"]), tuple(payload["baselines"]))
     json_path = out / f"quality-{preset_name}.json"
     md_path = out / f"quality-{preset_name}.md"
     seeds = payload["seeds"]
@@ -242,7 +311,7 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              "split (gsm problems of templates disjoint from train and test, plus the second "
              "task; counts in the Data section) that every hyperparameter was chosen on.", "",
              *main_table(payload)]
-    lines += [""] + _verdict_lines(payload, task2)
+    lines += [""] + _recipe_lines(payload, task2) + _verdict_lines(payload, task2)
     if n > 1:
         lines += ["## Per-seed results", "",
                   "The same table for each seed alone (a run of one seed, e.g. the default "
@@ -271,7 +340,9 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
                   "", "| displacement, settings | unrotated | rotated |", "|---|---|---|"]
         for key, val in diag.get("cosines", {}).items():
             lines.append(f"| {key} | {val['unrotated']:.4f} | {val['rotated']:.4f} |")
-        for name in ("arm-stream", "arm-line-search", "arm-stream-checkpoints"):
+        for name in ("arm-stream", "arm-line-search", "arm-stream-checkpoints",
+                     "stream-toward-line-search", "stream-average-blocks",
+                     "stream-from-average", "stream-from-average-blocks"):
             traj = s["diagnostics"].get(name)
             if traj:
                 lines += _stream_tables(name, traj)

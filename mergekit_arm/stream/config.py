@@ -20,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mergekit_arm.calibration.options import CalibrationSettings
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.merge_methods.arm_parameters import ARMParameters
+from mergekit_arm.stream.recipe_config import START_AVERAGE, BlockSearchConfig, selection_problem
 
-Mode = Literal["fixed", "checkpoints", "watch"]
-ScheduleKind = Literal["constant", "linear", "cosine", "line_search"]
-DecayKind = Literal["constant", "linear", "cosine"]
+Mode = Literal["fixed", "checkpoints", "watch", "toward"]
+ScheduleKind = Literal["constant", "linear", "cosine", "average", "line_search"]
+DecayKind = Literal["constant", "linear", "cosine", "average"]
 OutDtype = Literal["float32", "bfloat16", "float16"]
 Select = Literal["best", "last"]
 
@@ -53,8 +54,10 @@ class CheckpointEntry(_Section):
 class ScheduleConfig(_Section):
     """How the learning rate (merging coefficient) ``eta_k`` of step ``k`` is chosen."""
 
-    kind: ScheduleKind = Field("constant", description="constant | linear | cosine | line_search")
-    learning_rate: float = Field(gt=0, description="eta at the first step (required)")
+    kind: ScheduleKind = Field(
+        "constant", description="constant | linear | cosine | average | line_search")
+    learning_rate: float = Field(
+        gt=0, description="eta at the first step (required; average: default 1, eta_k = lr / k)")
     final_learning_rate: float = Field(
         0.0, ge=0, description="linear/cosine: the rate the decay reaches after the last step"
     )
@@ -66,6 +69,15 @@ class ScheduleConfig(_Section):
         min_length=1,
         description="line_search: multipliers of the scheduled rate tried at every step",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _average_default_rate(cls, data: Any) -> Any:
+        """``kind: average`` (or ``decay: average``) needs no rate: eta_k = 1 / k."""
+        if isinstance(data, dict) and "learning_rate" not in data and "average" in (
+                data.get("kind"), data.get("decay")):
+            return {**data, "learning_rate": 1.0}
+        return data
 
     @field_validator("learning_rate", "final_learning_rate")
     @classmethod
@@ -92,7 +104,7 @@ class ScheduleConfig(_Section):
                     raise ValueError(
                         f"`{key}` is only used with kind: line_search (kind is {self.kind})"
                     )
-        if self.decay_kind == "constant" and "final_learning_rate" in self.model_fields_set:
+        if self.decay_kind in ("constant", "average") and "final_learning_rate" in self.model_fields_set:
             raise ValueError("`final_learning_rate` needs a decaying schedule (linear/cosine)")
         return self
 
@@ -129,7 +141,7 @@ class WatchConfig(_Section):
 class StreamConfig(_Section):
     """A Streaming Merging run: which models, how many steps, which step sizes."""
 
-    mode: Mode = Field("fixed", description="fixed | checkpoints | watch")
+    mode: Mode = Field("fixed", description="fixed | checkpoints | watch | toward")
     origin: str = Field(description="the model SFT started from (W_from of the first step)")
     checkpoints: list[CheckpointEntry] = Field(default_factory=list)
     start: str | None = Field(
@@ -139,6 +151,11 @@ class StreamConfig(_Section):
     schedule: ScheduleConfig
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     validation: ValidationConfig | None = None
+    selection: ValidationConfig | None = Field(
+        None, description="held-out text the in-step searches (line search, blocks) are "
+        "scored on; null = validation. Must differ from validation")
+    blocks: BlockSearchConfig | None = Field(
+        None, description="per-block step sizes by coordinate search (needs `selection`)")
     arm: ARMParameters = Field(
         default_factory=ARMParameters, description="the merge_method: arm parameters of every step"
     )
@@ -174,12 +191,13 @@ class StreamConfig(_Section):
                 raise ValueError("mode fixed needs at least one entry in `checkpoints`")
             if self.steps is None:
                 raise ValueError("mode fixed needs `steps` (the number of merge steps)")
-        elif self.mode == "checkpoints":
+        elif self.mode in ("checkpoints", "toward"):
             if not self.checkpoints:
-                raise ValueError("mode checkpoints needs the checkpoints in order in `checkpoints`")
+                raise ValueError(
+                    f"mode {self.mode} needs the checkpoints in order in `checkpoints`")
             if self.steps is not None and self.steps > len(self.checkpoints):
                 raise ValueError(
-                    f"`steps` is {self.steps} but mode checkpoints has only "
+                    f"`steps` is {self.steps} but mode {self.mode} has only "
                     f"{len(self.checkpoints)} checkpoints (one step per checkpoint)"
                 )
         else:  # watch
@@ -194,6 +212,9 @@ class StreamConfig(_Section):
                     f"a {self.schedule.decay_kind} decay needs a known number of steps: "
                     "set `watch.max_steps`"
                 )
+        if self.start == START_AVERAGE and self.mode != "fixed":
+            raise ValueError("`start: average` (the average of the fixed set) needs mode fixed")
+        self._check_selection()
         if self.schedule.kind == "line_search" and self.validation is None:
             raise ValueError("schedule kind line_search needs a `validation` section (held-out text)")
         if self.validation is None:
@@ -209,6 +230,12 @@ class StreamConfig(_Section):
             )
         return self
 
+    def _check_selection(self) -> None:
+        problem = selection_problem(self.selection, self.validation, self.schedule.kind,
+                                    self.blocks is not None)
+        if problem is not None:
+            raise ValueError(problem)
+
     # -- derived --------------------------------------------------------------------
     def start_path(self) -> str:
         """The model the trajectory starts from (``start``, else the mode's default)."""
@@ -222,11 +249,15 @@ class StreamConfig(_Section):
         """Number of steps (None: watch mode without ``max_steps``, until idle)."""
         if self.mode == "fixed":
             return self.steps
-        if self.mode == "checkpoints":
+        if self.mode in ("checkpoints", "toward"):
             return self.steps if self.steps is not None else len(self.checkpoints)
         return self.watch.max_steps
 
-    def selection(self) -> Select:
+    def starts_from_average(self) -> bool:
+        """``start: average``: the trajectory starts at the weighted mean of the fixed set."""
+        return self.start == START_AVERAGE
+
+    def select_rule(self) -> Select:
         """Which step becomes the final model (``select``, else best iff validated)."""
         if self.select is not None:
             return self.select
@@ -245,11 +276,11 @@ class StreamConfig(_Section):
 
         data = self.model_dump(exclude_unset=True)  # keeps which keys the user set
         for key in ("origin", "start", "tokenizer"):
-            if data.get(key) is not None:
+            if data.get(key) is not None and not (key == "start" and data[key] == START_AVERAGE):
                 data[key] = absolute(data[key])
         for entry in data.get("checkpoints", []):
             entry["model"] = absolute(entry["model"])
-        for section in ("calibration", "validation", "watch"):
+        for section in ("calibration", "validation", "selection", "watch"):
             key = "dir" if section == "watch" else "data"
             if isinstance(data.get(section), dict) and data[section].get(key) is not None:
                 data[section][key] = absolute(data[section][key])
@@ -348,6 +379,8 @@ def load_config(path: str | os.PathLike) -> StreamConfig:
 
 __all__ = [
     "ARMParameters",
+    "START_AVERAGE",
+    "BlockSearchConfig",
     "CheckpointEntry",
     "ScheduleConfig",
     "StreamConfig",

@@ -36,7 +36,8 @@ class InputModel:
 
 def check_paths(config: StreamConfig) -> None:
     """Raise an error naming the config key of every path that does not exist."""
-    models = [("origin", config.origin), ("start", config.start)]
+    start = None if config.starts_from_average() else config.start
+    models = [("origin", config.origin), ("start", start)]
     models += [(f"checkpoints[{i}].model", c.model) for i, c in enumerate(config.checkpoints)]
     for key, value in models:
         if value is None:
@@ -51,6 +52,8 @@ def check_paths(config: StreamConfig) -> None:
     others = [("tokenizer", config.tokenizer), ("calibration.data", config.calibration.data)]
     if config.validation is not None:
         others.append(("validation.data", config.validation.data))
+    if config.selection is not None:
+        others.append(("selection.data", config.selection.data))
     if config.mode == "watch":
         others.append(("watch.dir (--watch)", config.watch.dir))
     for key, value in others:

@@ -7,6 +7,10 @@ rates, and continues from the chosen candidate. Step 0 is the start model.
 Keep-best: the *best* step is the one with the lowest held-out loss among step 0 and the
 accepted steps (ties: the earlier step); ``select: best`` returns it, ``select: last``
 the last accepted step. ``patience: N`` stops once ``N`` steps followed the best one.
+Two held-out sets (``report``): the in-step choices (line-search tries, the per-block
+search of ``blocks``) are scored by ``score`` on the *selection* set, and ``report`` then
+measures the chosen model on the *validation* set, the ``val_loss`` that keep-best and
+patience compare; without ``report`` one set does both.
 ``arm-stream`` (:mod:`mergekit_arm.stream.runner`) and the quality benchmark run
 :func:`run_steps`.
 """
@@ -22,7 +26,9 @@ from typing import Any, Literal
 
 import torch
 
+from mergekit_arm.stream.blocks import block_search
 from mergekit_arm.stream.config import ScheduleConfig
+from mergekit_arm.stream.recipe_config import BlockSearchConfig
 from mergekit_arm.stream.schedule import scheduled_rate, step_candidates
 from mergekit_arm.stream.step import Leg, Score, StateDict, StepResult, angle_summary, stream_step
 
@@ -100,6 +106,8 @@ def run_steps(
     diagnostics: Callable[[int, StateDict, Path | None, Leg], dict] | None = None,
     keep_weights: bool = False,
     written_dtype: torch.dtype = torch.float32,
+    blocks: BlockSearchConfig | None = None,
+    report: Score | None = None,
 ) -> StreamTrace:
     """Run steps ``len(history) + 1, ...``, one per leg, until the legs end, a step fails,
     the last step ``total`` is done or ``patience`` runs out.
@@ -110,6 +118,9 @@ def run_steps(
     which may return the tensors to continue from (e.g. those of a module it loaded
     them into). ``history``: records of steps already done (resume).
     ``keep_weights``: hold the kept step's weights in memory (``StreamTrace.kept_weights``).
+    ``blocks``: per-block step sizes searched on ``score`` after the step's rate is chosen
+    (:func:`~mergekit_arm.stream.blocks.block_search`); ``report``: the validation loss of
+    the chosen model when ``score`` is a separate selection set (module docstring).
     """
     done = list(history)
     records: list[Record] = []
@@ -138,6 +149,8 @@ def run_steps(
         result = stream_step(current, stats, leg, step_candidates(schedule, step, total),
                              parameters, score, written_dtype)
         chosen = result.chosen
+        choice = _refine(current, stats, leg, chosen, parameters, blocks, score, report,
+                         written_dtype)
         record.update({
             "accepted": chosen is not None,
             "learning_rate": None if chosen is None else chosen.learning_rate,
@@ -148,6 +161,7 @@ def run_steps(
                             if schedule.kind == "line_search" else None),
             "angle_mean_deg": angles.get("mean"),
             "angle_max_deg": angles.get("max"),
+            **choice,
         })
         if chosen is None:
             record["error"] = result.failure(step)
@@ -183,6 +197,27 @@ def run_steps(
     if keep_weights and select == "last":
         kept_weights = current
     return StreamTrace(records, kept, kept_loss, kept_weights, stop_reason, failed)
+
+
+def _refine(current: StateDict, stats: Path | None, leg: Leg, chosen: Any,
+            parameters: Mapping[str, Any], blocks: BlockSearchConfig | None,
+            score: Score | None, report: Score | None,
+            written_dtype: torch.dtype = torch.float32) -> Record:
+    """Per-block search on the chosen candidate, then its validation loss (``report``);
+    updates ``chosen`` in place and returns the record fields."""
+    if chosen is None or (blocks is None and report is None):
+        return {}
+    fields: Record = {}
+    if blocks is not None:
+        assert score is not None and chosen.val_loss is not None
+        found = block_search(current, stats, leg, chosen.learning_rate, dict(parameters),
+                             blocks, score, chosen.val_loss, chosen.weights, written_dtype)
+        chosen.weights, chosen.val_loss = found.weights, found.loss
+        fields.update({"block_rates": found.rates, "block_search": found.tries})
+    if report is not None:
+        fields["selection_loss"] = chosen.val_loss
+        chosen.val_loss = float(report(chosen.weights))
+    return fields
 
 
 __all__ = ["StreamTrace", "best_step", "kept_step", "mark_kept", "patience_left", "run_steps"]

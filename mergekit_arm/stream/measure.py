@@ -89,10 +89,11 @@ class StatisticsStore:
         return self.compute(module, self.cache_dir / f"{key}.safetensors", label, description)
 
 
-def validation_batches(config: StreamConfig, tokenizer: Any,
-                       device: torch.device) -> list[LossBatch] | None:
-    """The held-out batches of ``config.validation`` (None without validation)."""
-    val = config.validation
+def validation_batches(config: StreamConfig, tokenizer: Any, device: torch.device,
+                       section: str = "validation") -> list[LossBatch] | None:
+    """The held-out batches of ``config.validation`` (or of the ``selection`` section;
+    None without it)."""
+    val = getattr(config, section)
     if val is None:
         return None
     texts = load_calibration_texts(val.data, None, val.text_mode, VALIDATION_ROLE)[val.offset:]
@@ -100,12 +101,12 @@ def validation_batches(config: StreamConfig, tokenizer: Any,
     source = val.data or "the shipped corpus"
     if not texts:
         raise ArmConfigError(
-            f"`validation`: {source} has no texts after `validation.offset` ({val.offset})"
+            f"`{section}`: {source} has no texts after `{section}.offset` ({val.offset})"
         )
-    tokens = tokenize_texts(tokenizer, texts, config.validation_max_length())
+    tokens = tokenize_texts(tokenizer, texts, val.max_length or config.calibration.max_length)
     if sum(max(len(ids) - 1, 0) for ids in tokens) == 0:
         raise ArmConfigError(
-            f"`validation.data`: {source} yields no tokens to predict with this tokenizer "
+            f"`{section}.data`: {source} yields no tokens to predict with this tokenizer "
             "(every text is shorter than 2 tokens); use longer held-out texts"
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

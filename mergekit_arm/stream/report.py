@@ -159,8 +159,9 @@ def applicable_config(config: StreamConfig) -> dict[str, Any]:
     if config.validation is None:
         data.pop("validation", None)
         data.pop("patience", None)
-    data["select"] = config.selection()
-    for key in ("start", "save_every", "tokenizer", "out_dtype", "patience"):
+    data["select"] = config.select_rule()
+    for key in ("start", "save_every", "tokenizer", "out_dtype", "patience", "selection",
+                "blocks"):
         if data.get(key) is None:
             data.pop(key, None)
     return data
@@ -170,7 +171,7 @@ def selection_text(config: StreamConfig, records: Sequence[Record], kept: int,
                    start_loss: float | None) -> str:
     """One sentence on which step the final model is and why."""
     accepted = [r for r in records if r.get("accepted")]
-    if config.selection() == "last":
+    if config.select_rule() == "last":
         why = "no validation set" if config.validation is None else "select: last"
         return f"This model is the last step ({kept}) of the stream: kept the last step ({why})."
     if kept == 0:
@@ -201,6 +202,9 @@ def model_card(
         "checkpoints": "a stream of checkpoints (step t: from = c_{t-1}, to = c_t)",
         "watch": "checkpoints of a training run, merged as they appeared (step t: from = "
         "c_{t-1}, to = c_t)",
+        "toward": "checkpoints in order, each step moving the current model toward the next "
+        "(step t: W <- W + eta_t R(c_t - W); eta_t = 1/t is the running average, a constant "
+        "eta an EMA)",
     }[config.mode]
     stopped = ""
     if status == "stopped":
@@ -233,23 +237,30 @@ def model_card(
 def step_yaml(
     *,
     step: int,
-    learning_rate: float,
+    learning_rate: float | list[dict[str, Any]],
     base_model: Path,
-    base_statistics: Path,
-    origin: Path,
-    origin_statistics: Path,
+    base_statistics: Path | None,
+    origin: Path | None,
+    origin_statistics: Path | None,
     targets: Sequence[tuple[Path, float]],
     arm_parameters: dict[str, Any],
     replayable: bool,
     output: Path | None,
     yaml_path: Path,
 ) -> str:
-    """A mergekit config that performs step ``step`` with plain ``mergekit-yaml``."""
-    models: list[dict[str, Any]] = [
+    """A mergekit config that performs step ``step`` with plain ``mergekit-yaml``.
+
+    ``origin`` None (a toward step): no input is marked ``origin``, so the kernel's
+    displacement starts at ``base_model``. ``learning_rate``: one eta, or MergeKit's
+    ``[{filter, value}, ...]`` list (per-block rates).
+    """
+    models: list[dict[str, Any]] = [] if origin is None else [
         {"model": str(origin), "parameters": {"origin": True, "activations": str(origin_statistics)}}
     ]
     models += [{"model": str(path), "parameters": {"weight": weight}} for path, weight in targets]
-    parameters = {"learning_rate": learning_rate, "activations": str(base_statistics)}
+    parameters: dict[str, Any] = {"learning_rate": learning_rate}
+    if base_statistics is not None:
+        parameters["activations"] = str(base_statistics)
     parameters.update({k: v for k, v in arm_parameters.items() if v is not None})
     config = {
         "merge_method": "arm",
@@ -267,8 +278,10 @@ def step_yaml(
         f"{step - 1}) was not saved;\n# set save_every: 1 in the stream config to keep every "
         "step's input model.\n"
     )
+    rate = (f"learning rate {learning_rate!r}" if not isinstance(learning_rate, list)
+            else "per-block learning rates")
     return (
-        f"# Step {step} of an arm-stream run (learning rate {learning_rate!r}).\n{note}"
+        f"# Step {step} of an arm-stream run ({rate}).\n{note}"
         + yaml.safe_dump(config, sort_keys=False)
     )
 

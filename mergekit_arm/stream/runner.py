@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
-from mergekit_arm._io import atomic_file, write_text_atomic
+from mergekit_arm._io import atomic_file
 from mergekit_arm.errors import ArmError
 from mergekit_arm.evaluation import heldout_loss
 from mergekit_arm.models import DTYPES, load_tokenizer, resolve_device
@@ -31,10 +31,12 @@ from mergekit_arm.stream.folders import save_model_folder
 from mergekit_arm.stream.inputs import InputModel, ModelLoader, saved_dtype
 from mergekit_arm.stream.loop import StreamTrace, kept_step, mark_kept, patience_left, run_steps
 from mergekit_arm.stream.measure import StatisticsStore, validation_batches
-from mergekit_arm.stream.report import model_card, plot_trajectory, step_yaml, write_trajectory
+from mergekit_arm.stream.recipes import weighted_average
+from mergekit_arm.stream.report import model_card, plot_trajectory, write_trajectory
 from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.state import OutLayout, StreamState, save_state
 from mergekit_arm.stream.step import Leg, StepResult
+from mergekit_arm.stream.step_files import StepFiles, write_step_files
 from mergekit_arm.stream.watch import CheckpointWatcher, checkpoint_number
 
 logger = logging.getLogger("mergekit_arm.stream")
@@ -71,12 +73,13 @@ class StreamRunner:
         self.store = StatisticsStore(cfg, self.tokenizer, self.device, self.layout.cache_dir,
                                      self.progress)
         self.validation = validation_batches(cfg, self.tokenizer, self.device)
+        self.selection = validation_batches(cfg, self.tokenizer, self.device, "selection")
         self.loader = ModelLoader(Path(cfg.origin), self.device, cfg.trust_remote_code)
         logger.info("loading origin %s", cfg.origin)
         origin_module = self.loader.load_origin()
         # Every input is checked against the origin before anything is calibrated.
         fixed: list[tuple[Path, str, torch.nn.Module, float]] = []
-        if cfg.mode == "checkpoints":
+        if cfg.mode in ("checkpoints", "toward"):
             for index, entry in enumerate(cfg.checkpoints[: cfg.total_steps()]):
                 self.loader.check_header(Path(entry.model), f"checkpoints[{index}]")
         elif cfg.mode == "fixed":
@@ -85,8 +88,8 @@ class StreamRunner:
                 logger.info("loading %s %s", label, entry.model)
                 module = self.loader.load_checked(Path(entry.model), label)
                 fixed.append((Path(entry.model), label, module, entry.weight))
-        origin_stats = self.store.cached(origin_module, str(cfg.origin),
-                                         f"the origin {cfg.origin}")
+        origin_stats = None if cfg.mode == "toward" else self.store.cached(
+            origin_module, str(cfg.origin), f"the origin {cfg.origin}")
         self.origin = InputModel(Path(cfg.origin), "origin", origin_module, origin_stats)
         # Targets only contribute W_to to the displacement: the kernel reads the statistics
         # of `from` and of the current model, so none are computed for them.
@@ -97,7 +100,7 @@ class StreamRunner:
             assert w.dir is not None
             self.watcher = CheckpointWatcher(Path(w.dir), w.pattern, w.settle_seconds,
                                              w.poll_seconds, w.idle_timeout)
-        if cfg.mode != "fixed" and self.state.consumed:
+        if cfg.mode in ("checkpoints", "watch") and self.state.consumed:
             last = Path(self.state.consumed[-1])
             if not last.exists():
                 raise ArmError(
@@ -106,15 +109,22 @@ class StreamRunner:
                 )
             self.previous = self._load_input(last, f"checkpoint {last.name}")
 
-    def _load_input(self, path: Path, label: str) -> InputModel:
-        """Load an input model, check it against the origin, get its (cached) statistics."""
+    def _load_input(self, path: Path, label: str, statistics: bool = True) -> InputModel:
+        """Load an input model, check it against the origin, get its (cached) statistics
+        (not for a toward leg's target, which is never a `from`)."""
         logger.info("loading %s %s", label, path)
         module = self.loader.load_checked(path, label)
-        return InputModel(path, label, module,
-                          self.store.cached(module, str(path), f"{label} {path}"))
+        return InputModel(path, label, module, self.store.cached(
+            module, str(path), f"{label} {path}") if statistics else None)
 
     def _start_module(self) -> torch.nn.Module:
         """A fresh copy of the start model (reusing an input already loaded)."""
+        if self.config.starts_from_average():
+            assert self.origin is not None
+            module = copy.deepcopy(self.origin.module)
+            module.load_state_dict(weighted_average(
+                [(t.module.state_dict(), w) for t, w in self.fixed_targets]), strict=True)
+            return module
         start = Path(self.config.start_path())
         loaded = [self.origin] + [m for m, _ in self.fixed_targets] + [self.previous]
         same = next((m for m in loaded if m is not None and m.path == start), None)
@@ -148,17 +158,24 @@ class StreamRunner:
                 self.went_idle = True
                 return
             self.step_inputs = source, targets = inputs
-            yield Leg(source.module.state_dict(), source.statistics,
+            yield Leg(None if source is None else source.module.state_dict(),
+                      None if source is None else source.statistics,
                       tuple((t.module.state_dict(), w) for t, w in targets),
-                      f"{source.path.name} -> " + ", ".join(t.path.name for t, _ in targets))
+                      f"{'current' if source is None else source.path.name} -> "
+                      + ", ".join(t.path.name for t, _ in targets))
             del inputs, source, targets  # hold at most from, to and the current model
 
-    def _inputs(self, step: int) -> tuple[InputModel, list[tuple[InputModel, float]]] | None:
-        """``from`` and the weighted targets of ``step``; None when the watch went idle."""
+    def _inputs(self, step: int) -> tuple[InputModel | None, list[tuple[InputModel, float]]] | None:
+        """``from`` (None: the current model) and the weighted targets of ``step``; None
+        when the watch went idle."""
         cfg = self.config
         if cfg.mode == "fixed":
             assert self.origin is not None
             return self.origin, self.fixed_targets
+        if cfg.mode == "toward":
+            entry = cfg.checkpoints[step - 1]
+            return None, [(self._load_input(Path(entry.model), f"checkpoints[{step - 1}]",
+                                            statistics=False), entry.weight)]
         if cfg.mode == "checkpoints":
             entry = cfg.checkpoints[step - 1]
             path, weight, label = Path(entry.model), entry.weight, f"checkpoints[{step - 1}]"
@@ -185,8 +202,10 @@ class StreamRunner:
             self.origin = None
 
     # -- callbacks of the loop ----------------------------------------------------------
-    def _statistics(self, step: int, current: Any) -> Path:
+    def _statistics(self, step: int, current: Any) -> Path | None:
         assert self.current is not None
+        if self.config.mode == "toward" and self.config.arm.off_subspace == 1.0:
+            return None  # R = I: a toward step needs no subspace (docs/streaming.md)
         what = (f"the start model {self.config.start_path()}" if step == 1
                 else f"the result of step {step - 1}")
         return self.store.compute(self.current, self.layout.step_statistics(step),
@@ -196,52 +215,17 @@ class StreamRunner:
         assert self.current is not None and self.validation is not None
         return heldout_loss(self.current, self.validation, weights)
 
-    def _step_base(self, step: int, source: InputModel,
-                   targets: list[tuple[InputModel, float]]) -> Path:
-        """The folder the step's YAML uses as base_model (distinct from its other inputs)."""
-        start = Path(self.config.start_path())
-        if step == 1 and start not in {source.path} | {t.path for t, _ in targets}:
-            return start
-        return self.layout.step_model(step - 1)
-
-    def _saves(self, step: int) -> bool:
-        every = self.config.save_every
-        return every is not None and step % every == 0
+    def _select_score(self, weights: dict[str, torch.Tensor]) -> float:
+        assert self.current is not None and self.selection is not None
+        return heldout_loss(self.current, self.selection, weights)
 
     def _write_step(self, step: int, leg: Leg, result: StepResult, record: dict) -> None:
         """Load the chosen weights; write the step's model folder and replay YAML."""
         assert self.current is not None and self.step_inputs is not None
-        source, targets = self.step_inputs
-        stats = self.layout.step_statistics(step)
-        record.update({
-            "from": str(source.path),
-            "to": [{"model": str(t.path), "weight": w} for t, w in targets],
-            "statistics": {"current": self.layout.relative(stats),
-                           "from": self.layout.relative(source.statistics)},
-        })
-        if result.chosen is None:
-            return
-        base = self._step_base(step, source, targets)
-        if step == 1 and base == self.layout.step_model(0):
-            # the start is also an input of step 1: save it so that step-1.yml replays
-            save_model_folder(self.current, self.tokenizer, base)
-        self.current.load_state_dict(result.chosen.weights, strict=True)
-        result.chosen.weights = None
-        saved = self._saves(step)
-        if saved:
-            save_model_folder(self.current, self.tokenizer, self.layout.step_model(step))
-        yaml_path = self.layout.step_yaml(step)
-        replayable = base.is_dir()
-        write_text_atomic(yaml_path, step_yaml(
-            step=step, learning_rate=record["learning_rate"], base_model=base,
-            base_statistics=stats, origin=source.path, origin_statistics=source.statistics,
-            targets=[(t.path, w) for t, w in targets], arm_parameters=self.parameters,
-            replayable=replayable, output=self.layout.step_model(step) if saved else None,
-            yaml_path=yaml_path,
-        ))
-        record["yaml"] = self.layout.relative(yaml_path)
-        record["yaml_replayable"] = replayable
-        record["saved_model"] = self.layout.relative(self.layout.step_model(step)) if saved else None
+        write_step_files(StepFiles(self.config, self.layout, self.current, self.tokenizer,
+                                   self.parameters), step, self.step_inputs, leg, result,
+                         record)
+
 
     def _commit(self, step: int, record: dict[str, Any], weights: Any) -> Any:
         """Persist a completed step: weights, then state (both atomic), then reports."""
@@ -266,7 +250,7 @@ class StreamRunner:
         self._write_reports()
         if record["accepted"]:
             self._log_step(record)
-            if self.config.mode != "fixed":  # the step's target is the next step's `from`
+            if self.config.mode in ("checkpoints", "watch"):  # target = next `from`
                 assert self.step_inputs is not None
                 self.previous = self.step_inputs[1][0][0]
                 self._release_origin()
@@ -288,11 +272,11 @@ class StreamRunner:
 
     def kept_step(self) -> int:
         """The step the final model is (``select``: best or last)."""
-        return kept_step(self.config.selection(), self.state.start_loss, self.state.records)
+        return kept_step(self.config.select_rule(), self.state.start_loss, self.state.records)
 
     def _kept_text(self) -> str:
         kept = self.kept_step()
-        if self.config.selection() == "last":
+        if self.config.select_rule() == "last":
             good = " good" if self.state.status == "stopped" else ""
             why = "no validation set" if self.config.validation is None else "select: last"
             return f"last{good} step ({kept}; {why})"
@@ -376,8 +360,11 @@ class StreamRunner:
             trace = run_steps(
                 self.current.state_dict(), self._legs(), schedule=cfg.schedule, total=total,
                 parameters=self.parameters, statistics=self._statistics,
-                score=self._score if self.validation is not None else None,
-                start_loss=state.start_loss, select=cfg.selection(), patience=cfg.patience,
+                score=(self._select_score if self.selection is not None else
+                       self._score if self.validation is not None else None),
+                report=self._score if self.selection is not None else None,
+                blocks=cfg.blocks,
+                start_loss=state.start_loss, select=cfg.select_rule(), patience=cfg.patience,
                 history=state.records, describe=self._write_step, commit=self._commit,
                 written_dtype=self._written_dtype(),
             )

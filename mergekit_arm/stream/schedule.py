@@ -5,6 +5,8 @@ Steps are numbered ``k = 1..K``. With ``progress p = (k - 1) / K`` the decays ar
 * constant: ``eta_k = eta``
 * linear:   ``eta_k = eta + (eta_end - eta) * p``
 * cosine:   ``eta_k = eta + (eta_end - eta) * (1 - cos(pi p)) / 2``
+* average:  ``eta_k = eta / k`` (``eta = 1``: moving toward checkpoint ``c_k`` by ``1 / k``
+  keeps the running mean of ``c_1..c_k``)
 
 so the first step always uses ``eta`` and the rate would reach ``eta_end`` one step
 after the last (like the usual warm-up-free LR schedulers; the last step is not
@@ -24,11 +26,14 @@ from mergekit_arm.stream.config import ScheduleConfig
 def decayed_rate(
     kind: str, learning_rate: float, final_learning_rate: float, step: int, total: int | None
 ) -> float:
-    """``eta_k`` of a constant, linear or cosine decay at step ``step`` (1-based) of ``total``."""
+    """``eta_k`` of a constant, linear, cosine or average decay at step ``step`` (1-based)
+    of ``total``."""
     if step < 1:
         raise ValueError(f"steps are numbered from 1, got {step}")
     if kind == "constant":
         return float(learning_rate)
+    if kind == "average":
+        return float(learning_rate) / step
     if total is None:
         raise ArmConfigError(f"a {kind} decay needs the total number of steps")
     if step > total:
@@ -39,7 +44,7 @@ def decayed_rate(
         return float(learning_rate + change * progress)
     if kind == "cosine":
         return float(learning_rate + change * 0.5 * (1.0 - math.cos(math.pi * progress)))
-    raise ValueError(f"unknown decay {kind!r}; use constant, linear or cosine")
+    raise ValueError(f"unknown decay {kind!r}; use constant, linear, cosine or average")
 
 
 def scheduled_rate(schedule: ScheduleConfig, step: int, total: int | None) -> float:

@@ -6,7 +6,11 @@ activation statistics) to weighted targets. For every step size ``eta`` the cand
 one ARM merge through MergeKit's in-memory API,
 ``W' = W + eta * ARM(d; from subspaces -> current subspaces)``
 (``merge_state_dicts(..., "arm", base="current")``), scored by a held-out loss.
-``arm-stream`` and the quality benchmark both call :func:`stream_step`.
+A *toward* leg (``source=None``) starts at the current model itself:
+``W' = W + eta * R(sum_j w_j (W_to_j - W) / sum_j w_j)``; the kernel then has no origin
+(``origin`` marks nobody, so its origin is ``base_model``), the two frames coincide and
+``R`` only damps the part outside the current subspace by ``off_subspace`` (identity at
+``off_subspace: 1``). ``arm-stream`` and the quality benchmark both call :func:`stream_step`.
 """
 
 from __future__ import annotations
@@ -31,21 +35,35 @@ Score = Callable[[dict[str, torch.Tensor]], float]
 CURRENT, FROM = "current", "from"
 
 
+Rate = float | Mapping[str, float]  # one eta, or one per tensor name (per-block steps)
+
+
 @dataclass(frozen=True)
 class Leg:
-    """``source`` (``W_from``) and its statistics, and the weighted targets ``W_to_j``."""
+    """``source`` (``W_from``; None: the current model, a toward leg) and its statistics,
+    and the weighted targets ``W_to_j``."""
 
-    source: StateDict
+    source: StateDict | None
     source_statistics: Path | None
     targets: tuple[tuple[StateDict, float], ...]
     label: str = ""
+
+
+def per_tensor_rates(names: Sequence[str], learning_rate: Rate) -> Any:
+    """The kernel's ``learning_rate``: a float, or MergeKit's per-tensor ``PerGroupValues``
+    in the order of ``names`` (names missing from a mapping are an error)."""
+    if isinstance(learning_rate, Mapping):
+        from mergekit.merge_methods.base import PerGroupValues
+
+        return PerGroupValues([float(learning_rate[name]) for name in names])
+    return float(learning_rate)
 
 
 def merge_candidate(
     current: StateDict,
     current_statistics: Path | None,
     leg: Leg,
-    learning_rate: float,
+    learning_rate: Rate,
     parameters: Mapping[str, Any],
     written_dtype: torch.dtype = torch.float32,
 ) -> dict[str, torch.Tensor]:
@@ -55,15 +73,20 @@ def merge_candidate(
     ``written_dtype`` (the dtype the stream writes its models in).
 
     ``parameters`` are the kernel's top-level parameters (``ARMParameters.merge_parameters()``);
-    statistics may be None when the rotation is off (``rotation_strength: 0``).
+    statistics may be None when the rotation is off (``rotation_strength: 0``; a toward
+    leg needs none unless ``off_subspace != 1``). ``learning_rate``: one eta, or a
+    mapping tensor name -> eta.
     """
     from mergekit.merge_methods import merge_state_dicts
 
-    models: dict[str, StateDict] = {CURRENT: current, FROM: leg.source}
-    weights = {CURRENT: 1.0, FROM: 1.0}
+    models: dict[str, StateDict] = {CURRENT: current}
+    weights = {CURRENT: 1.0}
     cur_stats = None if current_statistics is None else str(current_statistics)
-    activations = {CURRENT: cur_stats,
-                   FROM: None if leg.source_statistics is None else str(leg.source_statistics)}
+    activations: dict[str, str | None] = {CURRENT: cur_stats}
+    if leg.source is not None:
+        models[FROM] = leg.source
+        weights[FROM] = 1.0
+        activations[FROM] = None if leg.source_statistics is None else str(leg.source_statistics)
     for index, (target, weight) in enumerate(leg.targets):
         key = f"to-{index}"
         models[key] = target
@@ -71,7 +94,7 @@ def merge_candidate(
         activations[key] = cur_stats  # as a YAML's inherited top-level value; not read
     merge = {
         **parameters,
-        "learning_rate": float(learning_rate),
+        "learning_rate": per_tensor_rates(list(current), learning_rate),
         "origin": {key: key == FROM for key in models},
         "weight": weights,
         "activations": activations,
@@ -201,5 +224,4 @@ def angle_summary(
             "frac_gt_80": float((deg > 80).double().mean())}
 
 
-__all__ = ["Candidate", "Leg", "StepResult", "angle_summary", "merge_candidate",
-           "stream_step"]
+__all__ = ["Candidate", "Leg", "Rate", "StepResult", "angle_summary", "merge_candidate", "per_tensor_rates", "stream_step"]

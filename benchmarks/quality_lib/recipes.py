@@ -1,0 +1,120 @@
+"""The averaging family as Streaming Merging, and its baselines, for one seed.
+
+Every stream runs the product's own loop (:func:`mergekit_arm.stream.run_steps` through
+:func:`merges.stream`): toward legs (``mode: toward``, ``W <- W + eta_t R(c_t - W)``),
+the ``average`` schedule (``eta_t = 1/t``), ``start: average``
+(:func:`mergekit_arm.stream.recipes.weighted_average`) and per-block step sizes
+(``blocks``). Baselines: ``greedy-soup`` (Wortsman et al. 2022) and ``ema``.
+
+Selection: every choice is made on the validation split; the per-block searches score on
+its even-indexed half (the *selection* set) and keep/report steps on the odd half (the
+stream's ``validation``), as ``arm-stream`` requires the two to differ. The test splits
+are read once per candidate by :meth:`Run.test`.
+"""
+
+from __future__ import annotations
+
+from mergekit_arm.stream.recipe_config import BlockSearchConfig
+from mergekit_arm.stream.recipes import weighted_average
+
+from . import merges
+from .pipeline import Run
+
+BASELINE_EXTRAS = ("greedy-soup", "ema")
+RECIPES = ("stream-average", "stream-toward-line-search", "stream-average-blocks",
+           "stream-from-average", "stream-from-average-blocks")
+# what a new recipe must beat: the best of these per split and seed (issue 11's goal)
+BASELINES = ("sft-10%", "sft-20%", "sft-30%", "avg-early", "model-stock", "greedy-soup",
+             "expo-20%", "expo-30%", "ema")
+
+
+def run_baseline_extras(run: Run) -> None:
+    """``greedy-soup`` and ``ema`` over c10 -> c20 -> c30 (eta on validation)."""
+    p, ck = run.preset, run.ckpt
+    names = ("c10", "c20", "c30")
+    early = [ck[0.1], ck[0.2], ck[0.3]]
+    with run.stage("greedy-soup and ema"):
+        soup, kept = merges.greedy_soup(early, run.val)
+        run.test("greedy-soup", soup, {"ingredients": [names[i] for i in kept]})
+        legs = merges.toward_legs([("c20", early[1]), ("c30", early[2])])
+        best = None
+        for eta in p.ema_grid:
+            res = merges.stream(early[0], legs, run.calibrator, run.val,
+                                schedule=merges.constant(eta), parameters=merges.arm_parameters(
+                                    p.rank), min_steps=len(legs), label=f"ema eta={eta}",
+                                log=run.log)
+            if best is None or res.best_val < best[1].best_val:
+                best = (eta, res)
+        run.test("ema", best[1].best_state, {"eta": best[0], "start": "c10",
+                                             "legs": [leg.label for leg in legs]},
+                 best[1].best_val)
+
+
+def _halves(run: Run):
+    """(selection loss, validation loss) on the two halves of the validation split."""
+    return (lambda state: run.val_part(state, 0)), (lambda state: run.val_part(state, 1))
+
+
+def run_recipes(run: Run, rank: int) -> None:
+    """The new recipes (see the module docstring); ``rank``: the ARM rank validation chose."""
+    p, ck, origin = run.preset, run.ckpt, run.origin
+    early = [("c10", ck[0.1]), ("c20", ck[0.2]), ("c30", ck[0.3])]
+    toward = merges.toward_legs(early)
+    plain = merges.arm_parameters(rank)  # a toward step needs no statistics (R = I)
+    blocks = BlockSearchConfig(groups="kind", multipliers=p.block_multipliers)
+    select, validate = _halves(run)
+    cal = run.calibrator
+
+    with run.stage("stream-average (toward, eta = 1/t)"):
+        res = merges.stream(origin, toward, cal, run.val, schedule=merges.average_schedule(),
+                            parameters=plain, min_steps=len(toward), label="stream-average",
+                            log=run.log)
+        run.test("stream-average", res.best_state, {"schedule": "average", "steps": 3},
+                 res.best_val)
+    with run.stage("stream-toward-line-search"):
+        res = merges.stream(origin, toward, cal, run.val,
+                            schedule=merges.average_line_search(p.toward_multipliers),
+                            parameters=plain, min_steps=1, label="stream-toward-line-search",
+                            log=run.log)
+        run.test("stream-toward-line-search", res.best_state,
+                 {"multipliers of 1/t": p.toward_multipliers, "steps": res.best_step,
+                  "rates": [t["rate"] for t in res.trajectory[1:res.best_step + 1]]},
+                 res.best_val)
+        run.diagnostics["stream-toward-line-search"] = res.trajectory
+    with run.stage("stream-average-blocks"):
+        res = merges.stream(origin, toward, cal, validate, schedule=merges.average_schedule(),
+                            parameters=plain, min_steps=1, blocks=blocks,
+                            selection_loss=select, label="stream-average-blocks", log=run.log)
+        run.test("stream-average-blocks", res.best_state, _block_selected(res))
+        run.diagnostics["stream-average-blocks"] = res.trajectory
+
+    avg = weighted_average([(state, 1.0) for _, state in early])
+    with run.stage("calibration (origin)"):
+        s_origin = cal(origin, "origin-recipes")
+    fixed = merges.fixed_legs(origin, s_origin, [s for _, s in early], p.stream_steps)
+    arm = merges.arm_parameters(rank)
+    search = merges.line_search(p.line_search_base, p.line_search_multipliers)
+    with run.stage("stream-from-average"):
+        res = merges.stream(avg, fixed, cal, run.val, schedule=search, parameters=arm,
+                            min_steps=1, patience=1, label="stream-from-average", log=run.log)
+        run.test("stream-from-average", res.best_state,
+                 {"start": "average", "steps": res.best_step,
+                  "rates": [t["rate"] for t in res.trajectory[1:res.best_step + 1]]},
+                 res.best_val)
+        run.diagnostics["stream-from-average"] = res.trajectory
+    with run.stage("stream-from-average-blocks"):
+        res = merges.stream(avg, fixed, cal, validate, schedule=search, parameters=arm,
+                            min_steps=1, patience=1, blocks=blocks, selection_loss=select,
+                            label="stream-from-average-blocks", log=run.log)
+        run.test("stream-from-average-blocks", res.best_state, _block_selected(res))
+        run.diagnostics["stream-from-average-blocks"] = res.trajectory
+
+
+def _block_selected(res: merges.StreamRun) -> dict:
+    return {"steps": res.best_step, "val (odd half, keeps the step)": res.best_val,
+            "rates": [t["rate"] for t in res.trajectory[1:res.best_step + 1]],
+            "block_rates": [t.get("block_rates") for t in res.trajectory[1:res.best_step + 1]],
+            "selection": "even half of the validation split"}
+
+
+__all__ = ["BASELINES", "BASELINE_EXTRAS", "RECIPES", "run_baseline_extras", "run_recipes"]

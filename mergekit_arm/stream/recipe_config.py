@@ -1,0 +1,79 @@
+"""Config pieces of the stream's recipes: ``start: average``, per-block step sizes
+(``blocks``) and the ``selection`` set that guards them (see docs/streaming.md)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+BlockGroups = Literal["kind", "depth"]
+START_AVERAGE = "average"  # `start: average`: the weighted average of the checkpoints
+
+
+class BlockSearchConfig(BaseModel):
+    """Per-block step sizes: after the step's rate ``eta`` is chosen, a coordinate search
+    sets ``eta_g = m * eta`` for one group ``g`` of tensors at a time (``m`` from
+    ``multipliers``), keeping the lowest loss on the `selection` set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: BlockGroups = Field(
+        "kind", description="kind: embeddings+head / attention / MLP / other (norms); "
+        "depth: the decoder layers in quarters, plus embeddings+head+norms")
+    multipliers: list[float] = Field(
+        default_factory=lambda: [0.5, 1.0, 1.5], min_length=1,
+        description="multipliers of the step's rate tried for each group")
+    sweeps: int = Field(1, ge=1, description="passes over the groups")
+
+    @field_validator("multipliers")
+    @classmethod
+    def _positive(cls, values: list[float]) -> list[float]:
+        bad = [v for v in values if not (math.isfinite(v) and v >= 0)]
+        if bad:
+            raise ValueError(f"multipliers must be finite and >= 0, got {bad}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"multipliers must be distinct, got {values}")
+        return values
+
+
+
+def _same_file(a: str | None, b: str | None) -> bool:
+    def resolve(path: str | None) -> Path | None:
+        return None if path is None else Path(path).expanduser().resolve()
+
+    return resolve(a) == resolve(b)
+
+
+def selection_problem(selection: Any, validation: Any, schedule_kind: str,
+                      has_blocks: bool) -> str | None:
+    """Why the ``selection``/``validation`` pair is unusable (None: it is fine).
+
+    The in-step searches score on ``selection``; ``validation`` reports every step and
+    picks the kept one, so the two must not read the same texts.
+    """
+    if has_blocks and selection is None:
+        return ("`blocks` searches step sizes on held-out loss: it needs a `selection` "
+                "section (held-out text distinct from `validation`)")
+    if selection is None:
+        return None
+    if validation is None:
+        return "`selection` needs a `validation` section (which reports the steps and " \
+               "picks the kept one)"
+    if schedule_kind != "line_search" and not has_blocks:
+        return ("`selection` is read only by a line search or `blocks`; remove it or add "
+                "one of them")
+    sel, val = selection, validation
+    same = _same_file(sel.data, val.data) and sel.text_mode == val.text_mode
+    if same and sel.offset < val.offset + val.samples and val.offset < sel.offset + sel.samples:
+        return ("`selection` and `validation` read the same texts "
+                f"({sel.data or 'the shipped corpus'}, offsets {sel.offset}+{sel.samples} "
+                f"and {val.offset}+{val.samples}): the search would fit the data that "
+                "picks and reports the kept step. Use another file or disjoint offsets "
+                "(`selection.offset`)")
+    return None
+
+
+__all__ = ["START_AVERAGE", "BlockGroups", "BlockSearchConfig", "selection_problem"]
