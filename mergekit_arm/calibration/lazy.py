@@ -8,6 +8,7 @@ model larger than RAM can be calibrated.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from contextlib import contextmanager
@@ -20,11 +21,13 @@ from mergekit_arm.errors import CalibrationError, ModelLoadError
 
 
 class LazyCheckpoint:
-    """Tensors of a model folder's safetensors files, read one at a time on demand."""
+    """Tensors of a model folder's safetensors files, read one at a time on demand.
+
+    Every read opens its file and closes it again: a handle kept open keeps every page it
+    has read mapped into the process, so resident memory would grow with the model.
+    """
 
     def __init__(self, folder: str | os.PathLike) -> None:
-        from safetensors import safe_open
-
         self.folder = Path(folder)
         index = self.folder / "model.safetensors.index.json"
         if index.is_file():
@@ -35,30 +38,65 @@ class LazyCheckpoint:
             weight_map = None
         if not files:
             raise ModelLoadError(f"{self.folder} has no .safetensors files to read lazily")
-        self._handles = {f: safe_open(str(self.folder / f), framework="pt", device="cpu") for f in files}
+        self.files = files
         if weight_map is None:
-            weight_map = {key: f for f, h in self._handles.items() for key in h.keys()}  # noqa: SIM118
+            weight_map = {}
+            for f in files:
+                with self._open(f) as handle:
+                    weight_map.update(dict.fromkeys(handle.keys(), f))
         self.weight_map: dict[str, str] = weight_map
         self.dtype: torch.dtype | None = None  # the dtype the layers are read in
 
     def __contains__(self, name: object) -> bool:
         return name in self.weight_map
 
-    def get(self, name: str) -> torch.Tensor:
+    def _open(self, file: str):
+        from safetensors import safe_open
+
+        return safe_open(str(self.folder / file), framework="pt", device="cpu")
+
+    def _file_of(self, name: str) -> str:
         try:
-            return self._handles[self.weight_map[name]].get_tensor(name)
+            return self.weight_map[name]
         except KeyError:
             raise ModelLoadError(f"{name} is not in the safetensors files of {self.folder}") from None
+
+    def get(self, name: str) -> torch.Tensor:
+        """Tensor ``name`` (a copy in memory; the file is closed again)."""
+        with self._open(self._file_of(name)) as handle:
+            return handle.get_tensor(name)
 
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of tensor ``name``, read from the file header only."""
-        try:
-            return tuple(self._handles[self.weight_map[name]].get_slice(name).get_shape())
-        except KeyError:
-            raise ModelLoadError(f"{name} is not in the safetensors files of {self.folder}") from None
+        with self._open(self._file_of(name)) as handle:
+            return tuple(handle.get_slice(name).get_shape())
 
     def nbytes(self) -> int:
-        return sum((self.folder / f).stat().st_size for f in self._handles)
+        return sum((self.folder / f).stat().st_size for f in self.files)
+
+
+def return_freed_memory() -> None:
+    """Ask glibc to return freed heap pages to the system (``malloc_trim(0)``).
+
+    A layer's weights are freed after it runs, but glibc keeps freed blocks for reuse, so
+    without this the resident memory of a layer-sequential pass grows with depth. A no-op
+    where the C library has no ``malloc_trim`` (macOS, musl, Windows).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
 
 
 class LazyPlacement:
@@ -83,10 +121,13 @@ class LazyPlacement:
             set_module_tensor_to_device(module, name, device, value=value, dtype=dtype)
 
     def release(self, module: torch.nn.Module) -> None:
+        """Put the module's parameters back on the meta device and hand the freed memory
+        back to the system (:func:`return_freed_memory`)."""
         from accelerate.utils import set_module_tensor_to_device
 
         for name, _ in list(module.named_parameters()):
             set_module_tensor_to_device(module, name, "meta")
+        return_freed_memory()
 
     @contextmanager
     def place(self, prefix: str, module: torch.nn.Module):

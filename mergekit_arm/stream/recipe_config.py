@@ -31,9 +31,12 @@ class BlockSearchConfig(BaseModel):
     @field_validator("multipliers")
     @classmethod
     def _positive(cls, values: list[float]) -> list[float]:
-        bad = [v for v in values if not (math.isfinite(v) and v >= 0)]
+        bad = [v for v in values if not (math.isfinite(v) and v > 0)]
         if bad:
-            raise ValueError(f"multipliers must be finite and >= 0, got {bad}")
+            raise ValueError(
+                f"multipliers must be finite and > 0, got {bad} (every group's rate follows "
+                "the learning-rate rule: finite and > 0)"
+            )
         if len(set(values)) != len(values):
             raise ValueError(f"multipliers must be distinct, got {values}")
         return values
