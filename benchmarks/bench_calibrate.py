@@ -259,6 +259,7 @@ def peak_allocated(fn) -> int:
 
 def memory_vs_depth(args) -> None:
     from mergekit_arm.calibration import (
+        TokenBatches,
         collect_statistics,
         collect_statistics_layerwise,
         load_lazy_causal_lm,
@@ -294,8 +295,8 @@ def memory_vs_depth(args) -> None:
             resident = sum(p.numel() * p.element_size() for p in lazy.parameters()
                            if p.device.type != "meta")
             peaks["lazy"] = peak_allocated(partial(
-                collect_statistics_layerwise, lazy, tokens, 0, args.rank, args.batch_size,
-                progress=False))
+                collect_statistics_layerwise, lazy, TokenBatches(tokens, 0, args.batch_size),
+                args.rank, progress=False))
             del lazy
             shutil.rmtree(folder)
             results[depth] = peaks

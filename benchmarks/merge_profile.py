@@ -55,7 +55,7 @@ def profile(kinds, rank: int = 64, r_max: int = 128, repeats: int = 5) -> tuple[
     """Rows of the per-kind table and the model totals (ms) of every phase."""
     from mergekit_arm.low_rank_update import apply_update, update_factors
     from mergekit_arm.merge_methods.arm_checks import value_range
-    from mergekit_arm.rotation import combine_displacements, select_subspace
+    from mergekit_arm.rotation import RotationInputs, combine_displacements, select_subspace
     from mergekit_arm.statistics import (
         ActivationStatistics,
         LayerStatistics,
@@ -98,7 +98,7 @@ def profile(kinds, rank: int = 64, r_max: int = 128, repeats: int = 5) -> tuple[
                         select_subspace(basis_b, eig, eig.sum(), rank))
 
             s_from, s_cur = select()
-            factors = update_factors(s_from, s_cur)
+            factors = update_factors(RotationInputs(s_from, s_cur))
             d = combine_displacements(a, [b])
             k = factors.columns.shape[1] if factors is not None else 0  # 0: R = I (full rank)
             result = torch.empty_like(d)
@@ -112,7 +112,7 @@ def profile(kinds, rank: int = 64, r_max: int = 128, repeats: int = 5) -> tuple[
             phase = {
                 "statistics": _median_ms(read, repeats),
                 "selection": _median_ms(select, repeats),
-                "pairing": _median_ms(lambda s_from=s_from, s_cur=s_cur: update_factors(s_from, s_cur), repeats),
+                "pairing": _median_ms(lambda s_from=s_from, s_cur=s_cur: update_factors(RotationInputs(s_from, s_cur)), repeats),
                 "displacement": _median_ms(lambda a=a, b=b: combine_displacements(a, [b]), repeats),
                 "products": _median_ms(products, repeats),
                 "add": _median_ms(lambda b=b, d=d, result=result: torch.add(b, d, alpha=0.5, out=result), repeats),

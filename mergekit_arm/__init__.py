@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it (loaded lazily, like lm-eval's registry).
 _LAZY: dict[str, str] = {
-    "arm_update": "mergekit_arm.rotation",
+    "arm_update": "mergekit_arm.low_rank_update",
     "principal_rotation": "mergekit_arm.rotation",
     "ActivationStatistics": "mergekit_arm.statistics",
     "LayerStatistics": "mergekit_arm.statistics",

@@ -158,6 +158,16 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _discard_and_explain(partial: Path, final: Path, error: BaseException) -> None:
+    """After a failed write of ``final``: remove ``partial`` (the staged file or folder) and
+    raise the write error as an explained one when it is an OS write error; else return,
+    for the caller to re-raise ``error`` as it is."""
+    shutil.rmtree(partial, ignore_errors=True)
+    code = write_error_code(error)
+    if code is not None and isinstance(error, Exception) and not isinstance(error, ArmError):
+        raise _explain(final, error, code) from error
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path (with ``path``'s name, in a private temporary folder next to
@@ -179,10 +189,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         _fsync(tmp)
         os.replace(tmp, final)
     except BaseException as error:
-        shutil.rmtree(stage, ignore_errors=True)
-        code = write_error_code(error)
-        if code is not None and isinstance(error, Exception) and not isinstance(error, ArmError):
-            raise _explain(final, error, code) from error
+        _discard_and_explain(stage, final, error)
         raise
     shutil.rmtree(stage, ignore_errors=True)
 
@@ -214,10 +221,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         else:
             os.replace(tmp, final)
     except BaseException as error:
-        shutil.rmtree(tmp, ignore_errors=True)
-        code = write_error_code(error)
-        if code is not None and isinstance(error, Exception) and not isinstance(error, ArmError):
-            raise _explain(final, error, code) from error
+        _discard_and_explain(tmp, final, error)
         raise
 
 

@@ -10,13 +10,11 @@ from typing import NamedTuple
 import torch
 
 from mergekit_arm.rotation import (
-    DEFAULT_EPS,
-    PAIRINGS,
+    RotationInputs,
     RotationPlanes,
     SpanRotation,
-    arm_direction,
-    energy_weighted_rotation,
-    principal_rotation,
+    guide_to_subspace,
+    rotate,
 )
 
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
@@ -52,27 +50,14 @@ class LowRankRotation(NamedTuple):
         return projected @ (self.span.omega - eye).T
 
 
-def low_rank_rotation(
-    s_from: torch.Tensor,
-    s_cur: torch.Tensor,
-    rotation_strength: float = 1.0,
-    eps: float = DEFAULT_EPS,
-    pairing: str = "subspace",
-    eig_from: torch.Tensor | None = None,
-    eig_cur: torch.Tensor | None = None,
-) -> LowRankRotation | None:
-    """The rotation of :func:`arm_direction` as a :class:`LowRankRotation`; None for ``R = I``."""
-    if pairing == "subspace":
-        planes = principal_rotation(s_from, s_cur, strength=rotation_strength, eps=eps)
-        if planes.is_identity:
-            return None
-        return LowRankRotation(torch.cat([planes.e, planes.f], dim=1), planes, None)
-    if pairing == "energy":
-        if eig_from is None or eig_cur is None:
-            raise ValueError("pairing='energy' needs the eigenvalues of both subspaces")
-        span = energy_weighted_rotation(s_from, eig_from, s_cur, eig_cur, rotation_strength)
-        return None if span.is_identity else LowRankRotation(span.u, None, span)
-    raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+def low_rank_rotation(rotation: RotationPlanes | SpanRotation) -> LowRankRotation | None:
+    """``rotation`` (:meth:`RotationInputs.rotation`) as a :class:`LowRankRotation`; None for
+    ``R = I``."""
+    if rotation.is_identity:
+        return None
+    if isinstance(rotation, RotationPlanes):
+        return LowRankRotation(torch.cat([rotation.e, rotation.f], dim=1), rotation, None)
+    return LowRankRotation(rotation.u, None, rotation)
 
 
 class UpdateFactors(NamedTuple):
@@ -89,22 +74,13 @@ class UpdateFactors(NamedTuple):
     guided: bool
 
 
-def update_factors(
-    s_from: torch.Tensor,
-    s_cur: torch.Tensor,
-    rotation_strength: float = 1.0,
-    off_subspace: float = 1.0,
-    eps: float = DEFAULT_EPS,
-    pairing: str = "subspace",
-    eig_from: torch.Tensor | None = None,
-    eig_cur: torch.Tensor | None = None,
-) -> UpdateFactors | None:
+def update_factors(inputs: RotationInputs, off_subspace: float = 1.0) -> UpdateFactors | None:
     """:class:`UpdateFactors` of :func:`arm_update`; None when the step is the plain one."""
-    rotation = low_rank_rotation(s_from, s_cur, rotation_strength, eps, pairing, eig_from, eig_cur)
+    rotation = low_rank_rotation(inputs.rotation())
     guided = float(off_subspace) != 1.0
     if rotation is None and not guided:
         return None
-    s = _f32(s_cur)
+    s = _f32(inputs.s_cur)
     parts = ([rotation.basis] if rotation is not None else []) + ([s] if guided else [])
     columns = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).contiguous()
     k = rotation.basis.shape[1] if rotation is not None else 0
@@ -148,15 +124,9 @@ def step_overflows(learning_rate: float, off_subspace: float = 1.0) -> bool:
 def arm_update(
     w_cur: torch.Tensor,
     d: torch.Tensor,
-    s_from: torch.Tensor | None,
-    s_cur: torch.Tensor | None,
+    inputs: RotationInputs | None,
     learning_rate: float,
-    rotation_strength: float = 1.0,
     off_subspace: float = 1.0,
-    eps: float = DEFAULT_EPS,
-    pairing: str = "subspace",
-    eig_from: torch.Tensor | None = None,
-    eig_cur: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One ARM step ``W_cur + eta d_A`` in float32, in two full passes over ``W``.
 
@@ -167,20 +137,18 @@ def arm_update(
     ``add`` and one ``addmm`` (no full-size temporary). Equal to
     ``w_cur + eta * arm_direction(...)`` to float32 rounding.
 
-    Without subspaces (``s_from`` or ``s_cur`` is None: norms, biases, embeddings), and
-    whenever ``R = I`` and ``beta = 1``, this is the plain step
-    ``torch.add(W_cur, d, alpha=eta)``, exactly. The caller casts back to its dtype.
+    Without subspaces (``inputs`` is None: norms, biases, embeddings), and whenever
+    ``R = I`` and ``beta = 1``, this is the plain step ``torch.add(W_cur, d, alpha=eta)``,
+    exactly. The caller casts back to its dtype.
     """
     w, d = _f32(w_cur), _f32(d)
     eta = float(learning_rate)
     if step_overflows(learning_rate, off_subspace):
         # Factors beyond float32 (the step overflows): computed unfused, so that the result
         # holds Inf/NaN for the caller to report instead of failing to convert the factor.
-        direction = d if s_from is None or s_cur is None else arm_direction(
-            d, s_from, s_cur, rotation_strength, off_subspace, eps, pairing, eig_from, eig_cur)
+        direction = d if inputs is None else guide_to_subspace(
+            rotate(d, inputs.rotation()), inputs.s_cur, off_subspace)
         return w + eta * direction
-    if s_from is None or s_cur is None:
+    if inputs is None:
         return torch.add(w, d, alpha=eta)
-    factors = update_factors(s_from, s_cur, rotation_strength, off_subspace, eps, pairing,
-                             eig_from, eig_cur)
-    return apply_update(w, d, factors, learning_rate, off_subspace)
+    return apply_update(w, d, update_factors(inputs, off_subspace), learning_rate, off_subspace)

@@ -53,6 +53,24 @@ def check_model_folder(path: str | os.PathLike) -> Path:
     return folder
 
 
+def load_model_config(folder: Path, trust_remote_code: bool = False):
+    """The transformers config of a model folder; ModelLoadError when it cannot be read."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as error:
+        raise ModelLoadError(f"cannot read the config of {folder}: {error}") from error
+
+
+def not_a_causal_lm(folder: Path, config, error: Exception) -> ModelLoadError:
+    """The error for a config transformers cannot build a causal LM from."""
+    return ModelLoadError(
+        f"{folder} is not a causal language model that transformers can load "
+        f"(model_type={getattr(config, 'model_type', '?')!r}): {error}"
+    )
+
+
 def load_causal_lm(
     path: str | os.PathLike,
     dtype: str | torch.dtype | None = "auto",
@@ -60,13 +78,10 @@ def load_causal_lm(
     trust_remote_code: bool = False,
 ):
     """Load a causal LM from a local folder in eval mode, on ``device``."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     folder = check_model_folder(path)
-    try:
-        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except Exception as error:
-        raise ModelLoadError(f"cannot read the config of {folder}: {error}") from error
+    config = load_model_config(folder, trust_remote_code)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             folder,
@@ -76,10 +91,7 @@ def load_causal_lm(
             local_files_only=True,
         )
     except ValueError as error:
-        raise ModelLoadError(
-            f"{folder} is not a causal language model that transformers can load "
-            f"(model_type={getattr(config, 'model_type', '?')!r}): {error}"
-        ) from error
+        raise not_a_causal_lm(folder, config, error) from error
     except (OSError, RuntimeError) as error:
         raise ModelLoadError(f"cannot load the weights of {folder}: {error}") from error
     return model.to(resolve_device(device)).eval()

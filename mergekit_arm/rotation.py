@@ -321,6 +321,39 @@ def combine_displacements(
 PAIRINGS = ("subspace", "energy")
 
 
+class RotationInputs(NamedTuple):
+    """The two subspaces of one weight's step (``in x k``) and how ``R`` pairs them:
+    ``pairing="subspace"``, the direct rotation between principal vectors (the spec);
+    ``"energy"``, :func:`energy_weighted_rotation` (needs both eigenvalue vectors)."""
+
+    s_from: torch.Tensor
+    s_cur: torch.Tensor
+    rotation_strength: float = 1.0
+    eps: float = DEFAULT_EPS
+    pairing: str = "subspace"
+    eig_from: torch.Tensor | None = None
+    eig_cur: torch.Tensor | None = None
+
+    def rotation(self) -> RotationPlanes | SpanRotation:
+        """``R`` from ``S_from`` toward ``S_cur`` at ``rotation_strength``."""
+        if self.pairing == "subspace":
+            return principal_rotation(self.s_from, self.s_cur, strength=self.rotation_strength,
+                                      eps=self.eps)
+        if self.pairing == "energy":
+            if self.eig_from is None or self.eig_cur is None:
+                raise ValueError("pairing='energy' needs the eigenvalues of both subspaces")
+            return energy_weighted_rotation(self.s_from, self.eig_from, self.s_cur, self.eig_cur,
+                                            self.rotation_strength)
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
+
+
+def rotate(d: torch.Tensor, rotation: RotationPlanes | SpanRotation) -> torch.Tensor:
+    """``d R^T`` for either kind of rotation."""
+    if isinstance(rotation, RotationPlanes):
+        return rotate_rows(d, rotation)
+    return rotate_rows_in_span(d, rotation)
+
+
 def arm_direction(
     d: torch.Tensor,
     s_from: torch.Tensor,
@@ -332,21 +365,10 @@ def arm_direction(
     eig_from: torch.Tensor | None = None,
     eig_cur: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Rotated and guided displacement ``d_A`` (rows of ``d`` act on the ``in`` axis).
-
-    ``pairing="subspace"``: the direct rotation between principal vectors (the spec);
-    ``"energy"``: :func:`energy_weighted_rotation` (needs both eigenvalue vectors).
-    """
-    if pairing == "subspace":
-        rotated = rotate_rows(d, principal_rotation(s_from, s_cur, strength=rotation_strength, eps=eps))
-    elif pairing == "energy":
-        if eig_from is None or eig_cur is None:
-            raise ValueError("pairing='energy' needs the eigenvalues of both subspaces")
-        rotation = energy_weighted_rotation(s_from, eig_from, s_cur, eig_cur, rotation_strength)
-        rotated = rotate_rows_in_span(d, rotation)
-    else:
-        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
-    return guide_to_subspace(rotated, s_cur, off_subspace)
+    """Rotated and guided displacement ``d_A`` (rows of ``d`` act on the ``in`` axis), ``R``
+    as in :class:`RotationInputs`."""
+    inputs = RotationInputs(s_from, s_cur, rotation_strength, eps, pairing, eig_from, eig_cur)
+    return guide_to_subspace(rotate(d, inputs.rotation()), s_cur, off_subspace)
 
 
 def cosine_similarity(x: torch.Tensor, y: torch.Tensor) -> float:

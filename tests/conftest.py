@@ -121,3 +121,16 @@ def calibration_jsonl(tmp_path_factory, calibration_texts) -> Path:
         for text in calibration_texts:
             handle.write(json.dumps({"text": text}) + "\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures(...)``): faster
+    for tiny models on a shared 2-core machine, and the same setting as subprocesses run
+    with OMP_NUM_THREADS=1, so results match bit for bit."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

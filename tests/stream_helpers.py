@@ -19,6 +19,11 @@ from typing import Any
 import torch
 
 
+def one_thread_env() -> dict[str, str]:
+    """The environment for a subprocess with one OpenMP/MKL thread (as the tests' torch)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def stream_config(
     origin: Path,
     checkpoints: Sequence[Path | tuple[Path, float]],

@@ -77,22 +77,37 @@ def test_stream_arm_section_accepts_every_kernel_parameter():
     assert config.arm.merge_parameters()["verify_statistics"] is False
 
 
-# (arm: section, expected message fragment)
-STREAM_ERRORS = [
-    pytest.param({"rank": 0}, "arm.rank", id="rank-0"),
-    pytest.param({"energy": 0}, "arm.energy", id="energy-0"),
-    pytest.param({"energy": 1.5}, "arm.energy", id="energy-above-1"),
-    pytest.param({"off_subspace": -0.5}, "arm.off_subspace", id="negative-beta"),
-    pytest.param({"rotation_strength": float("inf")}, "arm.rotation_strength", id="inf-gamma"),
-    pytest.param({"pairing": "procrustes"}, "arm.pairing", id="bad-pairing"),
-    pytest.param({"missing_statistics": "skip"}, "arm.missing_statistics", id="bad-missing"),
-    pytest.param({"eigen_gap": True}, "unknown key `arm.eigen_gap`", id="typo"),
-    pytest.param({"learning_rate": 0.5}, "unknown key `arm.learning_rate`", id="per-step-key"),
+# (invalid ARM parameters, the field, the message after it): one table for both entry points,
+# the stream's `arm:` section (`arm.<field>`) and the kernel's parameters (`<field>`)
+INVALID = [
+    pytest.param({"rank": 0}, "rank", "Input should be greater than or equal to 1", id="rank-0"),
+    pytest.param({"energy": 0}, "energy", "Input should be greater than 0", id="energy-0"),
+    pytest.param({"energy": 1.5}, "energy", "Input should be less than or equal to 1",
+                 id="energy-above-1"),
+    pytest.param({"off_subspace": -0.5}, "off_subspace", "Input should be greater than",
+                 id="negative-beta"),
+    pytest.param({"rotation_strength": float("inf")}, "rotation_strength", "must be a finite",
+                 id="inf-gamma"),
+    pytest.param({"rotation_strength": float("nan")}, "rotation_strength", "must be a finite",
+                 id="gamma-nan"),
+    pytest.param({"pairing": "procrustes"}, "pairing", "Input should be 'subspace' or 'energy'",
+                 id="bad-pairing"),
+    pytest.param({"missing_statistics": "ignore"}, "missing_statistics",
+                 "Input should be 'error' or 'plain'", id="bad-missing"),
 ]
 
 
-@pytest.mark.parametrize(("arm", "fragment"), STREAM_ERRORS)
-def test_stream_arm_section_errors(arm, fragment):
+@pytest.mark.parametrize(("arm", "field", "message"), INVALID)
+def test_stream_arm_section_errors(arm, field, message):
+    with pytest.raises(ArmConfigError, match=re.escape(f"`arm.{field}`: {message}")):
+        parse_config({**STREAM, "arm": arm})
+
+
+@pytest.mark.parametrize(("arm", "fragment"), [
+    pytest.param({"eigen_gap": True}, "unknown key `arm.eigen_gap`", id="typo"),
+    pytest.param({"learning_rate": 0.5}, "unknown key `arm.learning_rate`", id="per-step-key"),
+])
+def test_stream_arm_section_unknown_keys(arm, fragment):
     with pytest.raises(ArmConfigError, match=re.escape(fragment)):
         parse_config({**STREAM, "arm": arm})
 
@@ -100,18 +115,14 @@ def test_stream_arm_section_errors(arm, fragment):
 OUT, IN = 6, 8
 NAME = "model.layers.0.mlp.down_proj.weight"
 
-# (kernel parameters, expected message fragment)
+# (kernel parameters, expected message fragment): the per-step rate, then the shared table
 KERNEL_ERRORS = [
     pytest.param({"learning_rate": 0.0}, "`learning_rate`: Input should be greater than 0", id="lr-0"),
-    pytest.param({"learning_rate": -0.5}, "`learning_rate`: Input should be greater than 0", id="lr-negative"),
-    pytest.param({"learning_rate": float("inf")}, "`learning_rate`: Input should be a finite", id="lr-inf"),
-    pytest.param({"rank": 0}, "`rank`: Input should be greater than or equal to 1", id="rank-0"),
-    pytest.param({"energy": 2.0}, "`energy`: Input should be less than or equal to 1", id="energy"),
-    pytest.param({"off_subspace": -1.0}, "`off_subspace`: Input should be greater than", id="beta"),
-    pytest.param({"rotation_strength": float("nan")}, "`rotation_strength`: must be a finite", id="gamma-nan"),
-    pytest.param({"pairing": "procrustes"}, "`pairing`: Input should be 'subspace' or 'energy'", id="pairing"),
-    pytest.param({"missing_statistics": "ignore"}, "`missing_statistics`: Input should be 'error' or 'plain'", id="missing"),
-]
+    pytest.param({"learning_rate": -0.5}, "`learning_rate`: Input should be greater than 0",
+                 id="lr-negative"),
+    pytest.param({"learning_rate": float("inf")}, "`learning_rate`: Input should be a finite",
+                 id="lr-inf"),
+] + [pytest.param(p.values[0], f"`{p.values[1]}`: {p.values[2]}", id=p.id) for p in INVALID]
 
 
 @pytest.mark.parametrize(("params", "fragment"), KERNEL_ERRORS)

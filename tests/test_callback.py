@@ -33,12 +33,7 @@ COMPARED = ("step", "accepted", "leg", "learning_rate", "scheduled_learning_rate
             "val_loss_before", "line_search", "kept", "angle_mean_deg", "angle_max_deg", "yaml")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

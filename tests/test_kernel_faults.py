@@ -154,13 +154,27 @@ def _stats_file(path: Path, weights: dict[str, torch.Tensor], bases: dict[str, t
     return str(write_statistics(path, content))
 
 
-def test_lm_head_without_statistics_is_refused_in_a_merge(tmp_path):
-    """lm_head has a vocabulary axis but is a linear map: a file without its entry is
-    refused under the default `missing_statistics: error` (it used to take the plain step)."""
+def _arm_merge(tmp_path: Path, origin: str, base: str, origin_parameters: dict | None = None,
+               parameters: dict | None = None, **options) -> None:
+    """A MergeKit ``arm`` merge of ``tmp_path/origin`` (the origin) into ``tmp_path/base``,
+    written to ``tmp_path/out`` (learning rate 0.5; ``options``: more MergeOptions)."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
 
+    config = MergeConfiguration.model_validate({
+        "merge_method": "arm", "dtype": "float32", "base_model": str(tmp_path / base),
+        "models": [{"model": str(tmp_path / origin),
+                    "parameters": {"origin": True, **(origin_parameters or {})}}],
+        "parameters": {"learning_rate": 0.5, **(parameters or {})},
+    })
+    run_merge(config, str(tmp_path / "out"), options=MergeOptions(
+        copy_tokenizer=False, write_model_card=False, quiet=True, **options))
+
+
+def test_lm_head_without_statistics_is_refused_in_a_merge(tmp_path):
+    """lm_head has a vocabulary axis but is a linear map: a file without its entry is
+    refused under the default `missing_statistics: error` (it used to take the plain step)."""
     origin = _tiny_model(tmp_path / "origin", 0)
     ckpt = _tiny_model(tmp_path / "ckpt", 1, base=origin)
     g = torch.Generator().manual_seed(0)
@@ -168,15 +182,9 @@ def test_lm_head_without_statistics_is_refused_in_a_merge(tmp_path):
     bases = {n: random_subspace(origin[n].shape[1], 4, g) for n in linear}
     from_stats = _stats_file(tmp_path / "o.st", origin, bases)
     cur_stats = _stats_file(tmp_path / "c.st", ckpt, {n: nearby_subspace(b, 0.2, g) for n, b in bases.items()})
-    config = MergeConfiguration.model_validate({
-        "merge_method": "arm", "dtype": "float32", "base_model": str(tmp_path / "ckpt"),
-        "models": [{"model": str(tmp_path / "origin"),
-                    "parameters": {"origin": True, "activations": from_stats}}],
-        "parameters": {"learning_rate": 0.5, "activations": cur_stats},
-    })
-    options = MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True)
     with pytest.raises(StatisticsError, match=r"lm_head\.weight: not found in"):
-        run_merge(config, str(tmp_path / "out"), options=options)
+        _arm_merge(tmp_path, "origin", "ckpt", {"activations": from_stats},
+                   {"activations": cur_stats})
     assert not (tmp_path / "out" / "config.json").exists()
 
 
@@ -211,21 +219,11 @@ def test_alias_to_a_missing_entry_is_a_statistics_error(tmp_path):
 
 
 def test_inputs_of_different_widths_name_the_models(tmp_path):
-    from mergekit.config import MergeConfiguration
-    from mergekit.merge import run_merge
-    from mergekit.options import MergeOptions
-
     _tiny_model(tmp_path / "narrow", 0, hidden=32)
     _tiny_model(tmp_path / "wide", 1, hidden=48)
-    config = MergeConfiguration.model_validate({
-        "merge_method": "arm", "dtype": "float32", "base_model": str(tmp_path / "wide"),
-        "models": [{"model": str(tmp_path / "narrow"), "parameters": {"origin": True}}],
-        "parameters": {"learning_rate": 0.5, "missing_statistics": "plain"},
-    })
-    options = MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True,
-                           allow_crimes=True)
     with pytest.raises(InputShapeError, match=r"different shapes: .*narrow.*wide|different shapes: .*wide.*narrow"):
-        run_merge(config, str(tmp_path / "out"), options=options)
+        _arm_merge(tmp_path, "narrow", "wide", parameters={"missing_statistics": "plain"},
+                   allow_crimes=True)
 
 
 def test_wrong_sized_statistics_without_verification_name_the_file(tmp_path):
@@ -244,19 +242,9 @@ def test_wrong_sized_statistics_without_verification_name_the_file(tmp_path):
 
 def test_vocabulary_difference_is_named_before_mergekits_message(tmp_path, caplog):
     """Vocabularies may be aligned by `tokenizer:`, so only logged, naming both models."""
-    from mergekit.config import MergeConfiguration
-    from mergekit.merge import run_merge
-    from mergekit.options import MergeOptions
-
     _tiny_model(tmp_path / "small", 0, vocab=64)
     _tiny_model(tmp_path / "large", 1, vocab=80)
-    config = MergeConfiguration.model_validate({
-        "merge_method": "arm", "dtype": "float32", "base_model": str(tmp_path / "large"),
-        "models": [{"model": str(tmp_path / "small"), "parameters": {"origin": True}}],
-        "parameters": {"learning_rate": 0.5, "missing_statistics": "plain"},
-    })
-    options = MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True)
     with caplog.at_level("WARNING"), pytest.raises(ValueError, match="Tensor size mismatch"):
-        run_merge(config, str(tmp_path / "out"), options=options)
+        _arm_merge(tmp_path, "small", "large", parameters={"missing_statistics": "plain"})
     warned = [r.getMessage() for r in caplog.records if "vocabulary sizes" in r.getMessage()]
     assert warned and "small" in warned[0] and "large" in warned[0]

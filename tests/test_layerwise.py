@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from mergekit_arm.calibration import (
     CalibrationOptions,
+    TokenBatches,
     calibrate,
     choose_mode,
     collect_statistics,
@@ -94,7 +95,7 @@ def test_lazy_model_from_disk_equals_all_at_once(request, arch, calibration_text
     full, _ = collect_statistics(model, tokens, pad, RANK, 4, False, mode="all-at-once")
     lazy = load_lazy_causal_lm(model_dir, "float32")
     assert all(p.device.type == "meta" for p in decoder_stack(lazy).layers.parameters())
-    seq, _ = collect_statistics_layerwise(lazy, tokens, pad, RANK, 4, progress=False)
+    seq, _ = collect_statistics_layerwise(lazy, TokenBatches(tokens, pad, 4), RANK, progress=False)
     assert_same_statistics(full, seq)
     assert seq.metadata["model_fingerprint"] == model_fingerprint(model)
     # Layers are given back after the pass.
@@ -112,7 +113,7 @@ def test_lazy_model_with_tied_embeddings(tmp_path, demo_tokenizer, calibration_t
     full, _ = collect_statistics(model, tokens, pad, RANK, 3, False, mode="all-at-once")
     lazy = load_lazy_causal_lm(model_dir, "float32")
     assert lazy.lm_head.weight is lazy.model.embed_tokens.weight
-    seq, _ = collect_statistics_layerwise(lazy, tokens, pad, RANK, 3, progress=False)
+    seq, _ = collect_statistics_layerwise(lazy, TokenBatches(tokens, pad, 3), RANK, progress=False)
     assert_same_statistics(full, seq)
     assert seq.metadata["model_fingerprint"] == model_fingerprint(model)
 
@@ -186,7 +187,7 @@ def test_one_decoder_layer_resident_at_a_time(tmp_path, demo_tokenizer, calibrat
             for i, layer in enumerate(layers)
         ]
         try:
-            collect_statistics_layerwise(model, tokens, pad, 8, 2, progress=False)
+            collect_statistics_layerwise(model, TokenBatches(tokens, pad, 2), 8, progress=False)
         finally:
             for handle in handles:
                 handle.remove()

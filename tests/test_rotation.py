@@ -7,6 +7,7 @@ import torch
 
 from mergekit_arm.low_rank_update import arm_update
 from mergekit_arm.rotation import (
+    RotationInputs,
     combine_displacements,
     guide_to_subspace,
     principal_angles,
@@ -37,6 +38,12 @@ def _setup(out, n, r, scale, seed=0):
     d = torch.randn(out, n, generator=g)
     w = torch.randn(out, n, generator=g)
     return g, s_from, s_cur, d, w
+
+
+def _step(w, d, s_from, s_cur, learning_rate, off_subspace=1.0, **rotation):
+    """:func:`arm_update` called like :func:`arm_direction` (no subspaces: the plain step)."""
+    inputs = None if s_from is None else RotationInputs(s_from, s_cur, **rotation)
+    return arm_update(w, d, inputs, learning_rate, off_subspace)
 
 
 @pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
@@ -81,12 +88,12 @@ def test_displacement_in_from_subspace_lands_in_cur_subspace(out, n, r, scale):
 @pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
 def test_zero_strength_and_identical_statistics_give_task_arithmetic_exactly(out, n, r, scale):
     _, s_from, s_cur, d, w = _setup(out, n, r, scale)
-    expected = arm_update(w, d, None, None, 0.7)  # the plain step, W_cur + eta d
+    expected = _step(w, d, None, None, 0.7)  # the plain step, W_cur + eta d
     torch.testing.assert_close(expected.double(), w.double() + 0.7 * d.double(), atol=1e-6,
                                rtol=1e-6)
-    assert torch.equal(arm_update(w, d, s_from, s_cur, 0.7, rotation_strength=0.0), expected)
-    assert torch.equal(arm_update(w, d, s_cur, s_cur.clone(), 0.7), expected)
-    assert torch.equal(arm_update(w, d, s_from, s_cur, 0.7, rotation_strength=0.0,
+    assert torch.equal(_step(w, d, s_from, s_cur, 0.7, rotation_strength=0.0), expected)
+    assert torch.equal(_step(w, d, s_cur, s_cur.clone(), 0.7), expected)
+    assert torch.equal(_step(w, d, s_from, s_cur, 0.7, rotation_strength=0.0,
                                   pairing="energy", eig_from=torch.ones(r), eig_cur=torch.ones(r)),
                        expected)
 
@@ -94,14 +101,14 @@ def test_zero_strength_and_identical_statistics_give_task_arithmetic_exactly(out
 @pytest.mark.parametrize(("out", "n", "r", "scale"), CASES)
 def test_invariant_to_basis_sign_flips_and_in_span_rotations(out, n, r, scale):
     g, s_from, s_cur, d, w = _setup(out, n, r, scale)
-    reference = arm_update(w, d, s_from, s_cur, 0.5)
+    reference = _step(w, d, s_from, s_cur, 0.5)
     signs = torch.where(torch.rand(r, generator=g) < 0.5, -1.0, 1.0)
     perm = torch.randperm(r, generator=g)
-    flipped = arm_update(w, d, (s_from * signs)[:, perm], s_cur * signs.flip(0), 0.5)
+    flipped = _step(w, d, (s_from * signs)[:, perm], s_cur * signs.flip(0), 0.5)
     torch.testing.assert_close(flipped, reference, atol=1e-4, rtol=1e-4)
     # Any orthonormal re-basing of a span (e.g. a mixing within equal eigenvalues).
     q, _ = torch.linalg.qr(torch.randn(r, r, generator=g, dtype=torch.float64))
-    mixed = arm_update(w, d, s_from @ q.float(), s_cur, 0.5)
+    mixed = _step(w, d, s_from @ q.float(), s_cur, 0.5)
     torch.testing.assert_close(mixed, reference, atol=1e-4, rtol=1e-4)
 
 
@@ -122,7 +129,7 @@ def test_off_subspace_damping(beta):
     guided = guide_to_subspace(d, s_cur, beta)
     inside = (d @ s_cur) @ s_cur.T
     torch.testing.assert_close(guided, inside + beta * (d - inside), atol=1e-5, rtol=1e-5)
-    got = arm_update(w, d, s_from, s_cur, 0.3, off_subspace=beta)
+    got = _step(w, d, s_from, s_cur, 0.3, off_subspace=beta)
     expected = reference_arm_step(w, torch.zeros_like(w), [d], [1.0], s_from, s_cur, 0.3, beta=beta)
     torch.testing.assert_close(got.double(), expected, atol=1e-4, rtol=1e-4)
 
@@ -183,8 +190,8 @@ def test_rank_mismatch_between_from_and_cur_pairs_min_rank():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_runs_on_cuda_tensors():
     _, s_from, s_cur, d, w = _setup(16, 32, 4, 0.3)
-    cpu = arm_update(w, d, s_from, s_cur, 0.5, off_subspace=0.5)
-    gpu = arm_update(w.cuda(), d.cuda(), s_from.cuda(), s_cur.cuda(), 0.5, off_subspace=0.5)
+    cpu = _step(w, d, s_from, s_cur, 0.5, off_subspace=0.5)
+    gpu = _step(w.cuda(), d.cuda(), s_from.cuda(), s_cur.cuda(), 0.5, off_subspace=0.5)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
 
@@ -225,9 +232,9 @@ def test_energy_rotation_solves_procrustes_and_is_identity_for_equal_statistics(
     eig = torch.tensor([4.0, 2.0, 1.0, 0.5])
     same = energy_weighted_rotation(s_from, eig, s_from.clone(), eig.clone())
     assert same.is_identity
-    assert torch.equal(arm_update(w, d, s_from, s_from.clone(), 0.5, pairing="energy",
+    assert torch.equal(_step(w, d, s_from, s_from.clone(), 0.5, pairing="energy",
                                   eig_from=eig, eig_cur=eig.clone()),
-                       arm_update(w, d, None, None, 0.5))
+                       _step(w, d, None, None, 0.5))
     rotation = energy_weighted_rotation(s_from, eig, s_cur, eig)
     rot = _span_matrix(rotation, 20).double()
     root_f = s_from.double() @ torch.diag(eig.double().sqrt()) @ s_from.double().T
@@ -296,7 +303,7 @@ def test_fused_step_equals_composition(out, n, r, scale, variant):
     (rotate, then guide, then step) and, for the subspace pairing, the float64 reference."""
     _, s_from, s_cur, d, w = _setup(out, n, r, scale)
     kwargs = {**variant, **(_eigs(r) if variant.get("pairing") == "energy" else {})}
-    fused = arm_update(w, d, s_from, s_cur, 0.6, **kwargs)
+    fused = _step(w, d, s_from, s_cur, 0.6, **kwargs)
     composed = w + 0.6 * arm_direction(d, s_from, s_cur, **kwargs)
     torch.testing.assert_close(fused, composed, atol=2e-6, rtol=1e-5)
     if variant.get("pairing") != "energy":
@@ -323,5 +330,5 @@ def test_nonfinite_input_always_reaches_the_step(variant, bad, value):
     where[bad][2, 7] = value
     d = combine_displacements(w_from, targets, [1.0, 0.0])
     kwargs = {**variant, **(_eigs(r) if variant.get("pairing") == "energy" else {})}
-    result = arm_update(w_cur, d, s_from, s_cur, 0.5, **kwargs)
+    result = _step(w_cur, d, s_from, s_cur, 0.5, **kwargs)
     assert not bool(torch.isfinite(result).all())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from helpers import assert_state_dicts_close, load_state_dict
-from stream_helpers import independent_loss, stream_config
+from stream_helpers import independent_loss, one_thread_env, stream_config
 
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.stream import StreamConfig, load_config, parse_config, run_stream
@@ -34,18 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 HELPERS = Path(__file__).resolve().parent / "stream_helpers.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: faster for tiny models on a shared 2-core machine, and the same
-    setting as the subprocesses below (OMP_NUM_THREADS=1), so results match bit for bit."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session")
@@ -405,7 +393,7 @@ def test_step_yaml_replays_with_mergekit_yaml(tmp_path, config_for):
     replay = tmp_path / "replay"
     subprocess.run(
         ["mergekit-yaml", str(out / "steps" / "step-2.yml"), str(replay), "--quiet"],
-        check=True, env=_env(), capture_output=True, timeout=300,
+        check=True, env=one_thread_env(), capture_output=True, timeout=300,
     )
     assert_state_dicts_close(_weights(replay), _weights(out / "steps" / "step-2"),
                              rtol=1e-5, atol=1e-7)
@@ -612,7 +600,7 @@ def test_step_one_replays_in_checkpoints_mode_without_save_every(tmp_path, confi
     assert "base_model: " + str(out / "steps" / "step-0") in text  # start = origin, an input
     replay = tmp_path / "replay"
     subprocess.run(["mergekit-yaml", str(out / "steps" / "step-1.yml"), str(replay), "--quiet"],
-                   check=True, env=_env(), capture_output=True, timeout=300)
+                   check=True, env=one_thread_env(), capture_output=True, timeout=300)
     assert_state_dicts_close(_weights(replay), _weights(result.model), rtol=1e-5, atol=1e-7)
 
 
@@ -630,7 +618,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, config_for, validation_
     path.write_text(json.dumps(config))
     out = tmp_path / "out"
     stalled = tmp_path / "stalled"
-    env = {**_env(), "STREAM_TEST_STALLED": str(stalled)}
+    env = {**one_thread_env(), "STREAM_TEST_STALLED": str(stalled)}
     process = subprocess.Popen([sys.executable, str(HELPERS), str(path), str(out), "-q"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -5,14 +5,13 @@ Tiny models, CPU, one thread."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import assert_state_dicts_close, load_state_dict
-from stream_helpers import stream_config
+from stream_helpers import one_thread_env, stream_config
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mergekit_arm.calibration import tokenize_texts
@@ -21,13 +20,7 @@ from mergekit_arm.evaluation import heldout_loss, loss_batches
 from mergekit_arm.stream import load_config, parse_config, run_stream
 from mergekit_arm.stream.blocks import group_filters, tensor_group
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +33,9 @@ def heldout_files(tmp_path_factory, demo_records) -> tuple[Path, list[str]]:
     return path, held
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
 def _replay(yaml_path: Path, out: Path) -> dict[str, torch.Tensor]:
     subprocess.run(["mergekit-yaml", str(yaml_path), str(out), "--quiet"], check=True,
-                   env=_env(), capture_output=True, timeout=300)
+                   env=one_thread_env(), capture_output=True, timeout=300)
     return load_state_dict(out)
 
 

@@ -15,6 +15,7 @@ from mergekit_arm.calibration.api import (
 )
 from mergekit_arm.calibration.data import (
     TextRole,
+    TokenBatches,
     calibration_fingerprint,
     default_calibration_path,
     iter_batches,
@@ -49,6 +50,7 @@ __all__ = [
     "collect_statistics_layerwise",
     "decoder_stack",
     "default_calibration_path",
+    "TokenBatches",
     "iter_batches",
     "linear_modules",
     "TextRole",

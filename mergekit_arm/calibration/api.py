@@ -17,6 +17,7 @@ import torch
 
 from mergekit_arm import __version__
 from mergekit_arm.calibration.data import (
+    TokenBatches,
     calibration_fingerprint,
     load_calibration_texts,
     tokenize_texts,
@@ -65,11 +66,10 @@ def collect_statistics(
     layer-sequential pass (default: where the model is). Both give the same statistics.
     """
     longest = max((len(t) for t in token_lists), default=1)
+    batches = TokenBatches(token_lists, pad_id, batch_size)
     if resolve_mode(mode, model, batch_size, longest) == "layer-sequential":
-        return collect_statistics_layerwise(
-            model, token_lists, pad_id, rank, batch_size, progress, device=device
-        )
-    return collect_statistics_all_at_once(model, token_lists, pad_id, rank, batch_size, progress)
+        return collect_statistics_layerwise(model, batches, rank, progress, device=device)
+    return collect_statistics_all_at_once(model, batches, rank, progress)
 
 
 def _load_for_mode(folder: str | os.PathLike, options: CalibrationOptions) -> tuple[torch.nn.Module, str]:

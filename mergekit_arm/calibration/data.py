@@ -209,10 +209,27 @@ def iter_batches(
         yield ids, mask
 
 
+@dataclass(frozen=True)
+class TokenBatches:
+    """The token lists of one calibration pass, right-padded with ``pad_id`` into batches
+    of ``batch_size`` (:func:`iter_batches`); shared by both passes."""
+
+    token_lists: Sequence[Sequence[int]]
+    pad_id: int
+    batch_size: int = 8
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iter_batches(self.token_lists, self.batch_size, self.pad_id)
+
+    def __len__(self) -> int:
+        return len(self.token_lists)
+
+
 __all__ = [
     "CALIBRATION",
     "PAIR_FIELDS",
     "TextRole",
+    "TokenBatches",
     "calibration_fingerprint",
     "default_calibration_path",
     "iter_batches",

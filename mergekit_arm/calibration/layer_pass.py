@@ -37,7 +37,7 @@ outside the decoder layers is ``lm_head``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from mergekit_arm.calibration.data import iter_batches
+from mergekit_arm.calibration.data import TokenBatches
 from mergekit_arm.calibration.eigen import finalise_moments
 from mergekit_arm.calibration.layout import (
     DecoderStack,
@@ -54,7 +54,6 @@ from mergekit_arm.calibration.layout import (
     assemble_content,
     decoder_stack,
     linear_modules,
-    require_every_layer_ran,
     resident_probe,
     stop_forward,
 )
@@ -145,7 +144,7 @@ class _Batch:
     layer_args: list[tuple[tuple, dict]]  # per layer: positional and keyword arguments
 
 
-def _capture(model, stack: DecoderStack, token_lists, pad_id, batch_size, device, bar) -> list[_Batch]:
+def _capture(model, stack: DecoderStack, token_batches: TokenBatches, device, bar) -> list[_Batch]:
     embed = model.get_input_embeddings()
     input_device = _module_device(embed) or torch.device("cpu")
     if input_device.type == "meta":
@@ -163,7 +162,7 @@ def _capture(model, stack: DecoderStack, token_lists, pad_id, batch_size, device
     for i, layer in enumerate(originals):
         stack.layers[i] = _Catcher(layer, i, record, stop=i == count - 1)
     try:
-        for ids, mask in iter_batches(token_lists, batch_size, pad_id):
+        for ids, mask in token_batches:
             current.clear()
             current["layer_args"] = [None] * count
             try:
@@ -229,10 +228,8 @@ def _run_layer_moments(modules, run_all: Callable[[Any], None], rank: int, layer
 
 def collect_statistics_layerwise(
     model: torch.nn.Module,
-    token_lists: Sequence[Sequence[int]],
-    pad_id: int,
+    token_batches: TokenBatches,
     rank: int = 64,
-    batch_size: int = 8,
     progress: bool = True,
     device: str | torch.device | None = None,
 ) -> tuple[StatisticsContent, dict[str, float]]:
@@ -280,7 +277,7 @@ def collect_statistics_layerwise(
                disable=not progress)
     start = time.perf_counter()
     with torch.inference_mode():
-        batches = _capture(model, stack, token_lists, pad_id, batch_size, device, bar)
+        batches = _capture(model, stack, token_batches, device, bar)
         timings["capture"] = time.perf_counter() - start
         bar.update(1)
 
@@ -314,7 +311,6 @@ def collect_statistics_layerwise(
         if id(p) not in layer_and_norm and name not in param_probes:
             param_probes[name] = resident_probe(model, name)
 
-    require_every_layer_ran(modules_all, layers, aliases)
     content = assemble_content(model, modules_all, layers, aliases, probes)
     names = [name for name, _ in model.named_parameters()]
     content.metadata["model_fingerprint"] = fingerprint_tensors(

@@ -8,6 +8,8 @@ Llama/Qwen-style decoder stack (``model.model.layers``, ``model.model.norm``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +101,23 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return fingerprint_tensors((name, resident_probe(model, name)) for name in names)
 
 
+@contextmanager
+def skip_logits(model: torch.nn.Module) -> Iterator[None]:
+    """For a decoder-stack layout (:func:`decoder_stack`), end each forward in a pre-hook of
+    ``lm_head`` that runs after the input hooks: the model's own forward computes everything
+    up to ``lm_head``'s input, and the logits (vocab x tokens, ~21% of SmolLM2-135M's
+    forward) are never computed. Other layouts run in full."""
+    stack = decoder_stack(model)
+    if stack is None:
+        yield
+        return
+    handle = stack.head.register_forward_pre_hook(stop_forward)  # after the input hooks
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def assemble_content(
     model: torch.nn.Module,
     modules: dict[str, tuple[torch.nn.Module, bool]],
@@ -106,7 +125,9 @@ def assemble_content(
     aliases: dict[str, str],
     probes: dict[str, torch.Tensor],
 ) -> StatisticsContent:
-    """The file content of a finished pass (shared by both calibration modes)."""
+    """The file content of a finished pass (shared by both calibration modes); raises
+    unless every linear weight got statistics or an alias (:func:`require_every_layer_ran`)."""
+    require_every_layer_ran(modules, layers, aliases)
     linear_names = set(modules)
     other_2d = [
         name for name, p in model.named_parameters() if p.ndim == 2 and name not in linear_names
@@ -141,5 +162,6 @@ __all__ = [
         "model_fingerprint",
     "require_every_layer_ran",
     "resident_probe",
+    "skip_logits",
     "stop_forward",
 ]

@@ -153,15 +153,17 @@ def load_lazy_causal_lm(
     through the layer-sequential pass.
     """
     from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from mergekit_arm.models import check_model_folder, resolve_dtype
+    from mergekit_arm.models import (
+        check_model_folder,
+        load_model_config,
+        not_a_causal_lm,
+        resolve_dtype,
+    )
 
     folder = check_model_folder(path)
-    try:
-        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except Exception as error:
-        raise ModelLoadError(f"cannot read the config of {folder}: {error}") from error
+    config = load_model_config(folder, trust_remote_code)
     checkpoint = LazyCheckpoint(folder)
     wanted = resolve_dtype(dtype)
     if wanted == "auto":
@@ -177,10 +179,7 @@ def load_lazy_causal_lm(
                 config, dtype=wanted, trust_remote_code=trust_remote_code
             )
     except ValueError as error:
-        raise ModelLoadError(
-            f"{folder} is not a causal language model that transformers can load "
-            f"(model_type={getattr(config, 'model_type', '?')!r}): {error}"
-        ) from error
+        raise not_a_causal_lm(folder, config, error) from error
     text_config = getattr(config, "get_text_config", lambda: config)()
     if getattr(text_config, "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False):
         model.tie_weights()  # init_empty_weights skips the tying that from_config does

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 
@@ -36,31 +37,43 @@ def free_memory(device: str | torch.device) -> int:
         return int(pages * os.sysconf("SC_PAGE_SIZE")) if pages else 1 << 62
 
 
+class _Sizes(NamedTuple):
+    """The sizes of a Llama-like config (0 where missing)."""
+
+    hidden: int
+    inter: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+
+
+def _sizes(config) -> _Sizes:
+    text = getattr(config, "get_text_config", lambda: config)()
+
+    def size(name: str) -> int:
+        return int(getattr(text, name, 0) or 0)
+
+    hidden, heads = size("hidden_size"), size("num_attention_heads")
+    return _Sizes(hidden, size("intermediate_size"), size("num_hidden_layers"), heads,
+                  size("num_key_value_heads") or heads,
+                  size("head_dim") or (hidden // heads if heads else 0), size("vocab_size"))
+
+
 def accumulator_bytes(config) -> int:
     """float32 bytes of the all-at-once pass's ``in x in`` accumulators (Llama-like layout)."""
-    text = getattr(config, "get_text_config", lambda: config)()
-    hidden = int(getattr(text, "hidden_size", 0) or 0)
-    inter = int(getattr(text, "intermediate_size", 0) or 0)
-    layers = int(getattr(text, "num_hidden_layers", 0) or 0)
-    heads = int(getattr(text, "num_attention_heads", 0) or 0)
-    head_dim = int(getattr(text, "head_dim", 0) or (hidden // heads if heads else 0))
-    per_layer = 2 * hidden**2 + (heads * head_dim) ** 2 + inter**2
-    return 4 * (layers * per_layer + hidden**2)
+    z = _sizes(config)
+    per_layer = 2 * z.hidden**2 + (z.heads * z.head_dim) ** 2 + z.inter**2
+    return 4 * (z.layers * per_layer + z.hidden**2)
 
 
 def parameter_count(config) -> int:
     """Approximate parameter count of a Llama-like config (for the auto choice only)."""
-    text = getattr(config, "get_text_config", lambda: config)()
-    hidden = int(getattr(text, "hidden_size", 0) or 0)
-    inter = int(getattr(text, "intermediate_size", 0) or 0)
-    layers = int(getattr(text, "num_hidden_layers", 0) or 0)
-    heads = int(getattr(text, "num_attention_heads", 0) or 0)
-    kv = int(getattr(text, "num_key_value_heads", 0) or heads)
-    head_dim = int(getattr(text, "head_dim", 0) or (hidden // heads if heads else 0))
-    vocab = int(getattr(text, "vocab_size", 0) or 0)
-    attn = hidden * head_dim * (2 * heads + 2 * kv)
+    z = _sizes(config)
+    attn = z.hidden * z.head_dim * (2 * z.heads + 2 * z.kv_heads)
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    return layers * (attn + 3 * hidden * inter) + vocab * hidden * (1 if tied else 2)
+    return z.layers * (attn + 3 * z.hidden * z.inter) + z.vocab * z.hidden * (1 if tied else 2)
 
 
 def choose_mode(

@@ -52,7 +52,7 @@ from mergekit_arm.merge_methods.arm_parameters import (
     kernel_parameters,
     validate_learning_rate,
 )
-from mergekit_arm.rotation import combine_displacements, select_subspace
+from mergekit_arm.rotation import RotationInputs, combine_displacements, select_subspace
 from mergekit_arm.statistics import ActivationStatistics, load_statistics
 
 PAPER_URL = "https://arxiv.org/abs/2602.03237"
@@ -163,11 +163,10 @@ def _update_factors(from_stats: ActivationStatistics, cur_stats: ActivationStati
     select = {"rank": params.rank, "energy": params.energy, "eigengap": params.eigengap}
     s_cur = select_subspace(cur_layer.basis, cur_layer.eigenvalues, cur_layer.trace, **select)
     s_from = select_subspace(from_layer.basis, from_layer.eigenvalues, from_layer.trace, **select)
-    factors = update_factors(
-        s_from.to(device), s_cur.to(device), params.rotation_strength, params.off_subspace,
-        pairing=params.pairing, eig_from=from_layer.eigenvalues.to(device),
-        eig_cur=cur_layer.eigenvalues.to(device),
-    )
+    inputs = RotationInputs(s_from.to(device), s_cur.to(device), params.rotation_strength,
+                            pairing=params.pairing, eig_from=from_layer.eigenvalues.to(device),
+                            eig_cur=cur_layer.eigenvalues.to(device))
+    factors = update_factors(inputs, params.off_subspace)
     with _FACTORS_LOCK:
         _FACTORS[key] = factors
         while len(_FACTORS) > _FACTORS_SIZE:

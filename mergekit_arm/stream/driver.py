@@ -15,10 +15,11 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from filelock import FileLock, Timeout
+from typing_extensions import Unpack
 
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.stream.config import StreamConfig, parse_config, read_config_file
@@ -137,13 +138,17 @@ def open_stream(
         lock.release()
 
 
+class OpenOptions(TypedDict, total=False):
+    """The keyword options of :func:`open_stream`, forwarded by :func:`run_stream`."""
+
+    restart: bool
+    watch: str | os.PathLike | None
+    progress: bool
+
+
 def run_stream(
-    config: StreamConfig | str | os.PathLike | Mapping,
-    out: str | os.PathLike,
-    *,
-    restart: bool = False,
-    watch: str | os.PathLike | None = None,
-    progress: bool = True,
+    config: StreamConfig | str | os.PathLike | Mapping, out: str | os.PathLike,
+    **options: Unpack[OpenOptions],
 ) -> StreamResult:
     """Run (or resume) a Streaming Merging run described by ``config`` into ``out``.
 
@@ -152,7 +157,7 @@ def run_stream(
     different config is refused unless ``restart``. ``watch`` follows a training
     output folder (mode ``watch``). Returns the final model folder and the records.
     """
-    with open_stream(config, out, restart=restart, watch=watch, progress=progress) as runner, \
+    with open_stream(config, out, **options) as runner, \
             quiet_transformers(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(runner.config.seed)
         return runner.run()

@@ -52,6 +52,18 @@ def _kept(records: Sequence[Record]) -> int:
     return next((r["step"] for r in records if r.get("kept")), 0)
 
 
+def _plot_field(ax, records: Sequence[Record], field: str, style: str, **kwargs) -> None:
+    """``field`` against ``step`` for the records that have it."""
+    having = [r for r in records if r.get(field) is not None]
+    ax.plot([r["step"] for r in having], [r[field] for r in having], style, **kwargs)
+
+
+def _finish_axis(ax, ylabel: str) -> None:
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3)
+
+
 def plot_trajectory(path: Path, records: Sequence[Record], start_loss: float | None = None,
                     title: str = "arm-stream") -> None:
     """Held-out loss (every line-search try, the kept step starred), the learning rate and
@@ -85,30 +97,22 @@ def plot_trajectory(path: Path, records: Sequence[Record], start_loss: float | N
                        zorder=1, label="line-search tries")
         for step in [r["step"] for r in records if not r.get("accepted")]:
             ax.axvline(step, color="tab:red", linestyle=":", label="stopped (non-finite)")
-        ax.set_ylabel("held-out loss (nats/token)")
-        ax.legend(loc="best", fontsize="small")
-        ax.grid(alpha=0.3)
+        _finish_axis(ax, "held-out loss (nats/token)")
     ax = axes[-2]
-    rated = [r for r in records if r.get("learning_rate") is not None]
-    ax.plot([r["step"] for r in rated], [r["learning_rate"] for r in rated], "d-",
-            color="tab:purple", label="learning rate (chosen)")
+    _plot_field(ax, records, "learning_rate", "d-", color="tab:purple",
+                label="learning rate (chosen)")
     scheduled = [r for r in records if r.get("scheduled_learning_rate") is not None]
     if any(r["scheduled_learning_rate"] != r.get("learning_rate") for r in scheduled):
-        ax.plot([r["step"] for r in scheduled], [r["scheduled_learning_rate"] for r in scheduled],
-                ":", color="tab:purple", alpha=0.5, label="scheduled rate (line search scales it)")
-    ax.set_ylabel("learning rate eta")
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
+        _plot_field(ax, scheduled, "scheduled_learning_rate", ":", color="tab:purple", alpha=0.5,
+                    label="scheduled rate (line search scales it)")
+    _finish_axis(ax, "learning rate eta")
     ax = axes[-1]
-    angled = [r for r in records if r.get("angle_mean_deg") is not None]
-    ax.plot([r["step"] for r in angled], [r["angle_mean_deg"] for r in angled], "s-",
-            color="tab:orange", label="mean principal angle")
-    ax.plot([r["step"] for r in angled], [r["angle_max_deg"] for r in angled], "^--",
-            color="tab:orange", alpha=0.5, label="max principal angle")
-    ax.set_ylabel("angle from -> current (deg)")
+    _plot_field(ax, records, "angle_mean_deg", "s-", color="tab:orange",
+                label="mean principal angle")
+    _plot_field(ax, records, "angle_max_deg", "^--", color="tab:orange", alpha=0.5,
+                label="max principal angle")
     ax.set_xlabel("step")
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
+    _finish_axis(ax, "angle from -> current (deg)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title(title)
     fig.tight_layout()
