@@ -20,7 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mergekit_arm.calibration.options import CalibrationSettings
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.merge_methods.arm_parameters import ARMParameters
-from mergekit_arm.stream.recipe_config import START_AVERAGE, BlockSearchConfig, selection_problem
+from mergekit_arm.stream.recipe_config import (
+    START_AVERAGE,
+    BlockSearchConfig,
+    check_multipliers,
+    selection_problem,
+)
 
 Mode = Literal["fixed", "checkpoints", "watch", "toward"]
 ScheduleKind = Literal["constant", "linear", "cosine", "average", "line_search"]
@@ -89,12 +94,7 @@ class ScheduleConfig(_Section):
     @field_validator("candidates")
     @classmethod
     def _positive_candidates(cls, values: list[float]) -> list[float]:
-        bad = [v for v in values if not (math.isfinite(v) and v > 0)]
-        if bad:
-            raise ValueError(f"multipliers must be finite and > 0, got {bad}")
-        if len(set(values)) != len(values):
-            raise ValueError(f"multipliers must be distinct, got {values}")
-        return values
+        return check_multipliers(values)
 
     @model_validator(mode="after")
     def _keys_fit_kind(self) -> ScheduleConfig:

@@ -13,6 +13,20 @@ BlockGroups = Literal["kind", "depth"]
 START_AVERAGE = "average"  # `start: average`: the weighted average of the checkpoints
 
 
+def check_multipliers(values: list[float]) -> list[float]:
+    """Rate multipliers (line-search candidates, per-block tries): distinct, finite and > 0,
+    so every rate they make follows the learning-rate rule."""
+    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise ValueError(
+            f"multipliers must be finite and > 0, got {bad} (every rate they make follows "
+            "the learning-rate rule: finite and > 0)"
+        )
+    if len(set(values)) != len(values):
+        raise ValueError(f"multipliers must be distinct, got {values}")
+    return values
+
+
 class BlockSearchConfig(BaseModel):
     """Per-block step sizes: after the step's rate ``eta`` is chosen, a coordinate search
     sets ``eta_g = m * eta`` for one group ``g`` of tensors at a time (``m`` from
@@ -31,15 +45,7 @@ class BlockSearchConfig(BaseModel):
     @field_validator("multipliers")
     @classmethod
     def _positive(cls, values: list[float]) -> list[float]:
-        bad = [v for v in values if not (math.isfinite(v) and v > 0)]
-        if bad:
-            raise ValueError(
-                f"multipliers must be finite and > 0, got {bad} (every group's rate follows "
-                "the learning-rate rule: finite and > 0)"
-            )
-        if len(set(values)) != len(values):
-            raise ValueError(f"multipliers must be distinct, got {values}")
-        return values
+        return check_multipliers(values)
 
 
 
