@@ -315,14 +315,33 @@ def main() -> None:
           f"calibration {args.samples} x {args.max_length} tokens; origin statistics: "
           + ("calibrated" if args.calibrate_origin else "a copy of the current model's"),
           flush=True)
-    rows = []
+    rows: list[dict] = []
+
+    def write_rows() -> None:
+        """The rows so far, atomically: a size that is still running (or is interrupted)
+        leaves the finished sizes recorded, marked incomplete."""
+        if not args.out:
+            return
+        out = Path(args.out) / ("bench-memory-quick.json" if args.quick else "bench-memory.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"command": " ".join(sys.argv), "ram_bytes": ram, "shape": asdict(shape),
+                   "threads": args.threads, "sizes_requested": sizes,
+                   "complete": len(rows) == len(sizes), "rows": rows}
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        tmp.replace(out)
+        print(f"wrote {out} ({len(rows)} of {len(sizes)} sizes)", flush=True)
+
     try:
         for size in sizes:
             row = run_size(size, shape, args, root, tokenizer, env)
             rows.append(row)
             print(f"size {size:g} GB ({row['layers']} layers): calibrate "
-                  f"{row['calibrate']['seconds']:.0f} s, merge {row['merge']['seconds']:.0f} s",
-                  flush=True)
+                  f"{row['calibrate']['seconds']:.0f} s, peak RSS "
+                  f"{row['calibrate']['peak_rss_mib']:.0f} MiB; merge "
+                  f"{row['merge']['seconds']:.0f} s, peak RSS "
+                  f"{row['merge']['peak_rss_mib']:.0f} MiB", flush=True)
+            write_rows()
     finally:
         if not args.workdir and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -333,15 +352,6 @@ def main() -> None:
                   f"{r['calibrate']['seconds']:.0f}", f"{r['merge']['peak_rss_mib']:.0f}",
                   f"{r['merge']['peak_anon_mib']:.0f}", f"{r['merge']['seconds']:.0f}"]
                  for r in rows], header))
-    if args.out:
-        out = Path(args.out) / ("bench-memory-quick.json" if args.quick else "bench-memory.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"command": " ".join(sys.argv), "ram_bytes": ram, "shape": asdict(shape),
-                   "threads": args.threads, "rows": rows}
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        tmp.replace(out)
-        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

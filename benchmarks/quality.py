@@ -7,8 +7,11 @@
 Writes ``quality-<preset>.md`` and ``.json`` into ``--out`` (default
 ``benchmarks/results``). SFT runs (and the rebuilt SmolLM2 folder) are cached in
 ``--cache`` so a re-run reuses them; so are finished seeds, keyed by the preset, the seed
-and a fingerprint of the benchmark and package code (``--fresh`` recomputes them). See
-``docs/quality.md`` for the protocol.
+and a fingerprint of the benchmark and package code (``--fresh`` recomputes them). Each
+finished seed is also written to ``--records`` (default ``benchmarks/results/seeds``,
+committed): a later run of the same code and preset, on another machine, reuses it, so the
+seeds of a preset can be computed in different sessions and aggregated by one invocation
+listing them all. See ``docs/quality.md`` for the protocol.
 """
 
 from __future__ import annotations
@@ -60,6 +63,14 @@ def results_name(preset: pipeline.Preset) -> str:
     return name
 
 
+def _write_atomic(path: Path, result: dict) -> None:
+    """``path`` holds the finished seed ``result`` or, if the write fails, nothing new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, default=str, indent=0), encoding="utf-8")
+    tmp.replace(path)
+
+
 def _log(message: str) -> None:
     print(f"{datetime.now(timezone.utc).strftime('%H:%M:%S')} {message}", flush=True)
 
@@ -73,6 +84,10 @@ def _log(message: str) -> None:
 @click.option("--seeds", default=None, help="comma-separated seeds (quick: 0,1,2; full: 0; gpu: 0-4)")
 @click.option("--out", "out_dir", default="benchmarks/results", type=click.Path(file_okay=False))
 @click.option("--cache", "cache_dir", default="benchmarks/.cache/quality", type=click.Path(file_okay=False))
+@click.option("--records", "records_dir", default="benchmarks/results/seeds",
+              type=click.Path(file_okay=False),
+              help="finished seeds, one JSON file each, keyed like the cache (commit them: "
+                   "a clean checkout of the same code reuses them); '' to not write or read")
 @click.option("--smallest", is_flag=True, help="CI smoke-test settings (seconds)")
 @click.option("--threads", default=None, type=int, help="torch threads (default: all cores)")
 @click.option("--task", default=None,
@@ -95,7 +110,8 @@ def _log(message: str) -> None:
                    "which three seeds showed to be ties of arm-single")
 @click.option("--sft-only", is_flag=True,
               help="only build the origin and the SFT run of each seed into --cache, then exit")
-def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smallest: bool,
+def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, records_dir: str,
+         smallest: bool,
          threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
          overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool,
          diagnostics: bool) -> None:
@@ -160,11 +176,17 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
         }
 
     preset_key = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode()).hexdigest()[:12]
+    records = Path(records_dir) if records_dir else None
     for seed in seed_list:
-        done = cache / f"result-{preset.name}-{preset_key}-{fingerprint}-seed{seed}.json"
-        if done.is_file() and not fresh:
-            _log(f"[seed {seed}] reusing the finished result {done.name}")
-            per_seed.append(json.loads(done.read_text(encoding="utf-8")))
+        name = f"result-{preset.name}-{preset_key}-{fingerprint}-seed{seed}.json"
+        done = cache / name
+        found = [f for f in (done, records / name if records else None) if f and f.is_file()]
+        if found and not fresh:
+            _log(f"[seed {seed}] reusing the finished result {found[0]}")
+            result = json.loads(found[0].read_text(encoding="utf-8"))
+            if records and not (records / name).is_file():
+                _write_atomic(records / name, result)
+            per_seed.append(result)
             reused.append(seed)
         else:
             with tempfile.TemporaryDirectory(prefix="quality-") as work:
@@ -174,9 +196,9 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, smal
                 result = {"seed": seed, "results": run.results, "timings": run.timings,
                           "diagnostics": run.diagnostics, "sft_history": run.sft_history,
                           "splits": run.splits.summary()}
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result, default=str), encoding="utf-8")
-            tmp.replace(done)
+            for target in (done, records / name if records else None):
+                if target:
+                    _write_atomic(target, result)
             per_seed.append(result)
         # Written after every seed, so an interrupted run still leaves its finished seeds.
         md, js = report.write(Path(out_dir), results_name(preset), payload())

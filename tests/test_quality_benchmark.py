@@ -2,7 +2,8 @@
 
 Checks that the script runs end to end, writes its table with every candidate row and
 its verdict section, works on another reasoning-gym task and data seed, and reuses a
-finished seed on a re-run; the numbers themselves are not asserted (see docs/quality.md).
+finished seed on a re-run (from the cache, or
+from the committed seed records on a machine without it); the numbers themselves are not asserted (see docs/quality.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ pytest.importorskip("reasoning_gym", reason="the quality benchmark needs the [be
 def _run(out: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--smallest", "--threads", "1",
-         "--out", str(out), "--cache", str(cache), *extra],
+         "--out", str(out), "--cache", str(cache), "--records", str(out / "seeds"), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -59,3 +60,9 @@ def test_quick_preset_smallest_writes_table(tmp_path: Path, args, stem, task) ->
         again = _run(out, cache, *args)
         assert "reusing the finished result" in again.stdout
         assert json.loads((out / f"quality-{stem}.json").read_text())["reused_seeds"] == [0]
+        # Another machine (an empty cache) reuses the committed seed record instead.
+        records = sorted((out / "seeds").glob("result-quick-*-seed0.json"))
+        assert len(records) == 1
+        elsewhere = _run(out, tmp_path / "empty-cache", *args)
+        assert f"reusing the finished result {records[0]}" in elsewhere.stdout
+        assert json.loads(records[0].read_text())["results"] == payload["seeds"][0]["results"]
