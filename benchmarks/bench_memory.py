@@ -18,12 +18,15 @@ For each size S (GB of bf16 weights on disk) the script
    small output shards) in a subprocess;
 4. deletes the models before the next size.
 
-Memory, per subprocess: ``peak RSS`` is the kernel's high-water mark of the process
-(``ru_maxrss`` from ``wait4``; it counts the pages of memory-mapped safetensors files
-that were touched, which the kernel can drop at any time), and ``peak anon`` the largest
-anonymous resident memory (``RssAnon`` of ``/proc/PID/status``, summed over the process
-tree, sampled every 50 ms): the memory the process actually holds. Flat in S means the
-method's memory does not grow with the model.
+Memory, per subprocess, sampled every 50 ms from ``/proc/PID/status``: ``peak RSS`` is
+the kernel's high-water mark of the process's own address space (``VmHWM``, read until
+it exits; it counts the pages of memory-mapped safetensors files that were touched, which
+the kernel can drop at any time), and ``peak anon`` the largest anonymous resident memory
+(``RssAnon``, summed over the process tree): the memory the process actually holds. Flat
+in S means the method's memory does not grow with the model. (``ru_maxrss`` from
+``wait4`` is not used: Linux folds the RSS of the address space a child replaced at
+``exec``, here a fork of this script, into it, so it reports this script's own RSS
+whenever that is larger than the child's.)
 
     python benchmarks/bench_memory.py --sizes 1,2           # ~10 min on one core
     python benchmarks/bench_memory.py --sizes 1,2,4,8,14 --out benchmarks/results
@@ -153,49 +156,62 @@ def write_models(origin: Path, current: Path, shape: Shape, layers: int, tokeniz
     return total
 
 
-def _tree_anon_kib(root_pid: int) -> int:
+def _status_kib(pid: int, *fields: str) -> dict[str, int]:
+    """The ``kB`` fields of ``/proc/PID/status`` (empty if the process is gone)."""
+    found: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                key = line.split(":", 1)[0]
+                if key in fields:
+                    found[key] = int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return found
+
+
+def _tree_memory_kib(root_pid: int) -> tuple[int, int]:
+    """(sum of ``RssAnon`` over the process tree, largest ``VmHWM`` in it), in KiB."""
     import psutil
 
     try:
-        procs = [psutil.Process(root_pid), *psutil.Process(root_pid).children(recursive=True)]
+        pids = [root_pid, *(c.pid for c in psutil.Process(root_pid).children(recursive=True))]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for proc in procs:
-        try:
-            with open(f"/proc/{proc.pid}/status", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("RssAnon:"):
-                        total += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
+        return 0, 0
+    anon = hwm = 0
+    for pid in pids:
+        status = _status_kib(pid, "RssAnon", "VmHWM")
+        anon += status.get("RssAnon", 0)
+        hwm = max(hwm, status.get("VmHWM", 0))
+    return anon, hwm
 
 
 def measured_run(command: list[str], log: Path, env: dict[str, str]) -> dict:
-    """Run ``command``; wall seconds, peak RSS (wait4) and sampled peak anonymous memory."""
+    """Run ``command``; wall seconds, sampled peak RSS (``VmHWM``) and peak anonymous
+    memory of its process tree."""
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        peak_anon = 0
+        peak_anon = peak_hwm = 0
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak_anon
+            nonlocal peak_anon, peak_hwm
             while not done.is_set():
-                peak_anon = max(peak_anon, _tree_anon_kib(proc.pid))
+                anon, hwm = _tree_memory_kib(proc.pid)
+                peak_anon, peak_hwm = max(peak_anon, anon), max(peak_hwm, hwm)
                 done.wait(0.05)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status = os.waitpid(proc.pid, 0)
         done.set()
         sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed (exit {proc.returncode}); see {log}:\n"
                          + log.read_text(encoding="utf-8")[-3000:])
-    return {"seconds": time.perf_counter() - start, "peak_rss_mib": usage.ru_maxrss / 1024,
+    return {"seconds": time.perf_counter() - start, "peak_rss_mib": peak_hwm / 1024,
             "peak_anon_mib": peak_anon / 1024}
 
 
@@ -216,6 +232,33 @@ def merge_yaml(origin: Path, current: Path, origin_stats: Path, stats: Path,
         *([] if verify else ["  verify_statistics: false  # the origin's file is a copy"]),
         "dtype: float32",
         "out_dtype: bfloat16", ""])
+
+
+def task_arithmetic_yaml(origin: Path, current: Path) -> str:
+    """``current + 0.5 (current - origin)``: the arm step above with the rotation off."""
+    return "\n".join([
+        "merge_method: task_arithmetic",
+        f"base_model: {origin}",
+        "models:",
+        f"  - model: {current}",
+        "    parameters: {weight: 1.5}",
+        "dtype: float32",
+        "out_dtype: bfloat16", ""])
+
+
+def merge_measured(config: Path, merged: Path, total: int, log: Path,
+                   env: dict[str, str]) -> dict:
+    """``mergekit-yaml config merged`` (lazy, small shards, one thread) measured; fails if
+    the output holds far fewer weight bytes than the inputs."""
+    merge = python_command("from mergekit.scripts.run_yaml import main; main()") + [
+        str(config), str(merged), "--lazy-unpickle", "--out-shard-size", "250M",
+        "--no-copy-tokenizer", "--no-write-model-card", "--quiet", "-j", "1"]
+    result = measured_run(merge, log, env)
+    merged_bytes = sum(f.stat().st_size for f in merged.glob("*.safetensors"))
+    if merged_bytes < 0.9 * total:
+        raise SystemExit(f"the merged model in {merged} holds {merged_bytes} bytes of weights, "
+                         f"expected about {total}; see {log}")
+    return result
 
 
 def python_command(code: str) -> list[str]:
@@ -248,19 +291,20 @@ def run_size(size: float, shape: Shape, args, root: Path, tokenizer, env) -> dic
                                  verify=args.calibrate_origin), encoding="utf-8")
     print(f"  {size:g} GB: {layers} layers written in {written:.0f} s; calibration "
           f"{cal['current']['seconds']:.0f} s", flush=True)
-    merge = python_command("from mergekit.scripts.run_yaml import main; main()") + [
-        str(config), str(merged), "--lazy-unpickle", "--out-shard-size", "250M",
-        "--no-copy-tokenizer", "--no-write-model-card", "--quiet", "-j", "1"]
-    mrg = measured_run(merge, work / "merge.log", env)
-    merged_bytes = sum(f.stat().st_size for f in merged.glob("*.safetensors"))
-    if merged_bytes < 0.9 * total:
-        raise SystemExit(f"the merged model in {merged} holds {merged_bytes} bytes of weights, "
-                         f"expected about {total}; see {work / 'merge.log'}")
+    mrg = merge_measured(config, merged, total, work / "merge.log", env)
+    reference = None
+    if args.reference:
+        # The same step with MergeKit's own task_arithmetic (no statistics): what MergeKit
+        # itself holds per tensor, to set the arm merge's figures against.
+        ref_config = work / "merge-task-arithmetic.yml"
+        ref_config.write_text(task_arithmetic_yaml(origin, current), encoding="utf-8")
+        reference = merge_measured(ref_config, work / "merged-task-arithmetic", total,
+                                   work / "merge-task-arithmetic.log", env)
     row = {"size_gb": size, "layers": layers, "weights_bytes": total,
            "write_seconds": written, "stats_bytes": stats["current"].stat().st_size,
            "calibrate": cal["current"], "calibrate_origin": cal.get("origin"),
            "origin_statistics": "calibrated" if args.calibrate_origin else "copy of current's",
-           "merge": mrg}
+           "merge": mrg, "merge_task_arithmetic": reference}
     if not args.keep:
         shutil.rmtree(work)
     return row
@@ -284,6 +328,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where the models go (default: temp)")
     parser.add_argument("--out", default=None, help="also write bench-memory.json here")
     parser.add_argument("--keep", action="store_true", help="keep the models and logs")
+    parser.add_argument("--reference", action="store_true",
+                        help="also merge with MergeKit's task_arithmetic (same step, no "
+                             "statistics) and record its memory next to arm's")
     args = parser.parse_args()
     shape = Shape(hidden=args.hidden, intermediate=args.intermediate, heads=args.heads,
                   kv_heads=args.kv_heads)
@@ -347,11 +394,18 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     header = ["weights GB", "layers", "calib peak RSS MiB", "calib peak anon MiB", "calib s",
               "merge peak RSS MiB", "merge peak anon MiB", "merge s"]
-    print(table([[f"{r['weights_bytes'] / 1e9:.2f}", str(r["layers"]),
-                  f"{r['calibrate']['peak_rss_mib']:.0f}", f"{r['calibrate']['peak_anon_mib']:.0f}",
-                  f"{r['calibrate']['seconds']:.0f}", f"{r['merge']['peak_rss_mib']:.0f}",
-                  f"{r['merge']['peak_anon_mib']:.0f}", f"{r['merge']['seconds']:.0f}"]
-                 for r in rows], header))
+    if args.reference:
+        header += ["task_arithmetic peak RSS MiB", "task_arithmetic peak anon MiB"]
+
+    def cells(r: dict) -> list[str]:
+        ref = r.get("merge_task_arithmetic")
+        return [f"{r['weights_bytes'] / 1e9:.2f}", str(r["layers"]),
+                f"{r['calibrate']['peak_rss_mib']:.0f}", f"{r['calibrate']['peak_anon_mib']:.0f}",
+                f"{r['calibrate']['seconds']:.0f}", f"{r['merge']['peak_rss_mib']:.0f}",
+                f"{r['merge']['peak_anon_mib']:.0f}", f"{r['merge']['seconds']:.0f}",
+                *([f"{ref['peak_rss_mib']:.0f}", f"{ref['peak_anon_mib']:.0f}"] if ref else [])]
+
+    print(table([cells(r) for r in rows], header))
 
 
 if __name__ == "__main__":

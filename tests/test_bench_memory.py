@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_quick_sizes_record_peaks(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks/bench_memory.py"), "--quick",
-         "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")],
+         "--reference", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     payload = json.loads((tmp_path / "out" / "bench-memory-quick.json").read_text())
@@ -26,7 +26,7 @@ def test_quick_sizes_record_peaks(tmp_path: Path) -> None:
     assert [row["size_gb"] for row in payload["rows"]] == [0.01, 0.02]
     for row in payload["rows"]:
         assert row["layers"] >= 1 and row["weights_bytes"] > 0
-        for stage in ("calibrate", "merge"):
+        for stage in ("calibrate", "merge", "merge_task_arithmetic"):
             assert row[stage]["peak_rss_mib"] > row[stage]["peak_anon_mib"] > 0, (stage, row)
     assert "wrote" in proc.stdout and "(1 of 2 sizes)" in proc.stdout
     assert not (tmp_path / "out" / "bench-memory-quick.tmp").exists()
