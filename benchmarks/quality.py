@@ -6,8 +6,8 @@
 
 Writes ``quality-<preset>.md`` and ``.json`` into ``--out`` (default
 ``benchmarks/results``). SFT runs (and the rebuilt SmolLM2 folder) are cached in
-``--cache`` so a re-run reuses them; so are finished seeds, keyed by the preset, the seed
-and a fingerprint of the benchmark and package code (``--fresh`` recomputes them). Each
+``--cache`` so a re-run reuses them; so are finished seeds, keyed by the preset, the seed,
+the thread count and a fingerprint of the benchmark and package code (``--fresh`` recomputes them). Each
 finished seed is also written to ``--records`` (default ``benchmarks/results/seeds``,
 committed): a later run of the same code and preset, on another machine, reuses it, so the
 seeds of a preset can be computed in different sessions and aggregated by one invocation
@@ -178,7 +178,9 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
     preset_key = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode()).hexdigest()[:12]
     records = Path(records_dir) if records_dir else None
     for seed in seed_list:
-        name = f"result-{preset.name}-{preset_key}-{fingerprint}-seed{seed}.json"
+        # the thread count is part of the key: it changes some results (docs/quality.md)
+        name = (f"result-{preset.name}-{preset_key}-{fingerprint}-t{torch.get_num_threads()}"
+                f"-seed{seed}.json")
         done = cache / name
         found = [f for f in (done, records / name if records else None) if f and f.is_file()]
         if found and not fresh:
