@@ -90,12 +90,14 @@ class Evaluator:
     def __init__(self, model, tokenizer, max_length: int, batch_size: int, bf16: bool):
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.batch_size, self.bf16 = max_length, batch_size, bf16
-        self._cache: dict[int, list[LossBatch]] = {}
+        self._cache: dict[tuple[tuple[str, str], ...], list[LossBatch]] = {}
         self.seconds = 0.0
         self.calls = 0
 
     def _batches(self, examples: Sequence[Example]) -> list[LossBatch]:
-        key = id(examples)
+        # Keyed by content, not id(examples): a temporary list (a slice such as the halves
+        # of the validation split) is freed after its call, and a later list can get its id.
+        key = tuple((e.prompt, e.response) for e in examples)
         if key not in self._cache:
             enc = encode_examples(self.tokenizer, examples, self.max_length)
             enc = sorted(enc, key=lambda item: len(item[0]))  # less padding
