@@ -178,7 +178,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
     preset_key = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode()).hexdigest()[:12]
     records = Path(records_dir) if records_dir else None
     for seed in seed_list:
-        # the thread count is part of the key: it changes some results (docs/quality.md)
+        # the thread count is part of the key: float reductions, hence results, depend on it
         name = (f"result-{preset.name}-{preset_key}-{fingerprint}-t{torch.get_num_threads()}"
                 f"-seed{seed}.json")
         done = cache / name
