@@ -72,9 +72,10 @@ def test_evaluator_keeps_temporary_example_lists_apart() -> None:
     """The two halves of the validation split are slices built per call; the batch cache
     must not hand one half's batches to the other when a freed list's id is reused."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from mergekit_arm.demo import train_tokenizer
     from quality_lib.data import Example
     from quality_lib.train import Evaluator
+
+    from mergekit_arm.demo import train_tokenizer
 
     examples = [Example("t", f"Question: {i} plus {i}?\nAnswer:", f" {2 * i} done", str(2 * i))
                 for i in range(8)]
