@@ -339,6 +339,7 @@ def main() -> None:
         shape = Shape(hidden=128, intermediate=256, heads=4, kv_heads=2, vocab=1024)
         sizes = [0.01, 0.02]
     torch.set_num_threads(args.threads)
+    from mergekit_arm._io import write_text_atomic
     from mergekit_arm.demo import train_tokenizer
 
     texts = [f"calibration text {i}: the quick brown fox jumps over {i * 7} lazy dogs."
@@ -370,13 +371,10 @@ def main() -> None:
         if not args.out:
             return
         out = Path(args.out) / ("bench-memory-quick.json" if args.quick else "bench-memory.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"command": " ".join(sys.argv), "ram_bytes": ram, "shape": asdict(shape),
                    "threads": args.threads, "sizes_requested": sizes,
                    "complete": len(rows) == len(sizes), "rows": rows}
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        tmp.replace(out)
+        write_text_atomic(out, json.dumps(payload, indent=1))
         print(f"wrote {out} ({len(rows)} of {len(sizes)} sizes)", flush=True)
 
     try:

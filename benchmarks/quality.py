@@ -7,11 +7,11 @@
 Writes ``quality-<preset>.md`` and ``.json`` into ``--out`` (default
 ``benchmarks/results``). SFT runs (and the rebuilt SmolLM2 folder) are cached in
 ``--cache`` so a re-run reuses them; so are finished seeds, keyed by the preset, the seed,
-the thread count and a fingerprint of the benchmark and package code (``--fresh`` recomputes them). Each
-finished seed is also written to ``--records`` (default ``benchmarks/results/seeds``,
-committed): a later run of the same code and preset, on another machine, reuses it, so the
-seeds of a preset can be computed in different sessions and aggregated by one invocation
-listing them all. See ``docs/quality.md`` for the protocol.
+the thread count and a fingerprint of the benchmark and package code (``--fresh``
+recomputes them). Each finished seed is also written to ``--records`` (default
+``benchmarks/results/seeds``, committed): a later run of the same code and preset, on
+another machine, reuses it, so the seeds of a preset can be computed in different sessions
+and aggregated by one invocation listing them all. See ``docs/quality.md`` for the protocol.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality_lib import candidates, pipeline, recipes, report  # noqa: E402
+
+from mergekit_arm._io import write_text_atomic  # noqa: E402
 
 ARM_DRIVER = ("mergekit_arm.stream.run_steps / stream_step, the loop arm-stream runs, in memory "
               "(mergekit_arm.calibration.calibrate + mergekit merge_state_dicts(..., 'arm'))")
@@ -61,14 +63,6 @@ def results_name(preset: pipeline.Preset) -> str:
     if preset.data_seed:
         name += f"-data{preset.data_seed}"
     return name
-
-
-def _write_atomic(path: Path, result: dict) -> None:
-    """``path`` holds the finished seed ``result`` or, if the write fails, nothing new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, default=str, indent=0), encoding="utf-8")
-    tmp.replace(path)
 
 
 def _log(message: str) -> None:
@@ -111,8 +105,7 @@ def _log(message: str) -> None:
 @click.option("--sft-only", is_flag=True,
               help="only build the origin and the SFT run of each seed into --cache, then exit")
 def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, records_dir: str,
-         smallest: bool,
-         threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
+         smallest: bool, threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
          overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool,
          diagnostics: bool) -> None:
     """Run the benchmark and write its tables."""
@@ -176,18 +169,18 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
         }
 
     preset_key = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode()).hexdigest()[:12]
-    records = Path(records_dir) if records_dir else None
     for seed in seed_list:
         # the thread count is part of the key: float reductions, hence results, depend on it
         name = (f"result-{preset.name}-{preset_key}-{fingerprint}-t{torch.get_num_threads()}"
                 f"-seed{seed}.json")
         done = cache / name
-        found = [f for f in (done, records / name if records else None) if f and f.is_file()]
+        record = Path(records_dir) / name if records_dir else None
+        found = [f for f in (done, record) if f is not None and f.is_file()]
         if found and not fresh:
             _log(f"[seed {seed}] reusing the finished result {found[0]}")
             result = json.loads(found[0].read_text(encoding="utf-8"))
-            if records and not (records / name).is_file():
-                _write_atomic(records / name, result)
+            if record is not None and not record.is_file():
+                write_text_atomic(record, json.dumps(result, default=str, indent=0))
             per_seed.append(result)
             reused.append(seed)
         else:
@@ -198,9 +191,9 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
                 result = {"seed": seed, "results": run.results, "timings": run.timings,
                           "diagnostics": run.diagnostics, "sft_history": run.sft_history,
                           "splits": run.splits.summary()}
-            for target in (done, records / name if records else None):
-                if target:
-                    _write_atomic(target, result)
+            for target in (done, record):
+                if target is not None:
+                    write_text_atomic(target, json.dumps(result, default=str, indent=0))
             per_seed.append(result)
         # Written after every seed, so an interrupted run still leaves its finished seeds.
         md, js = report.write(Path(out_dir), results_name(preset), payload())

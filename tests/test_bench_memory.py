@@ -29,4 +29,5 @@ def test_quick_sizes_record_peaks(tmp_path: Path) -> None:
         for stage in ("calibrate", "merge", "merge_task_arithmetic"):
             assert row[stage]["peak_rss_mib"] > row[stage]["peak_anon_mib"] > 0, (stage, row)
     assert "wrote" in proc.stdout and "(1 of 2 sizes)" in proc.stdout
-    assert not (tmp_path / "out" / "bench-memory-quick.tmp").exists()
+    # nothing but the results file is left in the output folder (no temporaries)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bench-memory-quick.json"]

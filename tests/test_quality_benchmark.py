@@ -2,8 +2,8 @@
 
 Checks that the script runs end to end, writes its table with every candidate row and
 its verdict section, works on another reasoning-gym task and data seed, and reuses a
-finished seed on a re-run (from the cache, or
-from the committed seed records on a machine without it); the numbers themselves are not asserted (see docs/quality.md).
+finished seed on a re-run (from the cache, or from the committed seed records on a machine
+without it); the numbers themselves are not asserted (see docs/quality.md).
 """
 
 from __future__ import annotations
