@@ -8,6 +8,8 @@ import os
 import platform
 from pathlib import Path
 
+from mergekit_arm._io import write_text_atomic
+
 # (key, label); "{task2}" is replaced by the second task's name
 METRICS = (("val", "val loss"), ("loss_gsm_ood", "gsm OOD loss"), ("loss_gsm_id", "gsm ID loss"),
            ("loss_task2", "{task2} loss"), ("acc_gsm_ood", "gsm OOD acc"),
@@ -267,9 +269,7 @@ def update_readme(readme: Path, name: str, payload: dict, results_md: Path) -> N
              *main_table(payload), "", end]
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    tmp = readme.with_suffix(".tmp")
-    tmp.write_text(head + "\n".join(block) + tail, encoding="utf-8")
-    os.replace(tmp, readme)
+    write_text_atomic(readme, head + "\n".join(block) + tail)
 
 
 def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
@@ -354,7 +354,5 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
               "## Preset", "", f"`{json.dumps(payload['preset'])}`", ""]
     for path, text in ((json_path, json.dumps(payload, indent=1, default=str)),
                        (md_path, "\n".join(lines))):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     return md_path, json_path
