@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -119,3 +120,18 @@ def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False,
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
+
+
+def safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of one safetensors file, from its header (no tensor is read;
+    cached per path, modification time and size)."""
+    info = os.stat(path)
+    return dict(_header_shapes(os.fspath(path), info.st_mtime_ns, info.st_size))
+
+
+@lru_cache(maxsize=64)
+def _header_shapes(path: str, _mtime_ns: int, _size: int) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118

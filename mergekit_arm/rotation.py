@@ -153,15 +153,18 @@ def principal_rotation(
     ):
         return _identity_planes(s_from)
     a, b, c = principal_pairing(s_from, s_cur)
-    residual = b - a * c
+    residual = b.addcmul_(a, c, value=-1.0)  # b - c a, in b's storage (b is not used again)
     s = torch.linalg.vector_norm(residual, dim=0)
     keep = s > eps
-    if not bool(keep.any()):
+    kept = int(keep.sum())
+    if kept == 0:
         return _identity_planes(s_from)
-    e = a[:, keep]
-    f = residual[:, keep] / s[keep]
-    phi = torch.atan2(s[keep], c[keep]) * float(strength)
-    return RotationPlanes(e=e, f=f, cos=torch.cos(phi), sin=torch.sin(phi))
+    if kept < keep.numel():  # index only when some pair is already aligned
+        a, residual, s, c = a[:, keep], residual[:, keep], s[keep], c[keep]
+    phi = torch.atan2(s, c)
+    if strength != 1.0:
+        phi.mul_(float(strength))
+    return RotationPlanes(e=a, f=residual.div_(s), cos=torch.cos(phi), sin=torch.sin(phi))
 
 
 def rotate_rows(d: torch.Tensor, planes: RotationPlanes) -> torch.Tensor:

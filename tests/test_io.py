@@ -62,3 +62,19 @@ def test_atomic_directory(tmp_path):
         (tmp / "b").write_text("2")
     assert sorted(p.name for p in final.iterdir()) == ["b"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_header_shapes_follow_a_rewritten_file(tmp_path):
+    import os
+
+    from safetensors.torch import save_file
+
+    from mergekit_arm.models import safetensors_shapes
+
+    path = tmp_path / "model.safetensors"
+    save_file({"a": torch.zeros(2, 3), "b": torch.zeros(4)}, str(path))
+    assert safetensors_shapes(path) == {"a": (2, 3), "b": (4,)}
+    save_file({"a": torch.zeros(5, 3)}, str(path))
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a later write
+    assert safetensors_shapes(path) == {"a": (5, 3)}

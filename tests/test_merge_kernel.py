@@ -250,6 +250,22 @@ def test_non_orthonormal_basis_is_refused(world, tmp_path):
                _params(world, activations={"origin": str(path), "a": world["cur_stats"]}))
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_nonfinite_basis_is_refused_as_such(world, tmp_path, value):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "corrupt.st"
+    tensors = load_file(world["from_stats"])
+    with safe_open(world["from_stats"], "pt") as handle:
+        meta = handle.metadata()
+    tensors[f"{NAME}::basis"][1, 0] = value
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(StatisticsError, match=f"{NAME} in .*corrupt.st: basis holds NaN or Inf"):
+        _merge([world["origin"], world["a"]], ["origin", "a"], "a",
+               _params(world, activations={"origin": str(path), "a": world["cur_stats"]}))
+
+
 def test_register_is_idempotent():
     from mergekit.merge_methods import get
 

@@ -174,6 +174,9 @@ def test_principal_angles_of_known_subspaces():
     torch.testing.assert_close(angles.sort().values, torch.tensor([0.0, theta]), atol=1e-3, rtol=0)
     planes = principal_rotation(s_from, s_cur)
     assert planes.e.shape[1] == 1  # the aligned pair is left alone
+    rot = rotation_matrix(planes)  # and the turned one still maps a_1 onto b_1
+    torch.testing.assert_close(rot @ rot.T, torch.eye(n), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rot @ s_from, s_cur, atol=1e-5, rtol=0)
 
 
 def test_rank_mismatch_between_from_and_cur_pairs_min_rank():

@@ -13,17 +13,17 @@ its result against the narrower of that and its own return dtype.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
-import struct
 import threading
 from collections.abc import Hashable, Sequence
 from functools import lru_cache
 
 import torch
+from safetensors import SafetensorError
 
 from mergekit_arm.errors import ArmError, NonFiniteError
+from mergekit_arm.models import safetensors_shapes
 
 LOG = logging.getLogger(__name__)
 
@@ -101,15 +101,6 @@ class InputShapeError(ArmError):
     raised while MergeKit plans (inside a pydantic validator), it reaches the user as is."""
 
 
-@lru_cache(maxsize=64)
-def _header_shapes(path: str) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape from a safetensors header (read once per file)."""
-    with open(path, "rb") as handle:
-        (size,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(size))
-    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
-
-
 _SHAPES_LOCK = threading.Lock()
 
 
@@ -127,8 +118,8 @@ def checkpoint_shape(model: Hashable, name: str) -> tuple[int, ...] | None:
         shard = index.tensor_paths.get(name)
         if shard is None or not index.is_safetensors:
             return None
-        return _header_shapes(os.path.join(index.base_path, shard)).get(name)
-    except (OSError, ValueError, KeyError, AttributeError):  # no header: MergeKit checks
+        return safetensors_shapes(os.path.join(index.base_path, shard)).get(name)
+    except (OSError, ValueError, KeyError, AttributeError, SafetensorError):  # MergeKit checks
         return None
 
 

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from mergekit_arm.checks import check_finite_state
 from mergekit_arm.errors import ArmConfigError, ModelLoadError
-from mergekit_arm.models import DTYPES, load_causal_lm
+from mergekit_arm.models import DTYPES, load_causal_lm, safetensors_shapes
 from mergekit_arm.stream.config import StreamConfig
 from mergekit_arm.stream.watch import weight_files
 
@@ -77,9 +76,7 @@ def file_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     for file in weight_files(folder) or []:
         if file.suffix != ".safetensors" or not file.is_file():
             continue
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
-                shapes[name] = tuple(handle.get_slice(name).get_shape())
+        shapes.update(safetensors_shapes(file))
     return shapes
 
 
