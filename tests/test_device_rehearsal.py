@@ -21,6 +21,8 @@ PARTS = ["payload-check", "cuda-tests", "calib-bfloat16", "calib-float32", "merg
 def test_rehearsal_runs_every_part(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path / "out"),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    records = ROOT / "benchmarks/results/seeds"
+    before = set(records.iterdir()) if records.is_dir() else set()
     proc = subprocess.run(["bash", str(ROOT / "benchmarks/device/run.sh"), "--rehearse"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=2100)  # > run.sh budget
     out = tmp_path / "out"
@@ -30,6 +32,8 @@ def test_rehearsal_runs_every_part(tmp_path):
         line = next((x for x in summary.splitlines() if x.split() and x.split()[0] == name), "")
         assert line.split()[1:2] == ["ok"], f"part {name}: {line!r}\n{summary}"
     assert "all parts ok" in summary
+    after = set(records.iterdir()) if records.is_dir() else set()
+    assert after == before, f"the run wrote seed records into the repository: {after - before}"
     with tarfile.open(out / "results.tar.gz") as tar:
         names = set(tar.getnames())
     # what each part must leave behind: its log, and the stream's trajectory of 2 steps

