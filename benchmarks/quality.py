@@ -41,12 +41,14 @@ ARM_DRIVER = ("mergekit_arm.stream.run_steps / stream_step, the loop arm-stream 
 
 def code_fingerprint() -> str:
     """SHA-256 (12 hex) of the Python sources that compute a seed's results (the
-    benchmark's library and the package; not this script nor the report writer, which
-    only orchestrate and format): a finished seed is reused only by the same code."""
+    benchmark's library and the package; not this script nor the report modules
+    ``report*.py``, which only orchestrate, aggregate finished seeds and format): a finished
+    seed is reused only by the same code."""
     import mergekit_arm
 
     here = Path(__file__).resolve().parent
-    files = sorted([*(f for f in (here / "quality_lib").glob("*.py") if f.name != "report.py"),
+    files = sorted([*(f for f in (here / "quality_lib").glob("*.py")
+                      if not f.name.startswith("report")),
                     *Path(mergekit_arm.__file__).resolve().parent.rglob("*.py")])
     digest = hashlib.sha256()
     for f in files:

@@ -52,6 +52,10 @@ def test_quick_preset_smallest_writes_table(tmp_path: Path, args, stem, task) ->
     header = next(line for line in md.splitlines() if line.startswith("| candidate |"))
     assert f"| {task} loss |" in header and f"| {task} acc |" in header
     assert "## Where ARM stands" in md and payload["verdicts"]["arm-single"]["sft-100%"]
+    assert "## Chosen on validation" in md
+    picked = payload["validation_picks"]["picked"][0]
+    assert picked["val-pick (baselines)"] in payload["baselines"]
+    assert picked["val-pick (all early)"] in payload["candidates"]
     diag = payload["seeds"][0]["diagnostics"]["first_step"]
     assert any(k.startswith("noise floor") for k in diag["angles"])
     assert {"unrotated", "rotated"} <= set(diag["cosines"]["c10->c20 (latest step)"])
@@ -86,3 +90,28 @@ def test_evaluator_keeps_temporary_example_lists_apart() -> None:
         odd = [b.input_ids.tolist() for b in evaluator._batches(examples[1::2])]
         assert even != odd
     assert len(evaluator._cache) == 2
+
+
+def _seed(seed: int, rows: dict[str, tuple[float, float]]) -> dict:
+    return {"seed": seed, "results": {name: {"val": val, "loss_gsm_ood": test}
+                                      for name, (val, test) in rows.items()}}
+
+
+def test_validation_pick_reads_validation_only() -> None:
+    """The kept candidate is the lowest ``val`` loss of the pool, whatever its test loss;
+    converged SFT and the ablations are never in the pool; the test values reported are
+    the picked candidate's own."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from quality_lib.report_stats import VAL_PICK_ALL, VAL_PICK_BASELINES, pick_summary
+
+    rows = {"sft-10%": (1.0, 1.5), "avg-early": (0.9, 1.2), "stream-x": (0.8, 1.3),
+            "sft-100%": (0.1, 0.1), "ablation-y": (0.2, 0.2), "model-stock": (0.95, 1.1)}
+    seeds = [_seed(0, rows), _seed(1, rows | {"stream-x": (0.99, 1.0)})]
+    summary = pick_summary(seeds, tuple(rows), ("sft-10%", "avg-early", "model-stock"))
+    assert summary["picked"] == [{VAL_PICK_BASELINES: "avg-early", VAL_PICK_ALL: "stream-x"},
+                                 {VAL_PICK_BASELINES: "avg-early", VAL_PICK_ALL: "avg-early"}]
+    ood = summary["table"][VAL_PICK_ALL]["loss_gsm_ood"]
+    assert ood["mean"] == pytest.approx((1.3 + 1.2) / 2)
+    # against the oracle best baseline (model-stock, 1.1 on test) the pick loses in both seeds
+    vs_best = summary["vs"][f"{VAL_PICK_ALL} vs best baseline"]["loss_gsm_ood"]
+    assert vs_best["verdict"] == "loses" and vs_best["mean"] == pytest.approx(0.15)

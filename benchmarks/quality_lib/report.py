@@ -10,23 +10,20 @@ from pathlib import Path
 
 from mergekit_arm._io import write_text_atomic
 
-# (key, label); "{task2}" is replaced by the second task's name
-METRICS = (("val", "val loss"), ("loss_gsm_ood", "gsm OOD loss"), ("loss_gsm_id", "gsm ID loss"),
-           ("loss_task2", "{task2} loss"), ("acc_gsm_ood", "gsm OOD acc"),
-           ("acc_task2", "{task2} acc"))
-# Where-ARM-stands comparisons: the metrics (lower is better unless acc) and references
-VERDICT_METRICS = (("loss_gsm_ood", "gsm OOD loss"), ("loss_task2", "{task2} loss"),
-                   ("acc_task2", "{task2} acc"))
-REFERENCES = ("sft-100%", "sft-20%", "expo-20%", "avg-early")
+from .report_stats import (
+    METRICS,
+    RECIPE_METRICS,
+    REFERENCES,
+    VAL_PICK_ALL,
+    VAL_PICK_BASELINES,
+    VERDICT_METRICS,
+    aggregate,
+    pick_summary,
+    recipe_verdicts,
+    verdicts,
+)
 
-
-def mean_std(values: list[float | None]) -> tuple[float, float]:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return float("nan"), float("nan")
-    m = sum(vals) / len(vals)
-    s = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-    return m, s
+__all__ = ["aggregate", "machine", "main_table", "seed_minutes", "update_readme", "write"]
 
 
 def seed_minutes(seed_result: dict) -> float:
@@ -34,79 +31,6 @@ def seed_minutes(seed_result: dict) -> float:
     in ``(s)`` are totals across stages, so they are left out)."""
     return sum(v for k, v in seed_result["timings"].items()
                if k != "test" and not k.endswith("(s)")) / 60
-
-
-def aggregate(per_seed: list[dict], candidates: tuple[str, ...]) -> dict:
-    table = {}
-    for name in candidates:
-        rows = [s["results"][name] for s in per_seed if name in s["results"]]
-        if not rows:
-            continue
-        table[name] = {key: dict(zip(("mean", "std"), mean_std([r.get(key) for r in rows])))
-                       for key, _ in METRICS}
-        table[name]["n_seeds"] = len(rows)
-    return table
-
-
-def compare(per_seed: list[dict], candidate: str, reference: str, key: str) -> dict | None:
-    """Paired difference ``candidate - reference`` over the seeds that have both, and a
-    verdict: a win/loss needs the same sign in every seed and a mean beyond one sample std
-    of the per-seed differences (with one seed: the sign only, flagged as such)."""
-    diffs = []
-    for s in per_seed:
-        a, b = s["results"].get(candidate, {}).get(key), s["results"].get(reference, {}).get(key)
-        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b):
-            diffs.append(a - b)
-    if not diffs:
-        return None
-    m, sd = mean_std(diffs)
-    better = (lambda x: x > 0) if key.startswith("acc") else (lambda x: x < 0)
-    tol = 1e-9 if key.startswith("acc") else 5e-4
-    if all(abs(x) <= tol for x in diffs):
-        verdict = "tie"
-    elif all(better(x) for x in diffs) and (len(diffs) == 1 or abs(m) > sd):
-        verdict = "wins"
-    elif all(better(-x) for x in diffs) and (len(diffs) == 1 or abs(m) > sd):
-        verdict = "loses"
-    else:
-        verdict = "tie"
-    return {"mean": m, "std": sd, "n": len(diffs), "verdict": verdict}
-
-
-BEST_BASELINE = "best baseline"
-# the splits a new recipe is compared on against the best baseline
-RECIPE_METRICS = tuple(m for m in METRICS if m[0] != "val")
-
-
-def with_best_baseline(per_seed: list[dict], baselines: tuple[str, ...]) -> list[dict]:
-    """Copies of the seeds with a ``best baseline`` row: per seed and split, the best
-    value (lowest loss, highest accuracy) among ``baselines``, read off the test split
-    itself, so the reference is at least as strong as any baseline chosen on validation."""
-    out = []
-    for s in per_seed:
-        row: dict = {"which": {}}
-        for key, _ in RECIPE_METRICS:
-            values = [(s["results"][b].get(key), b) for b in baselines
-                      if b in s["results"] and s["results"][b].get(key) is not None
-                      and math.isfinite(s["results"][b][key])]
-            if values:
-                pick = max(values) if key.startswith("acc") else min(values)
-                row[key], row["which"][key] = pick
-        out.append(s | {"results": s["results"] | {BEST_BASELINE: row}})
-    return out
-
-
-def recipe_verdicts(per_seed: list[dict], recipes: tuple[str, ...],
-                    baselines: tuple[str, ...]) -> dict:
-    """Every recipe against the best baseline, per split, paired over seeds."""
-    seeds = with_best_baseline(per_seed, baselines)
-    out: dict = {"which": [s["results"][BEST_BASELINE]["which"] for s in seeds]}
-    for cand in recipes:
-        for key, _ in RECIPE_METRICS:
-            res = compare(seeds, cand, BEST_BASELINE, key)
-            if res is not None:
-                out.setdefault(cand, {})[key] = res
-    return out
 
 
 def _recipe_lines(payload: dict, task2: str) -> list[str]:
@@ -136,15 +60,38 @@ def _recipe_lines(payload: dict, task2: str) -> list[str]:
     return lines
 
 
-def verdicts(per_seed: list[dict], candidates: tuple[str, ...]) -> dict:
-    out = {}
-    for cand in (c for c in candidates if c.startswith(("arm", "stream-"))):
-        for ref in REFERENCES:
-            for key, _ in VERDICT_METRICS:
-                res = compare(per_seed, cand, ref, key)
-                if res is not None:
-                    out.setdefault(cand, {}).setdefault(ref, {})[key] = res
-    return out
+def _pick_lines(payload: dict, task2: str) -> list[str]:
+    picks = payload.get("validation_picks")
+    if not picks:
+        return []
+    keys = [(k, label.format(task2=task2)) for k, label in RECIPE_METRICS]
+    lines = ["## Chosen on validation", "",
+             f"What a user gets by keeping the candidate with the lowest `val` loss: "
+             f"`{VAL_PICK_BASELINES}` picks among the baselines above, `{VAL_PICK_ALL}` among "
+             "every candidate built from the early checkpoints (the baselines, ARM and the new "
+             "recipes; not converged SFT, not the ablations). Only the picked candidate's test "
+             "values are read. Caveat: the recipes' own choices (line-search rates, the kept "
+             "step) were made on the same validation split, so their `val` is optimistic and "
+             "the pick leans toward them.", "",
+             "| seed | " + " | ".join(f"`{label}` picks" for label in
+                                      (VAL_PICK_BASELINES, VAL_PICK_ALL)) + " |", "|---|---|---|"]
+    for s, picked in zip(payload["seeds"], picks["picked"]):
+        lines.append(f"| {s['seed']} | " + " | ".join(
+            picked.get(label, "n/a") for label in (VAL_PICK_BASELINES, VAL_PICK_ALL)) + " |")
+    one = payload | {"table": picks["table"]}
+    lines += ["", *main_table(one), "", "Paired over seeds (difference, as above):", "",
+              "| comparison | " + " | ".join(label for _, label in keys) + " |",
+              "|---|" + "---|" * len(keys)]
+    for name, by_key in picks["vs"].items():
+        cells = []
+        for key, _ in keys:
+            c = by_key.get(key)
+            digits = 3 if key.startswith("acc") else 4
+            cells.append("n/a" if c is None else f"{c['mean']:+.{digits}f}"
+                         + (f" ± {c['std']:.{digits}f}" if c["n"] > 1 else "")
+                         + f" {c['verdict']}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def machine() -> dict:
@@ -280,6 +227,8 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
     if payload.get("recipes"):
         payload["recipe_verdicts"] = recipe_verdicts(
             payload["seeds"], tuple(payload["recipes"]), tuple(payload["baselines"]))
+        payload["validation_picks"] = pick_summary(
+            payload["seeds"], tuple(payload["candidates"]), tuple(payload["baselines"]))
     json_path = out / f"quality-{preset_name}.json"
     md_path = out / f"quality-{preset_name}.md"
     seeds = payload["seeds"]
@@ -311,7 +260,8 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              "split (gsm problems of templates disjoint from train and test, plus the second "
              "task; counts in the Data section) that every hyperparameter was chosen on.", "",
              *main_table(payload)]
-    lines += [""] + _recipe_lines(payload, task2) + _verdict_lines(payload, task2)
+    lines += ([""] + _recipe_lines(payload, task2) + _pick_lines(payload, task2)
+              + _verdict_lines(payload, task2))
     if n > 1:
         lines += ["## Per-seed results", "",
                   "The same table for each seed alone (a run of one seed, e.g. the default "
