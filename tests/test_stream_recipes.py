@@ -178,6 +178,10 @@ def test_selection_must_differ_from_validation(tiny_llama, tiny_llama_sft, calib
     example = load_config(Path(__file__).resolve().parents[1] / "yaml_examples" /
                           "stream-average.yml")
     assert example.mode == "toward" and example.blocks is not None
+    line_search = load_config(Path(__file__).resolve().parents[1] / "yaml_examples" /
+                              "stream-toward-line-search.yml")
+    assert line_search.mode == "toward" and line_search.schedule.kind == "line_search"
+    assert line_search.schedule.decay == "average" and line_search.validation is not None
 
 
 def test_resume_of_a_per_block_toward_stream_is_bit_identical(
