@@ -24,3 +24,46 @@ def warn_if_oversubscribed() -> None:
         print(f"WARNING: load average {load:.1f} on {cores} cores with "
               f"{torch.get_num_threads()} torch threads: timings of small eigen/SVD calls "
               "stall while threads wait for each other; consider --threads 1")
+
+
+def peak_rss_gib() -> float | None:
+    """This process's peak resident memory so far (``VmHWM``), in GiB; None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def return_freed_heap_every(seconds: float) -> bool:
+    """Start a daemon thread that calls glibc's ``malloc_trim(0)`` every ``seconds``.
+
+    PyTorch's CPU tensors come from ``malloc``; glibc keeps the pages of freed ones in its
+    heap (it only gives back the top of the heap), so after an SFT run of variable-length
+    batches most of the resident memory is free heap, not tensors (SmolLM2: 4.6 GiB
+    resident after three training steps, 0.9 GiB after one ``malloc_trim``). Trimming
+    releases those pages to the OS; it changes no value a tensor holds. Returns False
+    (and does nothing) where glibc's ``malloc_trim`` is not available or ``seconds <= 0``.
+    """
+    import ctypes
+    import threading
+    import time
+
+    if seconds <= 0:
+        return False
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+
+    def loop() -> None:
+        while True:
+            time.sleep(seconds)
+            trim(0)  # ctypes releases the GIL for the call: the benchmark keeps running
+
+    threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
+    return True

@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_common import peak_rss_gib, return_freed_heap_every  # noqa: E402
 from quality_lib import candidates, pipeline, recipes, report  # noqa: E402
 
 from mergekit_arm._io import write_text_atomic  # noqa: E402
@@ -104,15 +105,19 @@ def _log(message: str) -> None:
 @click.option("--diagnostics", is_flag=True,
               help="also run the arm-single variants (energy pairing, eigengap rank, ...), "
                    "which three seeds showed to be ties of arm-single")
+@click.option("--trim-heap", "trim_heap_s", default=5.0, show_default=True, type=float,
+              help="give freed heap back to the OS every this many seconds (glibc "
+                   "malloc_trim; changes no result, lowers resident memory); 0: off")
 @click.option("--sft-only", is_flag=True,
               help="only build the origin and the SFT run of each seed into --cache, then exit")
 def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, records_dir: str,
          smallest: bool, threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
          overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool,
-         diagnostics: bool) -> None:
+         diagnostics: bool, trim_heap_s: float) -> None:
     """Run the benchmark and write its tables."""
     if threads:
         torch.set_num_threads(threads)
+    trimming = return_freed_heap_every(trim_heap_s)
     preset = {"quick": pipeline.QUICK, "full": pipeline.FULL, "gpu": pipeline.GPU}[preset_name]
     if smallest:
         preset = pipeline.smallest(preset)
@@ -160,6 +165,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
             "machine": report.machine(),
             "arm_driver": ARM_DRIVER,
             "code_fingerprint": fingerprint,
+            "heap_trim_s": trim_heap_s if trimming else None,
             "seeds_requested": seed_list,
             "reused_seeds": reused,
             "complete": len(per_seed) == len(seed_list),
@@ -192,7 +198,11 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
                 candidates.run_candidates(run)
                 result = {"seed": seed, "results": run.results, "timings": run.timings,
                           "diagnostics": run.diagnostics, "sft_history": run.sft_history,
-                          "splits": run.splits.summary()}
+                          "splits": run.splits.summary(),
+                          # the process's peak so far: this seed's own when it ran first
+                          "peak_rss_gib": peak_rss_gib(), "heap_trim_s":
+                          trim_heap_s if trimming else None, "seeds_before_in_process":
+                          len(per_seed) - len(reused)}
             for target in (done, record):
                 if target is not None:
                     write_text_atomic(target, json.dumps(result, default=str, indent=0))

@@ -53,6 +53,9 @@ def test_quick_preset_smallest_writes_table(tmp_path: Path, args, stem, task) ->
     assert f"| {task} loss |" in header and f"| {task} acc |" in header
     assert "## Where ARM stands" in md and payload["verdicts"]["arm-single"]["sft-100%"]
     assert "## Chosen on validation" in md
+    # the heap is trimmed by default and each computed seed records its peak memory
+    assert payload["heap_trim_s"] == 5.0
+    assert 0 < payload["seeds"][0]["peak_rss_gib"] < 64 and "peak resident memory" in md
     picked = payload["validation_picks"]["picked"][0]
     assert picked["val-pick (baselines)"] in payload["baselines"]
     assert picked["val-pick (all early)"] in payload["candidates"]

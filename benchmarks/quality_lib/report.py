@@ -242,6 +242,13 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
                 f"{payload['reused_seeds']})" if payload.get("reused_seeds") else ""),
              "- compute per seed (sum of its stages, SFT included unless reused from the "
              "cache): " + ", ".join(f"seed {s['seed']} {seed_minutes(s):.1f} min" for s in seeds),
+             "- peak resident memory of the process by the end of each seed (VmHWM; heap "
+             "trimmed every N s where set): " + ", ".join(
+                 f"seed {s['seed']} " + (f"{s['peak_rss_gib']:.1f} GiB" if s.get("peak_rss_gib")
+                                         else "not recorded")
+                 + (f" (trim {s['heap_trim_s']:g} s)" if s.get("heap_trim_s") else "")
+                 + (f" (after {s['seeds_before_in_process']} other seed(s) in the process)"
+                    if s.get("seeds_before_in_process") else "") for s in seeds),
              f"- machine: {payload['machine']}",
              (f"- seeds: {n} ({', '.join(str(s['seed']) for s in seeds)}); "
               "cells are mean ± sample std over seeds" if n > 1 else
