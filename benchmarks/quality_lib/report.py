@@ -33,6 +33,15 @@ def seed_minutes(seed_result: dict) -> float:
                if k != "test" and not k.endswith("(s)")) / 60
 
 
+def _diff_cell(c: dict | None, key: str) -> str:
+    """One paired difference as a table cell: ``+mean ± std verdict`` (no std for one seed)."""
+    if c is None:
+        return "n/a"
+    digits = 3 if key.startswith("acc") else 4
+    spread = f" ± {c['std']:.{digits}f}" if c["n"] > 1 else ""
+    return f"{c['mean']:+.{digits}f}{spread} {c['verdict']}"
+
+
 def _recipe_lines(payload: dict, task2: str) -> list[str]:
     rv = payload.get("recipe_verdicts")
     if not rv:
@@ -46,14 +55,8 @@ def _recipe_lines(payload: dict, task2: str) -> list[str]:
              "| recipe | " + " | ".join(label for _, label in keys) + " |",
              "|---|" + "---|" * len(keys)]
     for cand in payload.get("recipes", []):
-        cells = []
-        for key, _ in keys:
-            c = rv.get(cand, {}).get(key)
-            digits = 3 if key.startswith("acc") else 4
-            cells.append("n/a" if c is None else f"{c['mean']:+.{digits}f}"
-                         + (f" ± {c['std']:.{digits}f}" if c["n"] > 1 else "")
-                         + f" {c['verdict']}")
-        lines.append(f"| {cand} | " + " | ".join(cells) + " |")
+        lines.append(f"| {cand} | " + " | ".join(
+            _diff_cell(rv.get(cand, {}).get(key), key) for key, _ in keys) + " |")
     lines += ["", "Best baseline per seed: " + "; ".join(
         f"seed {s['seed']}: " + ", ".join(f"{k} {v}" for k, v in which.items())
         for s, which in zip(payload["seeds"], rv["which"])), ""]
@@ -83,14 +86,8 @@ def _pick_lines(payload: dict, task2: str) -> list[str]:
               "| comparison | " + " | ".join(label for _, label in keys) + " |",
               "|---|" + "---|" * len(keys)]
     for name, by_key in picks["vs"].items():
-        cells = []
-        for key, _ in keys:
-            c = by_key.get(key)
-            digits = 3 if key.startswith("acc") else 4
-            cells.append("n/a" if c is None else f"{c['mean']:+.{digits}f}"
-                         + (f" ± {c['std']:.{digits}f}" if c["n"] > 1 else "")
-                         + f" {c['verdict']}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(
+            _diff_cell(by_key.get(key), key) for key, _ in keys) + " |")
     return lines + [""]
 
 
@@ -164,20 +161,12 @@ def _verdict_lines(payload: dict, task2: str) -> list[str]:
              f"positive is better; {spread}.", ""]
     refs = [r for r in REFERENCES if any(r in v for v in payload["verdicts"].values())]
     for key, label in VERDICT_METRICS:
-        digits = 3 if key.startswith("acc") else 4
         lines += [f"**{label.format(task2=task2)}**", "",
                   "| ARM candidate | " + " | ".join(f"vs {r}" for r in refs) + " |",
                   "|---|" + "---|" * len(refs)]
         for cand, by_ref in payload["verdicts"].items():
-            row = []
-            for ref in refs:
-                c = by_ref.get(ref, {}).get(key)
-                if c is None:
-                    row.append("n/a")
-                    continue
-                spread_txt = f" ± {c['std']:.{digits}f}" if c["n"] > 1 else ""
-                row.append(f"{c['mean']:+.{digits}f}{spread_txt} {c['verdict']}")
-            lines.append(f"| {cand} | " + " | ".join(row) + " |")
+            lines.append(f"| {cand} | " + " | ".join(
+                _diff_cell(by_ref.get(ref, {}).get(key), key) for ref in refs) + " |")
         lines.append("")
     return lines
 
