@@ -36,21 +36,6 @@ HELPERS = Path(__file__).resolve().parent / "stream_helpers.py"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="session")
-def validation_texts(demo_records) -> list[str]:
-    """Math texts after the 64 the SFT fixtures trained on (held out where the corpus allows)."""
-    math_texts = [r["text"] for r in demo_records if r.get("domain") == "math"]
-    held_out = math_texts[64:80]
-    return held_out if len(held_out) >= 8 else math_texts[-8:]
-
-
-@pytest.fixture(scope="session")
-def validation_jsonl(tmp_path_factory, validation_texts) -> Path:
-    path = tmp_path_factory.mktemp("validation") / "heldout.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in validation_texts))
-    return path
-
-
 @pytest.fixture
 def config_for(tiny_llama, tiny_llama_sft, calibration_jsonl):
     """``config_for(checkpoints=[5, (10, 2.0)], **overrides)`` -> a small config dict."""

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 
 from mergekit_arm.errors import ArmError
-
-
-def _configure_logging(verbose: bool, quiet: bool) -> None:
-    """Console logging: warnings (errors only with -q, everything with -v).
-
-    Leaves an already configured root logger (an embedding application, pytest) alone.
-    """
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
-    root = logging.getLogger()
-    if root.handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("mergekit_arm").setLevel(level)
+from mergekit_arm.scripts.console import configure_logging
 
 
 @click.command("arm-stream", context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,7 +28,7 @@ def main(config: str, out: str, restart: bool, watch: str | None, verbose: bool,
     completed step. OUT also receives trajectory.jsonl, trajectory.png and, per step,
     steps/step-K.yml (a mergekit config that replays that step).
     """
-    _configure_logging(verbose, quiet)
+    configure_logging(verbose, quiet)
     from mergekit_arm.stream import run_stream
 
     try:

@@ -312,9 +312,9 @@ def _section_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    """Keys accepted by the section that holds the key at ``loc``."""
-    model: type[BaseModel] | None = StreamConfig
+def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    """Keys accepted by the section of ``root`` that holds the key at ``loc``."""
+    model: type[BaseModel] | None = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -325,15 +325,19 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields) if model is not None else []
 
 
-def describe_validation_error(error: ValidationError, source: str) -> str:
-    """One message per problem, each naming the key path."""
+def describe_validation_error(error: ValidationError, source: str,
+                              root: type[BaseModel] | None = None,
+                              what: str = "stream config") -> str:
+    """One message per problem of the ``what`` ``source`` (validated as ``root``, default
+    :class:`StreamConfig`), each naming the key path."""
+    root = root or StreamConfig
     lines = []
     for item in error.errors():
         loc = tuple(item.get("loc", ()))
         key = _key_path(loc) or "(top level)"
         kind = item.get("type", "")
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(loc)
+            allowed = _allowed_keys(loc, root)
             hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
             lines.append(f"unknown key `{key}`{hint}")
         elif kind == "missing":
@@ -344,7 +348,7 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
             shown = "" if isinstance(value, dict) else f" (got {value!r})"
             where = f"`{key}`: " if loc else ""
             lines.append(f"{where}{message}{shown}")
-    head = f"invalid stream config {source}: "
+    head = f"invalid {what} {source}: "
     return head + ("; ".join(lines) if len(lines) == 1 else "\n  - " + "\n  - ".join(lines))
 
 

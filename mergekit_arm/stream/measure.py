@@ -89,28 +89,36 @@ class StatisticsStore:
         return self.compute(module, self.cache_dir / f"{key}.safetensors", label, description)
 
 
+def heldout_batches(section: Any, name: str, tokenizer: Any, device: torch.device,
+                    max_length: int, role: TextRole = VALIDATION_ROLE) -> list[LossBatch]:
+    """Loss batches of a held-out section (a ``ValidationConfig``: texts
+    ``offset .. offset + samples`` of ``data``, ``max_length`` tokens unless it sets its own);
+    ``name`` is the section's key in the messages."""
+    texts = load_calibration_texts(section.data, None, section.text_mode, role)[section.offset:]
+    texts = texts[: section.samples]
+    source = section.data or "the shipped corpus"
+    if not texts:
+        raise ArmConfigError(
+            f"`{name}`: {source} has no texts after `{name}.offset` ({section.offset})"
+        )
+    tokens = tokenize_texts(tokenizer, texts, section.max_length or max_length)
+    if sum(max(len(ids) - 1, 0) for ids in tokens) == 0:
+        raise ArmConfigError(
+            f"`{name}.data`: {source} yields no tokens to predict with this tokenizer "
+            "(every text is shorter than 2 tokens); use longer held-out texts"
+        )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return loss_batches(tokens, section.batch_size, pad, device=device)
+
+
 def validation_batches(config: StreamConfig, tokenizer: Any, device: torch.device,
                        section: str = "validation") -> list[LossBatch] | None:
     """The held-out batches of ``config.validation`` (or of the ``selection`` section;
     None without it)."""
-    val = getattr(config, section)
-    if val is None:
+    held_out = getattr(config, section)
+    if held_out is None:
         return None
-    texts = load_calibration_texts(val.data, None, val.text_mode, VALIDATION_ROLE)[val.offset:]
-    texts = texts[: val.samples]
-    source = val.data or "the shipped corpus"
-    if not texts:
-        raise ArmConfigError(
-            f"`{section}`: {source} has no texts after `{section}.offset` ({val.offset})"
-        )
-    tokens = tokenize_texts(tokenizer, texts, val.max_length or config.calibration.max_length)
-    if sum(max(len(ids) - 1, 0) for ids in tokens) == 0:
-        raise ArmConfigError(
-            f"`{section}.data`: {source} yields no tokens to predict with this tokenizer "
-            "(every text is shorter than 2 tokens); use longer held-out texts"
-        )
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return loss_batches(tokens, val.batch_size, pad, device=device)
+    return heldout_batches(held_out, section, tokenizer, device, config.calibration.max_length)
 
 
-__all__ = ["StatisticsStore", "validation_batches"]
+__all__ = ["StatisticsStore", "heldout_batches", "validation_batches"]

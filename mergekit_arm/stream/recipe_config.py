@@ -56,6 +56,13 @@ def _same_file(a: str | None, b: str | None) -> bool:
     return resolve(a) == resolve(b)
 
 
+def texts_overlap(a: Any, b: Any) -> bool:
+    """Whether two held-out sections (``data``, ``text_mode``, ``offset``, ``samples``)
+    read at least one common text: the same file and mode, and overlapping offsets."""
+    same = _same_file(a.data, b.data) and a.text_mode == b.text_mode
+    return same and a.offset < b.offset + b.samples and b.offset < a.offset + a.samples
+
+
 def selection_problem(selection: Any, validation: Any, schedule_kind: str,
                       has_blocks: bool) -> str | None:
     """Why the ``selection``/``validation`` pair is unusable (None: it is fine).
@@ -75,8 +82,7 @@ def selection_problem(selection: Any, validation: Any, schedule_kind: str,
         return ("`selection` is read only by a line search or `blocks`; remove it or add "
                 "one of them")
     sel, val = selection, validation
-    same = _same_file(sel.data, val.data) and sel.text_mode == val.text_mode
-    if same and sel.offset < val.offset + val.samples and val.offset < sel.offset + sel.samples:
+    if texts_overlap(sel, val):
         return ("`selection` and `validation` read the same texts "
                 f"({sel.data or 'the shipped corpus'}, offsets {sel.offset}+{sel.samples} "
                 f"and {val.offset}+{val.samples}): the search would fit the data that "
@@ -85,4 +91,5 @@ def selection_problem(selection: Any, validation: Any, schedule_kind: str,
     return None
 
 
-__all__ = ["START_AVERAGE", "BlockGroups", "BlockSearchConfig", "selection_problem"]
+__all__ = ["START_AVERAGE", "BlockGroups", "BlockSearchConfig", "selection_problem",
+           "texts_overlap"]

@@ -1,0 +1,173 @@
+"""Building one ``arm-choose`` candidate: the model folder a recipe produces.
+
+A ``mergekit`` candidate is merged into ``OUT/candidates/<name>/model`` through an atomic
+folder (present only when complete); a ``stream`` candidate runs ``arm-stream`` in
+``OUT/candidates/<name>/`` (which resumes on its own); a ``model`` candidate is its folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mergekit_arm._io import atomic_directory
+from mergekit_arm.checks import require_valid_output
+from mergekit_arm.choose.config import CandidateEntry, ChooseConfig
+from mergekit_arm.errors import ArmConfigError, ArmError, find_arm_error
+from mergekit_arm.models import check_model_folder
+from mergekit_arm.stream.config import load_config
+from mergekit_arm.stream.recipe_config import texts_overlap
+
+logger = logging.getLogger("mergekit_arm.choose")
+
+MODEL_PATH_KEYS = ("model", "base_model")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _folder_stamp(folder: Path) -> list[list[Any]]:
+    """Name, size and mtime of a model folder's weight and config files."""
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns]
+            for f in sorted(folder.iterdir()) if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES)]
+
+
+def candidate_spec(entry: CandidateEntry) -> dict[str, Any]:
+    """What a build depends on (paths resolved): the entry, plus the content of its config
+    file (``mergekit``/``stream``) or the stamp of its folder (``model``). A build of
+    another spec is stale."""
+    spec: dict[str, Any] = entry.model_dump(mode="json", exclude_none=True)
+    if entry.model is not None and Path(entry.model).is_dir():
+        spec["stamp"] = _folder_stamp(Path(entry.model))
+    for key in ("stream", "mergekit"):
+        value = getattr(entry, key)
+        if isinstance(value, str) and Path(value).is_file():
+            spec["sha256"] = _file_digest(Path(value))
+    return spec
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """A short hash of a spec."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _absolute_model_paths(node: Any) -> Any:
+    """The mergekit config with every ``model``/``base_model`` string that names an existing
+    local path made absolute (mergekit resolves them from the current folder, and its model
+    card asks the hub about short relative names)."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key in MODEL_PATH_KEYS and isinstance(value, str) and Path(value).expanduser().exists():
+                out[key] = str(Path(value).expanduser().resolve())
+            else:
+                out[key] = _absolute_model_paths(value)
+        return out
+    if isinstance(node, list):
+        return [_absolute_model_paths(item) for item in node]
+    return node
+
+
+def mergekit_configuration(entry: CandidateEntry):
+    """The candidate's validated ``MergeConfiguration`` (an error names the candidate)."""
+    from mergekit.config import MergeConfiguration
+    from pydantic import ValidationError
+
+    source = entry.mergekit
+    if isinstance(source, str):
+        file = Path(source)
+        if not file.is_file():
+            raise ArmConfigError(f"candidate `{entry.name}`: mergekit config {file} does not exist")
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise ArmConfigError(f"candidate `{entry.name}`: {file} is not valid YAML: "
+                                 f"{error}") from None
+    else:
+        data = source
+    try:
+        return MergeConfiguration.model_validate(_absolute_model_paths(data))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"`{'.'.join(str(p) for p in item['loc'])}`: {item['msg']}" for item in error.errors()
+        )
+    except (RuntimeError, TypeError, ValueError) as error:  # mergekit's own validators
+        problems = str(error)
+    raise ArmConfigError(
+        f"candidate `{entry.name}`: invalid mergekit config ({problems}); it must be what "
+        "`mergekit-yaml` accepts"
+    ) from None
+
+
+def _forget_loaded_models() -> None:
+    """Drop mergekit's process-wide tensor loaders (they keep files open, and would serve
+    old tensors if a folder were rewritten at the same path)."""
+    from mergekit.io.tasks import LoaderCache
+
+    cache = LoaderCache()
+    cache.flush_all()
+    cache.loaders.clear()
+
+
+def build_mergekit(entry: CandidateEntry, folder: Path, config: ChooseConfig) -> Path:
+    """Run the candidate's mergekit config into ``folder/model`` (atomically) and check it."""
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    from mergekit_arm import register
+
+    register()
+    merge_config = mergekit_configuration(entry)
+    target = folder / "model"
+    options = MergeOptions(copy_tokenizer=True, lazy_unpickle=True, quiet=True,
+                           trust_remote_code=config.trust_remote_code)
+    try:
+        with atomic_directory(target) as partial:
+            run_merge(merge_config, str(partial), options=options)
+    except ArmError:
+        raise
+    except Exception as error:  # mergekit's own errors are plain exceptions
+        cause = find_arm_error(error)
+        if cause is not None:
+            raise cause from error
+        raise ArmError(f"candidate `{entry.name}`: the mergekit merge failed: "
+                       f"{type(error).__name__}: {error}") from error
+    finally:
+        _forget_loaded_models()
+    require_valid_output(target)
+    return target
+
+
+def build_stream(entry: CandidateEntry, folder: Path, *, restart: bool, progress: bool) -> Path:
+    """Run (or resume) the candidate's ``arm-stream`` config in ``folder``; its kept model."""
+    from mergekit_arm.stream import run_stream
+
+    result = run_stream(entry.stream, folder, restart=restart, progress=progress)
+    return result.model
+
+
+def tuned_on(entry: CandidateEntry, config: ChooseConfig) -> list[str]:
+    """The sections of a stream candidate (``validation``, ``selection``) that read texts of
+    the choice's ``validation``: its own searches saw them, so its score is optimistic."""
+    if entry.stream is None:
+        return []
+    stream = load_config(entry.stream).resolved()
+    return [name for name in ("validation", "selection")
+            if getattr(stream, name) is not None
+            and texts_overlap(getattr(stream, name), config.validation)]
+
+
+def candidate_model(entry: CandidateEntry) -> Path:
+    """A ``model`` candidate's folder, checked."""
+    return check_model_folder(entry.model)
+
+
+__all__ = ["build_mergekit", "build_stream", "candidate_model", "candidate_spec",
+           "mergekit_configuration", "spec_key", "tuned_on"]

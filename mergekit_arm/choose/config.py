@@ -1,0 +1,148 @@
+"""The ``arm-choose`` configuration: candidate recipes and the held-out set that picks one.
+
+Every candidate is one of three kinds, named by its key:
+
+* ``model``: an existing model folder (a checkpoint kept as it is);
+* ``mergekit``: a ``mergekit-yaml`` config (a file, or the mapping inline), run with
+  ``mergekit.merge.run_merge``;
+* ``stream``: an ``arm-stream`` config file, run with :func:`mergekit_arm.stream.run_stream`.
+
+Paths are relative to the current directory, as in ``mergekit-yaml`` and ``arm-stream``;
+:meth:`ChooseConfig.resolved` makes them absolute.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mergekit_arm.errors import ArmConfigError
+from mergekit_arm.stream.config import ValidationConfig, describe_validation_error
+
+CandidateKind = Literal["model", "mergekit", "stream"]
+Keep = Literal["all", "best"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DEFAULT_MAX_LENGTH = 512
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CandidateEntry(_Section):
+    """One recipe: exactly one of ``model``, ``mergekit`` or ``stream``."""
+
+    name: str = Field(description="folder name under OUT/candidates/ and the leaderboard row")
+    model: str | None = Field(None, description="an existing model folder, scored as it is")
+    mergekit: str | dict[str, Any] | None = Field(
+        None, description="a mergekit-yaml config: a file path or the mapping inline")
+    stream: str | None = Field(None, description="an arm-stream config file")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be a plain folder name (letters, digits, '.', '_', '-'; "
+                             "not starting with '.' or '-')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CandidateEntry:
+        given = [kind for kind in ("model", "mergekit", "stream") if getattr(self, kind) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"candidate `{self.name}` needs exactly one of `model`, `mergekit` or `stream` "
+                f"(got {', '.join(given) or 'none'})"
+            )
+        return self
+
+    @property
+    def kind(self) -> CandidateKind:
+        """Which of the three kinds this candidate is."""
+        return next(k for k in ("model", "mergekit", "stream") if getattr(self, k) is not None)
+
+
+class ChooseConfig(_Section):
+    """Build every candidate, score each on ``validation``, keep the lowest loss."""
+
+    validation: ValidationConfig = Field(
+        description="held-out text that scores the candidates (mean token loss); "
+        f"`max_length` null = {DEFAULT_MAX_LENGTH}")
+    candidates: list[CandidateEntry] = Field(min_length=1)
+    keep: Keep = Field("all", description="all: every build stays under OUT/candidates/; "
+                       "best: the other builds are removed once OUT/model is written")
+    tokenizer: str | None = Field(
+        None, description="tokenizer folder; null = the first candidate model's")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N (scoring and streams "
+                        "use their own `device`)")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="dtype the candidates are scored in")
+    trust_remote_code: bool = False
+
+    @field_validator("candidates")
+    @classmethod
+    def _distinct_names(cls, values: list[CandidateEntry]) -> list[CandidateEntry]:
+        names = [c.name for c in values]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"candidate names must be distinct; repeated: {', '.join(repeated)}")
+        return values
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per held-out text."""
+        return self.validation.max_length or DEFAULT_MAX_LENGTH
+
+    def resolved(self) -> ChooseConfig:
+        """The config with every path absolute (relative paths are from the current folder)."""
+
+        def absolute(path: str | None) -> str | None:
+            return None if path is None else str(Path(path).expanduser().resolve())
+
+        entries = []
+        for entry in self.candidates:
+            mergekit = entry.mergekit
+            entries.append(entry.model_copy(update={
+                "model": absolute(entry.model),
+                "stream": absolute(entry.stream),
+                "mergekit": absolute(mergekit) if isinstance(mergekit, str) else mergekit,
+            }))
+        validation = self.validation.model_copy(update={"data": absolute(self.validation.data)})
+        return self.model_copy(update={"candidates": entries, "validation": validation,
+                                       "tokenizer": absolute(self.tokenizer)})
+
+
+def parse_choose_config(data: Any, source: str = "<config>") -> ChooseConfig:
+    """Validate a mapping (parsed YAML) into a :class:`ChooseConfig`."""
+    if not isinstance(data, dict):
+        raise ArmConfigError(
+            f"arm-choose config {source} must be a mapping (validation, candidates, ...), "
+            f"got {type(data).__name__}"
+        )
+    try:
+        return ChooseConfig.model_validate(data)
+    except ValidationError as error:
+        raise ArmConfigError(
+            describe_validation_error(error, source, ChooseConfig, "arm-choose config")
+        ) from None
+
+
+def load_choose_config(path: str | os.PathLike) -> ChooseConfig:
+    """Read and validate an ``arm-choose`` YAML file."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ArmConfigError(f"arm-choose config {file} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ArmConfigError(f"arm-choose config {file} is not valid YAML: {error}") from None
+    return parse_choose_config(data, str(file))
+
+
+__all__ = ["DEFAULT_MAX_LENGTH", "CandidateEntry", "CandidateKind", "ChooseConfig",
+           "load_choose_config", "parse_choose_config"]

@@ -1,0 +1,52 @@
+"""``arm-choose CONFIG OUT``: build several recipes from the same checkpoints, keep the one
+with the lowest held-out loss."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mergekit_arm.errors import ArmError
+from mergekit_arm.scripts.console import configure_logging
+
+
+@click.command("arm-choose", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--restart", is_flag=True, default=False,
+              help="Discard the builds in OUT (streams included) and build every candidate again.")
+@click.option("-v", "--verbose", is_flag=True, default=False, help="Log every phase.")
+@click.option("-q", "--quiet", is_flag=True, default=False,
+              help="No progress bars and no per-candidate lines.")
+def main(config: str, out: str, restart: bool, verbose: bool, quiet: bool) -> None:
+    """Build every candidate of CONFIG (YAML), score each on its `validation` texts and write
+    the lowest-loss one to OUT/model.
+
+    OUT also receives candidates/NAME/ (each build), leaderboard.md and leaderboard.json.
+    Re-running continues: unchanged builds are reused and an interrupted stream resumes.
+    """
+    configure_logging(verbose, quiet, progress_loggers=("mergekit_arm.choose",))
+    from mergekit_arm.choose import run_choose
+
+    try:
+        result = run_choose(config, out, restart=restart, progress=not quiet)
+    except ArmError as error:
+        click.echo(f"arm-choose: error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("arm-choose: interrupted; run the same command again to continue (finished "
+                   "builds are reused)", err=True)
+        sys.exit(130)
+    for row in sorted(result.rows, key=lambda row: row.val_loss):
+        mark = "  <- chosen" if row.chosen else ""
+        click.echo(f"{row.val_loss:.4f}  {row.name} ({row.kind}){mark}")
+    click.echo(f"{result.model} is candidate {result.chosen} "
+               f"(leaderboard: {result.out / 'leaderboard.md'})")
+    if any(row.tuned_on_validation for row in result.rows):
+        click.echo("arm-choose: note: a stream tuned on these held-out texts, so its loss is "
+                   "optimistic (see leaderboard.md)", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
