@@ -108,12 +108,16 @@ def _log(message: str) -> None:
 @click.option("--trim-heap", "trim_heap_s", default=5.0, show_default=True, type=float,
               help="give freed heap back to the OS every this many seconds (glibc "
                    "malloc_trim; changes no result, lowers resident memory); 0: off")
+@click.option("--records-of", "records_of", default=None, metavar="FINGERPRINT",
+              help="only aggregate the finished seeds of this earlier code fingerprint (their "
+                   "records or cache files; the tables name it): computes nothing, and a seed "
+                   "without a record is an error")
 @click.option("--sft-only", is_flag=True,
               help="only build the origin and the SFT run of each seed into --cache, then exit")
 def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, records_dir: str,
          smallest: bool, threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
          overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool,
-         diagnostics: bool, trim_heap_s: float) -> None:
+         diagnostics: bool, trim_heap_s: float, records_of: str | None) -> None:
     """Run the benchmark and write its tables."""
     if threads:
         torch.set_num_threads(threads)
@@ -152,7 +156,8 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
     t0 = time.perf_counter()
     per_seed: list[dict] = []
     reused: list[int] = []
-    fingerprint = code_fingerprint()
+    current_code = code_fingerprint()
+    fingerprint = records_of or current_code
     names = candidates.candidate_names(preset.diagnostics)
 
     def payload() -> dict:
@@ -165,6 +170,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
             "machine": report.machine(),
             "arm_driver": ARM_DRIVER,
             "code_fingerprint": fingerprint,
+            "reported_by_code": current_code,
             "heap_trim_s": trim_heap_s if trimming else None,
             "seeds_requested": seed_list,
             "reused_seeds": reused,
@@ -177,13 +183,22 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
         }
 
     preset_key = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode()).hexdigest()[:12]
-    for seed in seed_list:
+    def finished(seed: int) -> tuple[str, Path, Path | None, list[Path]]:
         # the thread count is part of the key: float reductions, hence results, depend on it
         name = (f"result-{preset.name}-{preset_key}-{fingerprint}-t{torch.get_num_threads()}"
                 f"-seed{seed}.json")
-        done = cache / name
         record = Path(records_dir) / name if records_dir else None
-        found = [f for f in (done, record) if f is not None and f.is_file()]
+        return name, cache / name, record, [f for f in (cache / name, record)
+                                            if f is not None and f.is_file()]
+
+    missing = [(seed, finished(seed)[0]) for seed in seed_list if not finished(seed)[3]]
+    if records_of and missing:  # checked first: nothing is written then
+        raise click.ClickException(
+            f"--records-of {records_of}: no finished result for seed(s) "
+            f"{', '.join(str(seed) for seed, _ in missing)} ({missing[0][1]}, ...) in "
+            f"{records_dir or '-'} or {cache}; run without --records-of to compute them")
+    for seed in seed_list:
+        name, done, record, found = finished(seed)
         if found and not fresh:
             _log(f"[seed {seed}] reusing the finished result {found[0]}")
             result = json.loads(found[0].read_text(encoding="utf-8"))

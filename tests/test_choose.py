@@ -197,3 +197,12 @@ def test_docs_list_every_key():
         assert f"| `{key}` |" in docs, f"{key} missing in docs/choose.md"
     parse_choose_config(yaml.safe_load((Path(__file__).resolve().parents[1] / "yaml_examples"
                                         / "choose.yml").read_text()), "choose.yml")
+
+
+def test_lowest_loss_rule():
+    from mergekit_arm.choose.pick import lowest_loss
+
+    assert lowest_loss({"a": 2.0, "b": 1.0, "c": 1.0}) == "b"  # ties: the first listed
+    assert lowest_loss({"a": float("nan"), "b": float("inf"), "c": 3.0, "d": None}) == "c"
+    assert lowest_loss({"a": float("nan"), "b": None}) is None
+    assert lowest_loss({}) is None

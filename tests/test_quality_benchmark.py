@@ -3,7 +3,7 @@
 Checks that the script runs end to end, writes its table with every candidate row and
 its verdict section, works on another reasoning-gym task and data seed, and reuses a
 finished seed on a re-run (from the cache, or from the committed seed records on a machine
-without it); the numbers themselves are not asserted (see docs/quality.md).
+without it, or the records of an earlier code with ``--records-of``); the numbers themselves are not asserted (see docs/quality.md).
 """
 
 from __future__ import annotations
@@ -73,6 +73,23 @@ def test_quick_preset_smallest_writes_table(tmp_path: Path, args, stem, task) ->
         elsewhere = _run(out, tmp_path / "empty-cache", *args)
         assert f"reusing the finished result {records[0]}" in elsewhere.stdout
         assert json.loads(records[0].read_text())["results"] == payload["seeds"][0]["results"]
+        # --records-of aggregates the records of another code fingerprint and computes nothing
+        current = payload["code_fingerprint"]
+        older = records[0].with_name(records[0].name.replace(current, "0123456789ab"))
+        records[0].rename(older)
+        _run(out, tmp_path / "empty-2", *args, "--records-of", "0123456789ab")
+        aggregated = json.loads((out / f"quality-{stem}.json").read_text())
+        assert aggregated["code_fingerprint"] == "0123456789ab"
+        assert aggregated["reported_by_code"] == current
+        assert aggregated["seeds"][0]["results"] == payload["seeds"][0]["results"]
+        before = (out / f"quality-{stem}.md").read_text()
+        missing = subprocess.run(
+            [sys.executable, str(SCRIPT), "--quick", "--smallest", "--threads", "1", "--out",
+             str(out), "--cache", str(tmp_path / "empty-3"), "--records", str(out / "seeds"),
+             "--seeds", "0,1", "--records-of", "0123456789ab"],
+            cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert missing.returncode != 0 and "no finished result for seed(s) 1" in missing.stderr
+        assert (out / f"quality-{stem}.md").read_text() == before
 
 
 def test_evaluator_keeps_temporary_example_lists_apart() -> None:

@@ -208,6 +208,17 @@ def update_readme(readme: Path, name: str, payload: dict, results_md: Path) -> N
     write_text_atomic(readme, head + "\n".join(block) + tail)
 
 
+def peak_memory_line(seeds: list[dict]) -> str:
+    """The results file's line of each seed's peak resident memory."""
+    return ("- peak resident memory of the process by the end of each seed (VmHWM; heap "
+            "trimmed every N s where set): " + ", ".join(
+                f"seed {s['seed']} " + (f"{s['peak_rss_gib']:.1f} GiB" if s.get("peak_rss_gib")
+                                        else "not recorded")
+                + (f" (trim {s['heap_trim_s']:g} s)" if s.get("heap_trim_s") else "")
+                + (f" (after {s['seeds_before_in_process']} other seed(s) in the process)"
+                   if s.get("seeds_before_in_process") else "") for s in seeds))
+
+
 def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
     """Write ``quality-<preset>.json`` and ``.md`` atomically (temp file, then rename)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -231,13 +242,7 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
                 f"{payload['reused_seeds']})" if payload.get("reused_seeds") else ""),
              "- compute per seed (sum of its stages, SFT included unless reused from the "
              "cache): " + ", ".join(f"seed {s['seed']} {seed_minutes(s):.1f} min" for s in seeds),
-             "- peak resident memory of the process by the end of each seed (VmHWM; heap "
-             "trimmed every N s where set): " + ", ".join(
-                 f"seed {s['seed']} " + (f"{s['peak_rss_gib']:.1f} GiB" if s.get("peak_rss_gib")
-                                         else "not recorded")
-                 + (f" (trim {s['heap_trim_s']:g} s)" if s.get("heap_trim_s") else "")
-                 + (f" (after {s['seeds_before_in_process']} other seed(s) in the process)"
-                    if s.get("seeds_before_in_process") else "") for s in seeds),
+             *([peak_memory_line(seeds)] if any(s.get("peak_rss_gib") for s in seeds) else []),
              f"- machine: {payload['machine']}",
              (f"- seeds: {n} ({', '.join(str(s['seed']) for s in seeds)}); "
               "cells are mean ± sample std over seeds" if n > 1 else
@@ -245,7 +250,11 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              f"- second task: `{task2}` {json.dumps(payload['preset'].get('task2_config', {}))}; "
              f"data seed {payload['preset'].get('data_seed', 0)}",
              f"- ARM steps: {payload['arm_driver']}",
-             f"- code fingerprint: `{payload.get('code_fingerprint', '?')}`",
+             f"- code fingerprint: `{payload.get('code_fingerprint', '?')}`" + (
+                 f" (the finished seeds of that code, aggregated by code "
+                 f"`{payload['reported_by_code']}` with `--records-of`)"
+                 if payload.get("reported_by_code") not in (None, payload.get("code_fingerprint"))
+                 else ""),
              ("" if payload.get("complete", True) else
               f"- **partial: {n} of {len(payload['seeds_requested'])} requested seeds finished**"),
              "",

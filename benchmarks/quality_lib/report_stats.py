@@ -1,10 +1,13 @@
 """Paired statistics over finished seeds (no formatting): means, paired differences and
-their verdicts, the best baseline per split, and the candidate kept on validation. Like
-``report.py`` it reads only finished results, so it is outside the code fingerprint."""
+their verdicts, the best baseline per split, and the candidate kept on validation (by
+``arm-choose``'s own rule, :func:`mergekit_arm.choose.pick.lowest_loss`). Like ``report.py``
+it reads only finished results, so it is outside the code fingerprint."""
 
 from __future__ import annotations
 
 import math
+
+from mergekit_arm.choose.pick import lowest_loss
 
 # (key, label); "{task2}" is replaced by the second task's name
 METRICS = (("val", "val loss"), ("loss_gsm_ood", "gsm OOD loss"), ("loss_gsm_id", "gsm ID loss"),
@@ -118,11 +121,9 @@ def validation_picks(per_seed: list[dict], candidates: tuple[str, ...],
     for s in per_seed:
         rows = {}
         for label, pool in pools.items():
-            scored = [(s["results"][c]["val"], c) for c in pool if c in s["results"]
-                      and s["results"][c].get("val") is not None
-                      and math.isfinite(s["results"][c]["val"])]
-            if scored:
-                picked = min(scored)[1]
+            picked = lowest_loss({c: s["results"][c].get("val") for c in pool
+                                  if c in s["results"]})
+            if picked is not None:
                 rows[label] = s["results"][picked] | {"picked": picked}
         out.append(s | {"results": s["results"] | rows})
     return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -41,6 +40,7 @@ from mergekit_arm.choose.config import (
     load_choose_config,
     parse_choose_config,
 )
+from mergekit_arm.choose.pick import lowest_loss
 from mergekit_arm.choose.report import leaderboard_markdown, model_card_section
 from mergekit_arm.errors import ArmError, ModelLoadError
 from mergekit_arm.evaluation import heldout_loss
@@ -249,11 +249,11 @@ def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os
         with quiet_transformers():
             rows = [_scored(entry, folder, seconds, reused, batches, tokenizer, cfg, device)
                     for entry, folder, seconds, reused in built]
-        finite = [row for row in rows if math.isfinite(row.val_loss)]
-        if not finite:
+        chosen = lowest_loss({row.name: row.val_loss for row in rows})
+        if chosen is None:
             raise ArmError("every candidate has a non-finite held-out loss; check the models "
                            "and the `validation` texts")
-        best = min(finite, key=lambda row: row.val_loss)  # ties: the first listed
+        best = next(row for row in rows if row.name == chosen)
         best.chosen = True
         model = _write_model(best, rows, root, cfg)
         if cfg.keep == "best":
