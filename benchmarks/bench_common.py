@@ -48,22 +48,18 @@ def return_freed_heap_every(seconds: float) -> bool:
     releases those pages to the OS; it changes no value a tensor holds. Returns False
     (and does nothing) where glibc's ``malloc_trim`` is not available or ``seconds <= 0``.
     """
-    import ctypes
     import threading
     import time
 
-    if seconds <= 0:
+    from mergekit_arm.calibration.lazy import return_freed_memory
+
+    if seconds <= 0 or not return_freed_memory():
         return False
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
 
     def loop() -> None:
         while True:
             time.sleep(seconds)
-            trim(0)  # ctypes releases the GIL for the call: the benchmark keeps running
+            return_freed_memory()  # the GIL is released for the call: the run goes on
 
     threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
     return True

@@ -75,16 +75,18 @@ class LazyCheckpoint:
         return sum((self.folder / f).stat().st_size for f in self.files)
 
 
-def return_freed_memory() -> None:
+def return_freed_memory() -> bool:
     """Ask glibc to return freed heap pages to the system (``malloc_trim(0)``).
 
     A layer's weights are freed after it runs, but glibc keeps freed blocks for reuse, so
     without this the resident memory of a layer-sequential pass grows with depth. A no-op
-    where the C library has no ``malloc_trim`` (macOS, musl, Windows).
+    where the C library has no ``malloc_trim`` (macOS, musl, Windows); returns whether it
+    could trim.
     """
     trim = _malloc_trim()
     if trim is not None:
-        trim(0)
+        trim(0)  # ctypes releases the GIL for the call
+    return trim is not None
 
 
 @functools.cache
@@ -94,9 +96,12 @@ def _malloc_trim():
 
     name = ctypes.util.find_library("c")
     try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
     except OSError:
         return None
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 class LazyPlacement:
