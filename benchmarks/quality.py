@@ -87,6 +87,10 @@ def _log(message: str) -> None:
                    "a clean checkout of the same code reuses them); '' to not write or read")
 @click.option("--smallest", is_flag=True, help="CI smoke-test settings (seconds)")
 @click.option("--threads", default=None, type=int, help="torch threads (default: all cores)")
+@click.option("--device", default="cpu", show_default=True,
+              help="where the model trains and is evaluated: cpu, cuda or cuda:N (checkpoints "
+                   "and merges stay on the CPU); a non-CPU device keys its own records and "
+                   "SFT cache")
 @click.option("--task", default=None,
               help="second task: any reasoning-gym dataset with question/answer items "
                    "(default chain_sum)")
@@ -117,10 +121,14 @@ def _log(message: str) -> None:
 def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, records_dir: str,
          smallest: bool, threads: int | None, task: str | None, task_config: str | None, data_seed: int | None,
          overrides: tuple[str, ...], fresh: bool, readme: str | None, sft_only: bool,
-         diagnostics: bool, trim_heap_s: float, records_of: str | None) -> None:
+         diagnostics: bool, trim_heap_s: float, records_of: str | None, device: str) -> None:
     """Run the benchmark and write its tables."""
     if threads:
         torch.set_num_threads(threads)
+    if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise click.BadParameter(f"{device!r} is not available here (torch.cuda.is_available() "
+                                 f"is {torch.cuda.is_available()}); use cpu", param_hint="--device")
+    device_tag = "" if device == "cpu" else "-" + device.split(":")[0]
     trimming = return_freed_heap_every(trim_heap_s)
     preset = {"quick": pipeline.QUICK, "full": pipeline.FULL, "gpu": pipeline.GPU}[preset_name]
     if smallest:
@@ -150,7 +158,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
     if sft_only:
         for seed in seed_list:
             with tempfile.TemporaryDirectory(prefix="quality-") as work:
-                pipeline.Run(preset, seed, cache, Path(work), log=_log).prepare()
+                pipeline.Run(preset, seed, cache, Path(work), log=_log, device=device).prepare()
         return
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -172,6 +180,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
             "code_fingerprint": fingerprint,
             "reported_by_code": current_code,
             "heap_trim_s": trim_heap_s if trimming else None,
+            "device": device,
             "seeds_requested": seed_list,
             "reused_seeds": reused,
             "complete": len(per_seed) == len(seed_list),
@@ -185,8 +194,8 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
     preset_key = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode()).hexdigest()[:12]
     def finished(seed: int) -> tuple[str, Path, Path | None, list[Path]]:
         # the thread count is part of the key: float reductions, hence results, depend on it
-        name = (f"result-{preset.name}-{preset_key}-{fingerprint}-t{torch.get_num_threads()}"
-                f"-seed{seed}.json")
+        name = (f"result-{preset.name}-{preset_key}-{fingerprint}{device_tag}"
+                f"-t{torch.get_num_threads()}-seed{seed}.json")
         record = Path(records_dir) / name if records_dir else None
         return name, cache / name, record, [f for f in (cache / name, record)
                                             if f is not None and f.is_file()]
@@ -208,7 +217,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
             reused.append(seed)
         else:
             with tempfile.TemporaryDirectory(prefix="quality-") as work:
-                run = pipeline.Run(preset, seed, cache, Path(work), log=_log)
+                run = pipeline.Run(preset, seed, cache, Path(work), log=_log, device=device)
                 run.prepare()
                 candidates.run_candidates(run)
                 result = {"seed": seed, "results": run.results, "timings": run.timings,

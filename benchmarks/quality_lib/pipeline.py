@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from . import merges
@@ -156,8 +157,13 @@ def _num(value: float | None) -> str:
 class Run:
     """State of one seed: models, evaluators, timings, results."""
 
-    def __init__(self, preset: Preset, seed: int, cache: Path, work: Path, log=print):
+    def __init__(self, preset: Preset, seed: int, cache: Path, work: Path, log=print,
+                 device: str = "cpu"):
+        """``device``: where the model trains and runs (``cpu`` or ``cuda``); checkpoints
+        and merges stay float32 on the CPU. A non-CPU device keys its own SFT cache."""
         self.preset, self.seed, self.cache, self.work, self.log = preset, seed, cache, work, log
+        self.device = torch.device(device)
+        self.cache_tag = "" if self.device.type == "cpu" else f"-{self.device.type}"
         self.timings: dict[str, float] = {}
         self.results: dict[str, dict] = {}
         self.diagnostics: dict[str, object] = {}
@@ -202,6 +208,7 @@ class Run:
             from .models import load_folder, smollm2_folder
 
             self.model, self.tokenizer = load_folder(smollm2_folder(self.cache, self.log))
+            self.model.to(self.device)
             self.origin = clone_state(self.model)
             return
         from mergekit_arm.demo import default_demo_texts
@@ -214,7 +221,8 @@ class Run:
         self.model, self.tokenizer = tiny_origin(tok_texts, p.vocab_size, p.hidden, p.layers,
                                                  p.intermediate, self.seed,
                                                  max(256, p.max_length))
-        path = self.cache / f"tiny-origin-{key}.safetensors"
+        self.model.to(self.device)
+        path = self.cache / f"tiny-origin-{key}{self.cache_tag}.safetensors"
         if path.is_file():
             load_state(self.model, load_file(path))
         else:
@@ -228,8 +236,10 @@ class Run:
         p = self.preset
         key = p.training_key(self.seed)
         fracs = (0.1, 0.2, 0.3, 1.0)
-        paths = {f: self.cache / f"sft-{p.model}-{key}-{int(f * 100)}.safetensors" for f in fracs}
-        meta = self.cache / f"sft-{p.model}-{key}.json"
+        tag = self.cache_tag
+        paths = {f: self.cache / f"sft-{p.model}-{key}{tag}-{int(f * 100)}.safetensors"
+                 for f in fracs}
+        meta = self.cache / f"sft-{p.model}-{key}{tag}.json"
         if all(x.is_file() for x in paths.values()) and meta.is_file():
             self.log(f"  reusing cached SFT run {key}")
             self.ckpt = {f: load_file(x) for f, x in paths.items()}

@@ -244,6 +244,8 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              "cache): " + ", ".join(f"seed {s['seed']} {seed_minutes(s):.1f} min" for s in seeds),
              *([peak_memory_line(seeds)] if any(s.get("peak_rss_gib") for s in seeds) else []),
              f"- machine: {payload['machine']}",
+             *([f"- model device: `{payload['device']}` (training and evaluation; merges on "
+                "the CPU)"] if payload.get("device", "cpu") != "cpu" else []),
              (f"- seeds: {n} ({', '.join(str(s['seed']) for s in seeds)}); "
               "cells are mean ± sample std over seeds" if n > 1 else
               f"- seeds: 1 ({seeds[0]['seed']}); no spread available"),

@@ -1,5 +1,6 @@
-"""Training and evaluation on CPU (or the model's device): response-only SFT with warmup +
-cosine decay to zero, mean response-token loss, greedy exact-match accuracy."""
+"""Training and evaluation on the model's device (CPU, or CUDA on the GPU machine):
+response-only SFT with warmup + cosine decay to zero, mean response-token loss, greedy
+exact-match accuracy. State dicts (checkpoints, merges) are float32 on the CPU."""
 
 from __future__ import annotations
 
@@ -17,16 +18,21 @@ from .data import Example, extract_answer, scorer
 StateDict = dict[str, torch.Tensor]
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's parameters are."""
+    return next(model.parameters()).device
+
+
 def clone_state(model: torch.nn.Module) -> StateDict:
-    """Float32 copies of the model's tensors; a tied tensor (lm_head tied to the embedding)
-    is kept once, under its first name, so merges never see two copies of it."""
+    """Float32 CPU copies of the model's tensors; a tied tensor (lm_head tied to the
+    embedding) is kept once, under its first name, so merges never see two copies of it."""
     out, seen = {}, set()
     for k, v in model.state_dict().items():
         ptr = v.data_ptr()
         if ptr in seen:
             continue
         seen.add(ptr)
-        out[k] = v.detach().to(torch.float32).clone()
+        out[k] = v.detach().to(device="cpu", dtype=torch.float32).clone()
     return out
 
 
@@ -39,9 +45,9 @@ def load_state(model: torch.nn.Module, state: StateDict) -> None:
                            f"unexpected {unexpected}")
 
 
-def _autocast(enabled: bool):
+def _autocast(enabled: bool, device: torch.device):
     if enabled:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -71,7 +77,9 @@ def _collate(encoded: Sequence[tuple[list[int], int]], pad_id: int) -> dict[str,
 
 def _token_losses(model, batch, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of response-token losses per row and the number of such tokens per row."""
-    with _autocast(bf16):
+    device = model_device(model)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    with _autocast(bf16, device):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                        use_cache=False).logits
     logits = logits[:, :-1].float()
@@ -103,7 +111,8 @@ class Evaluator:
             enc = sorted(enc, key=lambda item: len(item[0]))  # less padding
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
             self._cache[key] = loss_batches([ids for ids, _ in enc], self.batch_size, pad,
-                                            prompt_lengths=[n for _, n in enc])
+                                            prompt_lengths=[n for _, n in enc],
+                                            device=model_device(self.model))
         return self._cache[key]
 
     def loss(self, examples: Sequence[Example]) -> float:
@@ -135,7 +144,9 @@ class Evaluator:
             for i, p in enumerate(prompts):
                 ids[i, width - len(p):] = torch.tensor(p)
                 mask[i, width - len(p):] = 1
-            with _autocast(self.bf16):
+            device = model_device(self.model)
+            ids, mask = ids.to(device), mask.to(device)
+            with _autocast(self.bf16, device):
                 out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
                                           max_new_tokens=max_new_tokens, pad_token_id=pad,
                                           eos_token_id=tok.eos_token_id)
