@@ -206,3 +206,46 @@ def test_lowest_loss_rule():
     assert lowest_loss({"a": float("nan"), "b": float("inf"), "c": 3.0, "d": None}) == "c"
     assert lowest_loss({"a": float("nan"), "b": None}) is None
     assert lowest_loss({}) is None
+
+
+def test_standard_candidates_are_written_out(tmp_path, tiny_llama, tiny_llama_sft,
+                                             validation_jsonl, halves):
+    n, offset = halves
+    held_out = {"data": str(validation_jsonl), "samples": n, "max_length": 32}
+    config = {"origin": str(tiny_llama), "checkpoints": [str(tiny_llama_sft[5]),
+                                                         str(tiny_llama_sft[10])],
+              "standard": "all", "tuning": held_out,
+              "validation": {**held_out, "offset": offset}, "device": "cpu"}
+    result = run_choose(config, tmp_path / "out", progress=False)
+    rows = {row.name: row for row in result.rows}
+    assert list(rows) == ["ckpt-checkpoint-5", "ckpt-checkpoint-10", "average", "model-stock",
+                          "toward-line-search"]
+    assert [rows[name].kind for name in rows] == ["model", "model", "mergekit", "mergekit",
+                                                  "stream"]
+    assert not any(row.tuned_on_validation for row in result.rows)  # it tuned on `tuning`
+    c5, c10 = load_state_dict(tiny_llama_sft[5]), load_state_dict(tiny_llama_sft[10])
+    average = load_state_dict(rows["average"].model)
+    for name in c10:
+        torch.testing.assert_close(average[name], (c5[name] + c10[name]) / 2)
+    trajectory = (Path(rows["toward-line-search"].model).parent / "trajectory.jsonl").read_text()
+    assert len([line for line in trajectory.splitlines() if line.strip()]) >= 2
+    # the same texts for tuning and choosing are refused; `standard` needs its models
+    with pytest.raises(ArmConfigError, match="`tuning` and `validation` read the same texts"):
+        parse_choose_config({**config, "validation": held_out})
+    with pytest.raises(ArmConfigError, match="needs `origin` and at least one"):
+        parse_choose_config({**config, "origin": None})
+    with pytest.raises(ArmConfigError, match="model-stock` needs two or more"):
+        parse_choose_config({**config, "standard": ["model-stock"], "checkpoints": ["a"]})
+    with pytest.raises(ArmConfigError, match="repeated: average"):
+        parse_choose_config({**config, "candidates": [{"name": "average", "model": "x"}]}
+                            ).resolved().expanded()
+
+
+def test_readme_example_is_a_valid_config():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Choosing among recipes: `arm-choose`", 1)[1]
+    block = section.split("```yaml", 1)[1].split("```", 1)[0]
+    config = parse_choose_config(yaml.safe_load(block), "README.md").resolved().expanded()
+    assert [c.name for c in config.candidates] == [
+        "ckpt-step-200", "ckpt-step-400", "average", "model-stock", "toward-line-search",
+        "arm", "expo", "my-stream", "old-run"]

@@ -20,7 +20,7 @@ from mergekit_arm.checks import require_valid_output
 from mergekit_arm.choose.config import CandidateEntry, ChooseConfig
 from mergekit_arm.errors import ArmConfigError, ArmError, find_arm_error
 from mergekit_arm.models import check_model_folder
-from mergekit_arm.stream.config import load_config
+from mergekit_arm.stream.config import load_config, parse_config
 from mergekit_arm.stream.recipe_config import texts_overlap
 
 logger = logging.getLogger("mergekit_arm.choose")
@@ -158,7 +158,8 @@ def tuned_on(entry: CandidateEntry, config: ChooseConfig) -> list[str]:
     the choice's ``validation``: its own searches saw them, so its score is optimistic."""
     if entry.stream is None:
         return []
-    stream = load_config(entry.stream).resolved()
+    stream = (parse_config(entry.stream, f"candidate `{entry.name}`")
+              if isinstance(entry.stream, dict) else load_config(entry.stream)).resolved()
     return [name for name in ("validation", "selection")
             if getattr(stream, name) is not None
             and texts_overlap(getattr(stream, name), config.validation)]

@@ -21,8 +21,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mergekit_arm.choose.standard import STANDARD_RECIPES, StandardRecipe, standard_candidates
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.stream.config import ValidationConfig, describe_validation_error
+from mergekit_arm.stream.recipe_config import texts_overlap
 
 CandidateKind = Literal["model", "mergekit", "stream"]
 Keep = Literal["all", "best"]
@@ -41,7 +43,8 @@ class CandidateEntry(_Section):
     model: str | None = Field(None, description="an existing model folder, scored as it is")
     mergekit: str | dict[str, Any] | None = Field(
         None, description="a mergekit-yaml config: a file path or the mapping inline")
-    stream: str | None = Field(None, description="an arm-stream config file")
+    stream: str | dict[str, Any] | None = Field(
+        None, description="an arm-stream config: a file path or the mapping inline")
 
     @field_validator("name")
     @classmethod
@@ -73,7 +76,17 @@ class ChooseConfig(_Section):
     validation: ValidationConfig = Field(
         description="held-out text that scores the candidates (mean token loss); "
         f"`max_length` null = {DEFAULT_MAX_LENGTH}")
-    candidates: list[CandidateEntry] = Field(min_length=1)
+    candidates: list[CandidateEntry] = Field(
+        default_factory=list, description="recipes of your own (besides `standard`)")
+    origin: str | None = Field(None, description="the model SFT started from (`standard`)")
+    checkpoints: list[str] = Field(
+        default_factory=list, description="the checkpoints, oldest first (`standard`)")
+    standard: list[StandardRecipe] | Literal["all"] | None = Field(
+        None, description="standard candidates written out from origin and checkpoints: "
+        f"all, or a list of {', '.join(STANDARD_RECIPES)}")
+    tuning: ValidationConfig | None = Field(
+        None, description="held-out texts the standard stream tunes on (its line search "
+        "and kept step); must not overlap `validation`. null = validation (then flagged)")
     keep: Keep = Field("all", description="all: every build stays under OUT/candidates/; "
                        "best: the other builds are removed once OUT/model is written")
     tokenizer: str | None = Field(
@@ -93,6 +106,49 @@ class ChooseConfig(_Section):
             raise ValueError(f"candidate names must be distinct; repeated: {', '.join(repeated)}")
         return values
 
+    @model_validator(mode="after")
+    def _recipes_have_models(self) -> ChooseConfig:
+        if self.standard is None:
+            if not self.candidates:
+                raise ValueError("no candidates: list `candidates`, or `standard` with "
+                                 "`origin` and `checkpoints`")
+            return self
+        if self.origin is None or not self.checkpoints:
+            raise ValueError("`standard` needs `origin` and at least one of `checkpoints`")
+        if isinstance(self.standard, list) and "model-stock" in self.standard \
+                and len(self.checkpoints) < 2:
+            raise ValueError("`standard: model-stock` needs two or more `checkpoints`")
+        if self.tuning is not None and texts_overlap(self.tuning, self.validation):
+            raise ValueError("`tuning` and `validation` read the same texts: the choice would "
+                             "be made on the texts the stream tuned on. Use another file or "
+                             "disjoint offsets")
+        return self
+
+    def standard_recipes(self) -> tuple[StandardRecipe, ...]:
+        """The standard recipes requested (``all``: model-stock only with 2+ checkpoints)."""
+        if self.standard is None:
+            return ()
+        if self.standard == "all":
+            return tuple(r for r in STANDARD_RECIPES
+                         if r != "model-stock" or len(self.checkpoints) >= 2)
+        return tuple(r for r in STANDARD_RECIPES if r in self.standard)
+
+    def expanded(self) -> ChooseConfig:
+        """The config with the ``standard`` recipes written out as candidates (first)."""
+        if self.standard is None:
+            return self
+        tuning = (self.tuning or self.validation).model_dump(mode="json")
+        if tuning.get("max_length") is None:
+            tuning["max_length"] = self.max_length
+        entries = [CandidateEntry.model_validate(entry) for entry in standard_candidates(
+            self.standard_recipes(), self.origin, self.checkpoints, tuning, self.device)]
+        try:
+            return ChooseConfig.model_validate(
+                self.model_dump() | {"candidates": [*entries, *self.candidates], "standard": None})
+        except ValidationError as error:
+            raise ArmConfigError(describe_validation_error(
+                error, "(with the standard candidates)", ChooseConfig, "arm-choose config")) from None
+
     @property
     def max_length(self) -> int:
         """Tokens per held-out text."""
@@ -107,14 +163,21 @@ class ChooseConfig(_Section):
         entries = []
         for entry in self.candidates:
             mergekit = entry.mergekit
+            stream = entry.stream
             entries.append(entry.model_copy(update={
                 "model": absolute(entry.model),
-                "stream": absolute(entry.stream),
+                "stream": absolute(stream) if isinstance(stream, str) else stream,
                 "mergekit": absolute(mergekit) if isinstance(mergekit, str) else mergekit,
             }))
-        validation = self.validation.model_copy(update={"data": absolute(self.validation.data)})
-        return self.model_copy(update={"candidates": entries, "validation": validation,
-                                       "tokenizer": absolute(self.tokenizer)})
+        def held_out(section: ValidationConfig | None) -> ValidationConfig | None:
+            return None if section is None else section.model_copy(
+                update={"data": absolute(section.data)})
+
+        return self.model_copy(update={
+            "candidates": entries, "validation": held_out(self.validation),
+            "tuning": held_out(self.tuning), "tokenizer": absolute(self.tokenizer),
+            "origin": absolute(self.origin),
+            "checkpoints": [absolute(c) for c in self.checkpoints]})
 
 
 def parse_choose_config(data: Any, source: str = "<config>") -> ChooseConfig:

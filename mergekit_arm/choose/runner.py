@@ -82,16 +82,17 @@ class ChooseResult:
 
 
 def _as_config(config: ChooseConfig | str | os.PathLike | Mapping) -> ChooseConfig:
-    if isinstance(config, ChooseConfig):
-        return config.resolved()
+    """The config, paths absolute and the standard recipes written out."""
     if isinstance(config, Mapping):
-        return parse_choose_config(dict(config)).resolved()
-    return load_choose_config(config).resolved()
+        config = parse_choose_config(dict(config))
+    elif not isinstance(config, ChooseConfig):
+        config = load_choose_config(config)
+    return config.resolved().expanded()
 
 
 def _source(entry: CandidateEntry) -> str:
     value = getattr(entry, entry.kind)
-    return value if isinstance(value, str) else "inline mergekit config"
+    return value if isinstance(value, str) else f"inline {entry.kind} config"
 
 
 class _Builds:
@@ -227,7 +228,7 @@ def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os
     """Build (or reuse) every candidate of ``config`` in ``out``, score each on
     ``validation`` and write the lowest-loss one to ``out/model``."""
     cfg = _as_config(config)
-    root = Path(out).expanduser()
+    root = Path(out).expanduser().resolve()
     _open_out(root)
     lock = FileLock(str(root / INTERNAL / "lock"))
     try:
