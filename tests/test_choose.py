@@ -159,6 +159,14 @@ def test_bad_recipes_fail_with_the_candidate_named(tmp_path, choose_config):
     invalid = {**choose_config, "candidates": [{"name": "bad", "mergekit": {"merge_method": "linear"}}]}
     with pytest.raises(ArmConfigError, match="candidate `bad`: invalid mergekit config"):
         run_choose(invalid, tmp_path / "b", progress=False)
+    writing = tmp_path / "still-writing"
+    writing.mkdir()
+    (writing / "config.json").write_text((Path(choose_config["candidates"][0]["model"])
+                                          / "config.json").read_text())
+    (writing / "model.safetensors").write_bytes(b"\x10\x00\x00")  # a header cut short
+    partial = {**choose_config, "candidates": [{"name": "late", "model": str(writing)}]}
+    with pytest.raises(ArmError, match="candidate `late`: .* is incomplete"):
+        run_choose(partial, tmp_path / "c", progress=False)
     not_ours = tmp_path / "taken"
     not_ours.mkdir()
     (not_ours / "file.txt").write_text("x")

@@ -18,7 +18,7 @@ import yaml
 from mergekit_arm._io import atomic_directory
 from mergekit_arm.checks import require_valid_output
 from mergekit_arm.choose.config import CandidateEntry, ChooseConfig
-from mergekit_arm.errors import ArmConfigError, ArmError, find_arm_error
+from mergekit_arm.errors import ArmConfigError, ArmError, ModelLoadError, find_arm_error
 from mergekit_arm.models import check_model_folder
 from mergekit_arm.stream.config import load_config, parse_config
 from mergekit_arm.stream.recipe_config import texts_overlap
@@ -166,8 +166,18 @@ def tuned_on(entry: CandidateEntry, config: ChooseConfig) -> list[str]:
 
 
 def candidate_model(entry: CandidateEntry) -> Path:
-    """A ``model`` candidate's folder, checked."""
-    return check_model_folder(entry.model)
+    """A ``model`` candidate's folder, checked: a Hugging Face folder whose weight files are
+    all there and readable (not a checkpoint still being written)."""
+    from mergekit_arm.stream.watch import is_complete
+
+    folder = check_model_folder(entry.model)
+    if not is_complete(folder):
+        raise ModelLoadError(
+            f"candidate `{entry.name}`: {folder} is incomplete (a weight file is missing, empty "
+            "or unreadable: a checkpoint still being written?); wait until it is saved, or "
+            "remove it from the candidates"
+        )
+    return folder
 
 
 __all__ = ["build_mergekit", "build_stream", "candidate_model", "candidate_spec",
