@@ -1,4 +1,5 @@
-"""``arm-stream``'s files around the in-memory loop: inputs, statistics, commits, resume.
+"""``arm-stream``'s files around the in-memory loop: statistics, commits, resume (the models
+each step reads: :mod:`~mergekit_arm.stream.step_inputs`).
 
 Step ``k`` (1-based): statistics of the current model (one calibration pass; those of
 ``from`` and the targets come from a content-keyed cache), then
@@ -11,10 +12,9 @@ end, when the final model is written from it.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,15 @@ from mergekit_arm.evaluation import heldout_loss
 from mergekit_arm.models import DTYPES, load_tokenizer, resolve_device
 from mergekit_arm.stream.config import StreamConfig
 from mergekit_arm.stream.folders import save_model_folder
-from mergekit_arm.stream.inputs import InputModel, ModelLoader, saved_dtype
+from mergekit_arm.stream.inputs import ModelLoader, saved_dtype
 from mergekit_arm.stream.loop import StreamTrace, kept_step, mark_kept, patience_left, run_steps
 from mergekit_arm.stream.measure import StatisticsStore, validation_batches
-from mergekit_arm.stream.recipes import weighted_average
 from mergekit_arm.stream.report import model_card, plot_trajectory, write_trajectory
 from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.state import OutLayout, StreamState, save_state
 from mergekit_arm.stream.step import Leg, StepResult
 from mergekit_arm.stream.step_files import StepFiles, write_step_files
-from mergekit_arm.stream.watch import CheckpointWatcher, checkpoint_number
+from mergekit_arm.stream.step_inputs import StepInputs
 
 logger = logging.getLogger("mergekit_arm.stream")
 
@@ -54,14 +53,8 @@ class StreamRunner:
         self.progress = progress
         self.device = resolve_device(config.device)
         self.parameters = config.arm.merge_parameters()
-        self.origin: InputModel | None = None
-        self.fixed_targets: list[tuple[InputModel, float]] = []
-        self.previous: InputModel | None = None  # checkpoints/watch: c_{t-1}
         self.current: torch.nn.Module | None = None
-        self.watcher: CheckpointWatcher | None = None
-        self.step_inputs: tuple[InputModel, list[tuple[InputModel, float]]] | None = None
-        self.went_idle = False
-        self.arrivals: Iterator[Path] | None = None  # watch mode fed from outside (advance)
+        self.inputs: StepInputs  # set by open()
 
     # -- setup --------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -74,66 +67,12 @@ class StreamRunner:
                                      self.progress)
         self.validation = validation_batches(cfg, self.tokenizer, self.device)
         self.selection = validation_batches(cfg, self.tokenizer, self.device, "selection")
-        self.loader = ModelLoader(Path(cfg.origin), self.device, cfg.trust_remote_code)
-        logger.info("loading origin %s", cfg.origin)
-        origin_module = self.loader.load_origin()
-        # Every input is checked against the origin before anything is calibrated.
-        fixed: list[tuple[Path, str, torch.nn.Module, float]] = []
-        if cfg.mode in ("checkpoints", "toward"):
-            for index, entry in enumerate(cfg.checkpoints[: cfg.total_steps()]):
-                self.loader.check_header(Path(entry.model), f"checkpoints[{index}]")
-        elif cfg.mode == "fixed":
-            for index, entry in enumerate(cfg.checkpoints):
-                label = f"checkpoints[{index}]"
-                logger.info("loading %s %s", label, entry.model)
-                module = self.loader.load_checked(Path(entry.model), label)
-                fixed.append((Path(entry.model), label, module, entry.weight))
-        origin_stats = None if cfg.mode == "toward" else self.store.cached(
-            origin_module, str(cfg.origin), f"the origin {cfg.origin}")
-        self.origin = InputModel(Path(cfg.origin), "origin", origin_module, origin_stats)
-        # Targets only contribute W_to to the displacement: the kernel reads the statistics
-        # of `from` and of the current model, so none are computed for them.
-        self.fixed_targets = [(InputModel(path, label, module, None), weight)
-                              for path, label, module, weight in fixed]
-        if cfg.mode == "watch":
-            w = cfg.watch
-            assert w.dir is not None
-            self.watcher = CheckpointWatcher(Path(w.dir), w.pattern, w.settle_seconds,
-                                             w.poll_seconds, w.idle_timeout)
-        if cfg.mode in ("checkpoints", "watch") and self.state.consumed:
-            last = Path(self.state.consumed[-1])
-            if not last.exists():
-                raise ArmError(
-                    f"cannot resume: checkpoint {last}, the `from` model of the next step, is gone "
-                    "(deleted by the trainer's save_total_limit?). Re-run with --restart"
-                )
-            self.previous = self._load_input(last, f"checkpoint {last.name}")
-
-    def _load_input(self, path: Path, label: str, statistics: bool = True) -> InputModel:
-        """Load an input model, check it against the origin, get its (cached) statistics
-        (not for a toward leg's target, which is never a `from`)."""
-        logger.info("loading %s %s", label, path)
-        module = self.loader.load_checked(path, label)
-        return InputModel(path, label, module, self.store.cached(
-            module, str(path), f"{label} {path}") if statistics else None)
-
-    def _start_module(self) -> torch.nn.Module:
-        """A fresh copy of the start model (reusing an input already loaded)."""
-        if self.config.starts_from_average():
-            assert self.origin is not None
-            module = copy.deepcopy(self.origin.module)
-            module.load_state_dict(weighted_average(
-                [(t.module.state_dict(), w) for t, w in self.fixed_targets]), strict=True)
-            return module
-        start = Path(self.config.start_path())
-        loaded = [self.origin] + [m for m, _ in self.fixed_targets] + [self.previous]
-        same = next((m for m in loaded if m is not None and m.path == start), None)
-        if same is not None:  # already loaded and checked: copy instead of reading it again
-            return copy.deepcopy(same.module)
-        return self.loader.load_checked(start, "start")
+        self.inputs = StepInputs(cfg, self.state, self.store,
+                                 ModelLoader(Path(cfg.origin), self.device, cfg.trust_remote_code))
+        self.inputs.prepare()
 
     def _load_current(self) -> None:
-        module = self._start_module()
+        module = self.inputs.start_module()
         if self.state.step > 0:
             assert self.state.weights is not None
             self._load_weights(module, self.state.weights, self.state.step)
@@ -146,60 +85,6 @@ class StreamRunner:
             raise ArmError(f"cannot resume: {weights} (the weights after step {step}) is "
                            "missing. Re-run with --restart")
         load_model(module, str(weights), strict=True, device=str(self.device))
-
-    # -- the steps' inputs --------------------------------------------------------------
-    def _legs(self) -> Iterator[Leg]:
-        """Leg of each next step (loading its inputs); ends when the watch goes idle."""
-        step = self.state.step
-        while True:
-            step += 1
-            inputs = self._inputs(step)
-            if inputs is None:
-                self.went_idle = True
-                return
-            self.step_inputs = source, targets = inputs
-            yield Leg(None if source is None else source.module.state_dict(),
-                      None if source is None else source.statistics,
-                      tuple((t.module.state_dict(), w) for t, w in targets),
-                      f"{'current' if source is None else source.path.name} -> "
-                      + ", ".join(t.path.name for t, _ in targets))
-            del inputs, source, targets  # hold at most from, to and the current model
-
-    def _inputs(self, step: int) -> tuple[InputModel | None, list[tuple[InputModel, float]]] | None:
-        """``from`` (None: the current model) and the weighted targets of ``step``; None
-        when the watch went idle."""
-        cfg = self.config
-        if cfg.mode == "fixed":
-            assert self.origin is not None
-            return self.origin, self.fixed_targets
-        if cfg.mode == "toward":
-            entry = cfg.checkpoints[step - 1]
-            return None, [(self._load_input(Path(entry.model), f"checkpoints[{step - 1}]",
-                                            statistics=False), entry.weight)]
-        if cfg.mode == "checkpoints":
-            entry = cfg.checkpoints[step - 1]
-            path, weight, label = Path(entry.model), entry.weight, f"checkpoints[{step - 1}]"
-        else:
-            assert self.watcher is not None
-            if self.arrivals is not None:  # handed over from outside (already complete)
-                found = next(self.arrivals, None)
-            else:
-                after = (checkpoint_number(self.state.consumed[-1]) if self.state.consumed
-                         else None)
-                logger.info("watching %s for a checkpoint after %s", self.watcher.directory,
-                            after)
-                found = self.watcher.next_checkpoint(after)
-            if found is None:
-                return None
-            path, weight, label = found, 1.0, f"checkpoint {found.name}"
-        source = self.previous or self.origin
-        assert source is not None
-        return source, [(self._load_input(path, label), weight)]
-
-    def _release_origin(self) -> None:
-        """Checkpoints/watch: after step 1 the origin is no input any more; free it."""
-        if self.config.mode != "fixed" and self.previous is not None:
-            self.origin = None
 
     # -- callbacks of the loop ----------------------------------------------------------
     def _statistics(self, step: int, current: Any) -> Path | None:
@@ -221,9 +106,9 @@ class StreamRunner:
 
     def _write_step(self, step: int, leg: Leg, result: StepResult, record: dict) -> None:
         """Load the chosen weights; write the step's model folder and replay YAML."""
-        assert self.current is not None and self.step_inputs is not None
+        assert self.current is not None and self.inputs.of_step is not None
         write_step_files(StepFiles(self.config, self.layout, self.current, self.tokenizer,
-                                   self.parameters), step, self.step_inputs, leg, result,
+                                   self.parameters), step, self.inputs.of_step, leg, result,
                          record)
 
 
@@ -237,8 +122,8 @@ class StreamRunner:
             state.step = step
             state.weights = self.layout.weights_file(step).name
             if self.config.mode != "fixed":
-                assert self.step_inputs is not None
-                state.consumed.append(str(self.step_inputs[1][0][0].path))
+                assert self.inputs.of_step is not None
+                state.consumed.append(str(self.inputs.of_step[1][0][0].path))
         else:
             state.status = "stopped"
             state.stop_reason = (f"{record['error']}. Stopped; the final model is the "
@@ -250,11 +135,8 @@ class StreamRunner:
         self._write_reports()
         if record["accepted"]:
             self._log_step(record)
-            if self.config.mode in ("checkpoints", "watch"):  # target = next `from`
-                assert self.step_inputs is not None
-                self.previous = self.step_inputs[1][0][0]
-                self._release_origin()
-        self.step_inputs = None
+            self.inputs.committed()
+        self.inputs.of_step = None
         return self.current.state_dict()
 
     def _log_step(self, record: dict[str, Any]) -> None:
@@ -326,7 +208,7 @@ class StreamRunner:
         state = self.state
         self._prepare()
         self._load_current()
-        self._release_origin()
+        self.inputs.release_origin()
         assert self.current is not None
         rng = state.get_rng()
         if rng is not None:
@@ -351,14 +233,14 @@ class StreamRunner:
         assert self.current is not None
         if arrivals is not None and cfg.mode != "watch":
             raise ArmError(f"checkpoints handed over from outside need mode watch, not {cfg.mode}")
-        self.arrivals = None if arrivals is None else iter(arrivals)
-        self.went_idle = False
+        self.inputs.arrivals = None if arrivals is None else iter(arrivals)
+        self.inputs.went_idle = False
         total = cfg.total_steps()
         self.bar = tqdm(total=total, initial=state.step, desc="arm-stream", unit="step",
                         disable=not self.progress)
         try:
             trace = run_steps(
-                self.current.state_dict(), self._legs(), schedule=cfg.schedule, total=total,
+                self.current.state_dict(), self.inputs.legs(), schedule=cfg.schedule, total=total,
                 parameters=self.parameters, statistics=self._statistics,
                 score=(self._select_score if self.selection is not None else
                        self._score if self.validation is not None else None),
@@ -370,7 +252,7 @@ class StreamRunner:
             )
         finally:
             self.bar.close()
-            self.arrivals = None
+            self.inputs.arrivals = None
         if trace.failed:
             logger.error("%s", state.stop_reason)
         elif trace.stop_reason is not None:  # patience (exclusive with the legs running out)
@@ -386,7 +268,7 @@ class StreamRunner:
             return self.result()
         self.open()
         trace = self.advance()
-        if self.went_idle and not trace.failed:
+        if self.inputs.went_idle and not trace.failed:
             logger.info("no new complete checkpoint for %.0f s: stopping the watch",
                         cfg.watch.idle_timeout)
             state.stop_reason = (
@@ -406,7 +288,7 @@ class StreamRunner:
         if kept == self.state.step:
             return kept
         if kept == 0:
-            self.current = self._start_module()
+            self.current = self.inputs.start_module()
         else:
             self._load_weights(self.current, self.layout.weights_file(kept).name, kept)
         return kept
