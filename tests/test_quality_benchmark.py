@@ -95,6 +95,8 @@ def test_quick_preset_smallest_writes_table(tmp_path: Path, args, stem, task) ->
 def test_evaluator_keeps_temporary_example_lists_apart() -> None:
     """The two halves of the validation split are slices built per call; the batch cache
     must not hand one half's batches to the other when a freed list's id is reused."""
+    import torch
+
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from quality_lib.data import Example
     from quality_lib.train import Evaluator
@@ -104,7 +106,9 @@ def test_evaluator_keeps_temporary_example_lists_apart() -> None:
     examples = [Example("t", f"Question: {i} plus {i}?\nAnswer:", f" {2 * i} done", str(2 * i))
                 for i in range(8)]
     tokenizer = train_tokenizer([e.text() for e in examples] * 4, vocab_size=128)
-    evaluator = Evaluator(None, tokenizer, max_length=32, batch_size=4, bf16=False)
+    # the model only places the batches (on its device); it never runs here
+    evaluator = Evaluator(torch.nn.Linear(1, 1), tokenizer, max_length=32, batch_size=4,
+                          bf16=False)
     for _ in range(20):  # each slice is freed right after its call, as in Run.val_part
         even = [b.input_ids.tolist() for b in evaluator._batches(examples[0::2])]
         odd = [b.input_ids.tolist() for b in evaluator._batches(examples[1::2])]
