@@ -23,7 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mergekit_arm.choose.standard import STANDARD_RECIPES, StandardRecipe, standard_candidates
 from mergekit_arm.errors import ArmConfigError
-from mergekit_arm.stream.config import ValidationConfig, describe_validation_error
+from mergekit_arm.stream.config import (
+    ValidationConfig,
+    describe_validation_error,
+    validate_mapping,
+)
 from mergekit_arm.stream.recipe_config import texts_overlap
 
 CandidateKind = Literal["model", "mergekit", "stream"]
@@ -182,17 +186,8 @@ class ChooseConfig(_Section):
 
 def parse_choose_config(data: Any, source: str = "<config>") -> ChooseConfig:
     """Validate a mapping (parsed YAML) into a :class:`ChooseConfig`."""
-    if not isinstance(data, dict):
-        raise ArmConfigError(
-            f"arm-choose config {source} must be a mapping (validation, candidates, ...), "
-            f"got {type(data).__name__}"
-        )
-    try:
-        return ChooseConfig.model_validate(data)
-    except ValidationError as error:
-        raise ArmConfigError(
-            describe_validation_error(error, source, ChooseConfig, "arm-choose config")
-        ) from None
+    return validate_mapping(ChooseConfig, data, source, "arm-choose config",
+                            "validation, candidates")
 
 
 def load_choose_config(path: str | os.PathLike) -> ChooseConfig:

@@ -352,17 +352,25 @@ def describe_validation_error(error: ValidationError, source: str,
     return head + ("; ".join(lines) if len(lines) == 1 else "\n  - " + "\n  - ".join(lines))
 
 
-def parse_config(data: Any, source: str = "<config>") -> StreamConfig:
-    """Validate a mapping (e.g. parsed YAML) into a :class:`StreamConfig`."""
+def validate_mapping(root: type[BaseModel], data: Any, source: str, what: str,
+                     keys: str) -> Any:
+    """``data`` (e.g. parsed YAML) validated as ``root``; any problem becomes one
+    :class:`ArmConfigError` naming ``what`` ``source`` and the key paths (``keys``: the
+    top-level keys the mapping message lists)."""
     if not isinstance(data, dict):
         raise ArmConfigError(
-            f"stream config {source} must be a mapping of keys (origin, checkpoints, schedule, "
-            f"...), got {type(data).__name__}"
+            f"{what} {source} must be a mapping of keys ({keys}, ...), got {type(data).__name__}"
         )
     try:
-        return StreamConfig.model_validate(data)
+        return root.model_validate(data)
     except ValidationError as error:
-        raise ArmConfigError(describe_validation_error(error, source)) from None
+        raise ArmConfigError(describe_validation_error(error, source, root, what)) from None
+
+
+def parse_config(data: Any, source: str = "<config>") -> StreamConfig:
+    """Validate a mapping (e.g. parsed YAML) into a :class:`StreamConfig`."""
+    return validate_mapping(StreamConfig, data, source, "stream config",
+                            "origin, checkpoints, schedule")
 
 
 def read_config_file(path: str | os.PathLike) -> Any:
@@ -394,4 +402,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "read_config_file",
+    "validate_mapping",
 ]
