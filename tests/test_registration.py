@@ -117,6 +117,31 @@ def test_without_site_the_explicit_register_works():
     assert proc.stdout.strip() == "arm"
 
 
+PTH = Path(__file__).resolve().parents[1] / "mergekit_arm_autoregister.pth"
+
+
+def _process_pth(site_dir: Path, package_path: list[str]) -> subprocess.CompletedProcess:
+    """A ``python -S`` that processes the shipped ``.pth`` from ``site_dir`` (as ``site``
+    does at start-up), with only ``package_path`` and the standard library importable."""
+    code = (f"import sys; sys.path[:0] = {package_path!r}; import site; "
+            f"site.addsitedir({str(site_dir)!r}); "
+            "print('mergekit_arm._autoregister' in sys.modules)")
+    return _python(code, "-S")
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_shipped_pth_hooks_in_and_is_silent_once_the_package_is_gone(tmp_path, installed):
+    """The ``.pth`` the wheel installs imports the hook; when the package has been removed
+    but the ``.pth`` left behind (a deleted editable checkout), start-up stays silent
+    instead of printing a traceback in every Python process."""
+    (tmp_path / PTH.name).write_text(PTH.read_text())
+    package_path = [str(PTH.parent)] if installed else []
+    proc = _process_pth(tmp_path, package_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(installed)
+    assert proc.stderr == ""
+
+
 # ----------------------------------------------- mergekit's own command-line tools
 
 
