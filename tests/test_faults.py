@@ -482,3 +482,43 @@ def test_wrapped_write_failure_is_explained_but_our_errors_pass_through(tmp_path
     with pytest.raises(KeyboardInterrupt), atomic_file(tmp_path / "x"):
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+# How each command-line tool ends on our errors and on Ctrl-C: (command, its main, the API
+# function it calls, the hint printed after an interrupt).
+CLI_CASES = [
+    ("arm-calibrate", "mergekit_arm.scripts.calibrate", "mergekit_arm.calibration.calibrate",
+     "nothing was written"),
+    ("arm-stream", "mergekit_arm.scripts.stream", "mergekit_arm.stream.run_stream",
+     "resume after the last completed step"),
+    ("arm-choose", "mergekit_arm.scripts.choose", "mergekit_arm.choose.run_choose",
+     "finished builds are reused"),
+]
+
+
+@pytest.mark.parametrize("command, script, api, hint", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+@pytest.mark.parametrize("raised, code", [(ArmError("the model folder /m has no config.json"), 2),
+                                          (KeyboardInterrupt(), 130)], ids=["arm-error", "ctrl-c"])
+def test_command_line_tools_end_with_a_message_and_exit_code(tmp_path, monkeypatch, command,
+                                                             script, api, hint, raised, code):
+    import importlib
+
+    module_name, function = api.rsplit(".", 1)
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(importlib.import_module(module_name), function, fail)
+    main = importlib.import_module(script).main
+    config = tmp_path / "config.yml"
+    config.write_text("{}\n")
+    args = [str(tmp_path / "model"), str(tmp_path / "out.safetensors")] \
+        if command == "arm-calibrate" else [str(config), str(tmp_path / "out")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == code, result.output
+    message = result.stderr.strip()
+    assert "Traceback" not in message
+    if code == 2:
+        assert message == f"{command}: error: the model folder /m has no config.json"
+    else:
+        assert message.startswith(f"{command}: interrupted; ") and hint in message

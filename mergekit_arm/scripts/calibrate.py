@@ -8,12 +8,11 @@ arguments, ``--check`` and the logging flags.
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
 from mergekit_arm.calibration.options import CalibrationOptions, add_calibration_options
-from mergekit_arm.errors import ArmError
+from mergekit_arm.scripts.console import exit_on_failure
 
 
 @click.command("arm-calibrate", context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,7 +32,8 @@ def main(model: str, out: str, calibration_options: CalibrationOptions, check: b
     its inputs on the calibration text. It is written atomically.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
-    try:
+    with exit_on_failure("arm-calibrate", "nothing was written (OUT is written only when "
+                                          "complete); run the same command again"):
         if check:
             from mergekit_arm.calibration import check_statistics
             from mergekit_arm.statistics import metadata_summary
@@ -47,9 +47,6 @@ def main(model: str, out: str, calibration_options: CalibrationOptions, check: b
         from mergekit_arm.calibration import calibrate
 
         result = calibrate(model, out, calibration_options, progress=not quiet)
-    except ArmError as error:
-        click.echo(f"arm-calibrate: error: {error}", err=True)
-        sys.exit(2)
     click.echo(
         f"wrote {result.path}: {result.num_samples} samples, {result.num_tokens} tokens, "
         f"{result.mode} (forward {result.seconds_forward:.1f}s, eigendecomposition {result.seconds_eigen:.1f}s)"

@@ -3,12 +3,9 @@ with the lowest held-out loss."""
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from mergekit_arm.errors import ArmError
-from mergekit_arm.scripts.console import configure_logging
+from mergekit_arm.scripts.console import configure_logging, exit_on_failure
 
 
 @click.command("arm-choose", context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,15 +26,9 @@ def main(config: str, out: str, restart: bool, verbose: bool, quiet: bool) -> No
     configure_logging(verbose, quiet, progress_loggers=("mergekit_arm.choose",))
     from mergekit_arm.choose import run_choose
 
-    try:
+    with exit_on_failure("arm-choose", "run the same command again to continue (finished "
+                                       "builds are reused)"):
         result = run_choose(config, out, restart=restart, progress=not quiet)
-    except ArmError as error:
-        click.echo(f"arm-choose: error: {error}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("arm-choose: interrupted; run the same command again to continue (finished "
-                   "builds are reused)", err=True)
-        sys.exit(130)
     for row in sorted(result.rows, key=lambda row: row.val_loss):
         mark = "  <- chosen" if row.chosen else ""
         click.echo(f"{row.val_loss:.4f}  {row.name} ({row.kind}){mark}")

@@ -1,8 +1,15 @@
-"""Console logging of the ``arm-stream`` and ``arm-choose`` commands."""
+"""What the command-line tools share: console logging and how a failure ends the process."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+from collections.abc import Iterator
+
+import click
+
+from mergekit_arm.errors import ArmError
 
 
 def configure_logging(verbose: bool, quiet: bool, progress_loggers: tuple[str, ...] = ()) -> None:
@@ -25,4 +32,19 @@ def configure_logging(verbose: bool, quiet: bool, progress_loggers: tuple[str, .
         logging.getLogger(name).setLevel(min(level, logging.INFO))
 
 
-__all__ = ["configure_logging"]
+@contextlib.contextmanager
+def exit_on_failure(command: str, after_interrupt: str) -> Iterator[None]:
+    """An :class:`ArmError` ends the process with ``COMMAND: error: MESSAGE`` and exit 2;
+    Ctrl-C with ``COMMAND: interrupted; AFTER_INTERRUPT`` and exit 130 (no traceback).
+    Any other exception is a bug and keeps its traceback."""
+    try:
+        yield
+    except ArmError as error:
+        click.echo(f"{command}: error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo(f"{command}: interrupted; {after_interrupt}", err=True)
+        sys.exit(130)
+
+
+__all__ = ["configure_logging", "exit_on_failure"]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from mergekit_arm.errors import ArmError
-from mergekit_arm.scripts.console import configure_logging
+from mergekit_arm.scripts.console import configure_logging, exit_on_failure
 
 
 @click.command("arm-stream", context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,15 +28,9 @@ def main(config: str, out: str, restart: bool, watch: str | None, verbose: bool,
     configure_logging(verbose, quiet)
     from mergekit_arm.stream import run_stream
 
-    try:
+    with exit_on_failure("arm-stream", "run the same command again to resume after the "
+                                       "last completed step"):
         result = run_stream(config, out, restart=restart, watch=watch, progress=not quiet)
-    except ArmError as error:
-        click.echo(f"arm-stream: error: {error}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("arm-stream: interrupted; run the same command again to resume after the "
-                   "last completed step", err=True)
-        sys.exit(130)
     loss = result.final_loss
     kept = "the start model" if result.kept_step == 0 else f"step {result.kept_step}"
     summary = f"{result.status} after {result.steps} step(s): {result.model} is {kept}"
