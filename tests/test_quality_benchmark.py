@@ -153,3 +153,32 @@ def test_device_option_refuses_a_missing_gpu(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "'cuda' is not available here" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_second_task_train_split_never_shares_items_with_held_out_splits() -> None:
+    """Run seeds 10, 20 and 30 used to put the second task's train split on the seeds of its
+    validation, test and calibration splits (train *was* validation). Every run seed up to
+    1000, at every preset's sizes, now keeps the four seed ranges apart; seeds 0-9 keep
+    their old train seeds (their committed records stay valid); the guard names a pair
+    that does meet."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from quality_lib import data
+    from quality_lib.pipeline import FULL, GPU, QUICK
+
+    base = data._SEEDS["task2_train"]
+    assert [data.task2_train_seed(base, s) for s in range(10)] == \
+        [base + 1_000_000 * s for s in range(10)]
+    for preset in (QUICK, FULL, GPU):
+        n_t2 = preset.n_test_task2 or preset.n_test
+        for data_seed in (0, 3):
+            seeds = {k: v + data._DATA_SEED_STRIDE * data_seed for k, v in data._SEEDS.items()}
+            for run_seed in range(1001):
+                data.check_disjoint_seed_ranges({
+                    "train": (data.task2_train_seed(seeds["task2_train"], run_seed),
+                              preset.n_train_task2),
+                    "validation": (seeds["task2_val"], 4 * preset.n_val + 50),
+                    "test": (seeds["task2_test"], 4 * n_t2 + 50),
+                    "calibration": (seeds["calibration"],
+                                    2 * ((preset.calibration_pool + 1) // 2) + 50)})
+    with pytest.raises(SystemExit, match="train and validation splits"):
+        data.check_disjoint_seed_ranges({"train": (100, 50), "validation": (120, 10)})

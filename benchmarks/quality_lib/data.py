@@ -42,6 +42,29 @@ _SEEDS = {"pool": 10_000_000, "secondary": 20_000_000, "task2_train": 30_000_000
           "task2_val": 40_000_000, "task2_test": 50_000_000, "calibration": 60_000_000}
 _RUN_SEED_STRIDE = 1_000_000
 _DATA_SEED_STRIDE = 100_000_000
+_MAX_DATASET_SIZE = 100_000
+
+
+def task2_train_seed(base: int, seed: int) -> int:
+    """Dataset seed of the second task's train split for run seed ``seed``:
+    ``base + 10^6 seed + 10^5 floor(seed / 10)``. The second term alone would put seeds
+    10, 20 and 30 exactly on the validation, test and calibration seeds (10^7 apart), so
+    train would *be* validation; the third moves every seed from 10 on off the multiples
+    of 10^6 (seeds 0-9 are unchanged, so their committed records still hold)."""
+    if seed < 0:
+        raise SystemExit(f"quality benchmark: run seed {seed} is negative; use seeds >= 0")
+    return base + _RUN_SEED_STRIDE * seed + (_MAX_DATASET_SIZE * (seed // 10)) % _RUN_SEED_STRIDE
+
+
+def check_disjoint_seed_ranges(ranges: dict[str, tuple[int, int]]) -> None:
+    """reasoning-gym seeds item i of a dataset with ``seed + i``: two datasets share items
+    when their ``[seed, seed + size)`` ranges meet. Stop naming the pair if any do."""
+    named = sorted(ranges.items(), key=lambda item: item[1][0])
+    for (name_a, (start_a, size_a)), (name_b, (start_b, _)) in zip(named, named[1:]):
+        if start_a + size_a > start_b:
+            raise SystemExit(f"quality benchmark: the {name_a} and {name_b} splits of the second "
+                             f"task would share generated items (seeds {start_a}+{size_a} and "
+                             f"{start_b}); use another run seed or --data-seed")
 
 
 @dataclass(frozen=True)
@@ -163,18 +186,19 @@ def build_splits(
                  if t in split["train"]]
     secondary = [e for e in secondary if e.prompt not in seen][:n_test]
 
-    t2_train = _task_items(task2, n_train_task2,
-                           seeds["task2_train"] + _RUN_SEED_STRIDE * seed, task2_config)
-    t2_seen = {e.prompt for e in t2_train}
-    t2_val = [e for e in _task_items(task2, 4 * n_val + 50, seeds["task2_val"], task2_config)
-              if e.prompt not in t2_seen][:n_val]
     n_t2 = n_test if n_test_task2 is None else n_test_task2
-    t2_test = [e for e in _task_items(task2, 4 * n_t2 + 50, seeds["task2_test"], task2_config)
-               if e.prompt not in t2_seen][:n_t2]
+    t2_ranges = {"train": (task2_train_seed(seeds["task2_train"], seed), n_train_task2),
+                 "validation": (seeds["task2_val"], 4 * n_val + 50),
+                 "test": (seeds["task2_test"], 4 * n_t2 + 50),
+                 "calibration": (seeds["calibration"], 2 * n_calibration + 50)}
+    check_disjoint_seed_ranges(t2_ranges)
+    t2_train, t2_val_pool, t2_test_pool, t2_cal_pool = (
+        _task_items(task2, size, start, task2_config) for start, size in t2_ranges.values())
+    t2_seen = {e.prompt for e in t2_train}
+    t2_val = [e for e in t2_val_pool if e.prompt not in t2_seen][:n_val]
+    t2_test = [e for e in t2_test_pool if e.prompt not in t2_seen][:n_t2]
     held_out = {e.prompt for e in t2_val + t2_test}
-    t2_cal = [e for e in _task_items(task2, 2 * n_calibration + 50, seeds["calibration"],
-                                     task2_config)
-              if e.prompt not in held_out][:n_calibration]
+    t2_cal = [e for e in t2_cal_pool if e.prompt not in held_out][:n_calibration]
     for name, items, wanted in (("validation", t2_val, n_val), ("test", t2_test, n_t2)):
         if len(items) < wanted:
             raise SystemExit(f"quality benchmark: task {task2!r} has only {len(items)} distinct "
