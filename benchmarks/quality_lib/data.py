@@ -49,11 +49,12 @@ def task2_train_seed(base: int, seed: int) -> int:
     """Dataset seed of the second task's train split for run seed ``seed``:
     ``base + 10^6 seed + 10^5 floor(seed / 10)``. The second term alone would put seeds
     10, 20 and 30 exactly on the validation, test and calibration seeds (10^7 apart), so
-    train would *be* validation; the third moves every seed from 10 on off the multiples
-    of 10^6 (seeds 0-9 are unchanged, so their committed records still hold)."""
+    train would *be* validation; the third moves seeds 10-99 off the multiples of 10^6
+    (later ones land past this instance's held-out seeds; :func:`check_disjoint_seed_ranges`
+    checks every run). Seeds 0-9 are unchanged, so their committed records still hold."""
     if seed < 0:
         raise SystemExit(f"quality benchmark: run seed {seed} is negative; use seeds >= 0")
-    return base + _RUN_SEED_STRIDE * seed + (_MAX_DATASET_SIZE * (seed // 10)) % _RUN_SEED_STRIDE
+    return base + _RUN_SEED_STRIDE * seed + _MAX_DATASET_SIZE * (seed // 10)
 
 
 def check_disjoint_seed_ranges(ranges: dict[str, tuple[int, int]]) -> None:
