@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from mergekit_arm.choose.standard import TOWARD_MULTIPLIERS
+
 from . import merges
 from .data import DATA_VERSION, Splits, build_splits
 from .train import Evaluator, StateDict, clone_state, load_state, pretrain_lm, sft
@@ -71,7 +73,7 @@ class Preset:
     min_stream_steps: int = 0
     # the averaging recipes (quality_lib/recipes.py)
     ema_grid: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
-    toward_multipliers: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
+    toward_multipliers: list[float] = field(default_factory=lambda: list(TOWARD_MULTIPLIERS))
     block_multipliers: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
     # run the arm-single variants too (three seeds showed them ties of arm-single)
     diagnostics: bool = False

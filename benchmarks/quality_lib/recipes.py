@@ -6,6 +6,12 @@ the ``average`` schedule (``eta_t = 1/t``), ``start: average``
 (:func:`mergekit_arm.stream.recipes.weighted_average`) and per-block step sizes
 (``blocks``). Baselines: ``greedy-soup`` (Wortsman et al. 2022) and ``ema``.
 
+``choose-standard`` is what ``arm-choose`` with ``standard: all`` returns, in memory: its
+toward line-search stream tunes (rates and kept step) on the even half of the validation
+split (arm-choose's ``tuning``), and :func:`mergekit_arm.choose.pick.lowest_loss` keeps the
+lowest loss on the odd half (arm-choose's ``validation``) among c10, c20, c30, their
+average, ``model_stock`` and that stream.
+
 Selection: every choice is made on the validation split; the per-block searches score on
 its even-indexed half (the *selection* set) and keep/report steps on the odd half (the
 stream's ``validation``), as ``arm-stream`` requires the two to differ. The test splits
@@ -14,6 +20,8 @@ are read once per candidate by :meth:`Run.test`.
 
 from __future__ import annotations
 
+from mergekit_arm.choose.pick import lowest_loss
+from mergekit_arm.choose.standard import STANDARD_RECIPES
 from mergekit_arm.stream.recipe_config import BlockSearchConfig
 from mergekit_arm.stream.recipes import weighted_average
 
@@ -21,8 +29,9 @@ from . import merges
 from .pipeline import Run
 
 BASELINE_EXTRAS = ("greedy-soup", "ema")
+CHOOSE_STANDARD = "choose-standard"
 RECIPES = ("stream-average", "stream-toward-line-search", "stream-average-blocks",
-           "stream-from-average", "stream-from-average-blocks")
+           "stream-from-average", "stream-from-average-blocks", CHOOSE_STANDARD)
 # what a new recipe must beat: the best of these per split and seed (issue 11's goal)
 BASELINES = ("sft-10%", "sft-20%", "sft-30%", "avg-early", "model-stock", "greedy-soup",
              "expo-20%", "expo-30%", "ema")
@@ -108,6 +117,38 @@ def run_recipes(run: Run, rank: int) -> None:
                             label="stream-from-average-blocks", log=run.log)
         run.test("stream-from-average-blocks", res.best_state, _block_selected(res))
         run.diagnostics["stream-from-average-blocks"] = res.trajectory
+    run_choose_standard(run)
+
+
+def run_choose_standard(run: Run) -> None:
+    """``arm-choose`` with ``standard: all`` (see the module docstring). The pick's row is
+    the test row of the same model when it is another candidate's (no second test read);
+    only a picked tuned stream is tested here. ``val`` is the full validation loss, as for
+    every row; the choice's own loss is in ``selected``."""
+    assert STANDARD_RECIPES == ("checkpoints", "average", "model-stock", "toward-line-search")
+    p, ck, origin = run.preset, run.ckpt, run.origin
+    early = [("c10", ck[0.1]), ("c20", ck[0.2]), ("c30", ck[0.3])]
+    tuning, choice = _halves(run)
+    with run.stage(CHOOSE_STANDARD):
+        tuned = merges.stream(origin, merges.toward_legs(early), run.calibrator, tuning,
+                              schedule=merges.average_line_search(p.toward_multipliers),
+                              parameters=merges.arm_parameters(p.rank), min_steps=0,
+                              label="toward-line-search (tuned on the even half)", log=run.log)
+        states = [state for _, state in early]
+        menu = {"sft-10%": states[0], "sft-20%": states[1], "sft-30%": states[2],
+                "avg-early": merges.average(states),
+                "model-stock": merges.mergekit_merge("model_stock", origin, states, {}),
+                "toward-line-search (tuned on the even half)": tuned.best_state}
+        losses = {name: choice(state) for name, state in menu.items()}
+        picked = lowest_loss(losses)
+        selected = {"picked": picked, "choice losses (odd half)": losses,
+                    "stream steps": tuned.best_step,
+                    "stream rates": [t["rate"] for t in tuned.trajectory[1:tuned.best_step + 1]]}
+        if picked in run.results:
+            run.copy_result(CHOOSE_STANDARD, picked, selected)
+        else:
+            run.test(CHOOSE_STANDARD, menu[picked], selected)
+        run.diagnostics[CHOOSE_STANDARD] = tuned.trajectory
 
 
 def _block_selected(res: merges.StreamRun) -> dict:
@@ -117,4 +158,5 @@ def _block_selected(res: merges.StreamRun) -> dict:
             "selection": "even half of the validation split"}
 
 
-__all__ = ["BASELINES", "BASELINE_EXTRAS", "RECIPES", "run_baseline_extras", "run_recipes"]
+__all__ = ["BASELINES", "BASELINE_EXTRAS", "CHOOSE_STANDARD", "RECIPES", "run_baseline_extras",
+           "run_choose_standard", "run_recipes"]
