@@ -13,9 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mergekit_arm._io import atomic_directory
+from mergekit_arm._yaml import load_yaml_file
 from mergekit_arm.checks import require_valid_output
 from mergekit_arm.choose.config import CandidateEntry, ChooseConfig
 from mergekit_arm.errors import ArmConfigError, ArmError, ModelLoadError, find_arm_error
@@ -82,14 +81,7 @@ def mergekit_configuration(entry: CandidateEntry):
 
     source = entry.mergekit
     if isinstance(source, str):
-        file = Path(source)
-        if not file.is_file():
-            raise ArmConfigError(f"candidate `{entry.name}`: mergekit config {file} does not exist")
-        try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ArmConfigError(f"candidate `{entry.name}`: {file} is not valid YAML: "
-                                 f"{error}") from None
+        data = load_yaml_file(source, f"candidate `{entry.name}`: mergekit config")
     else:
         data = source
     try:
@@ -100,6 +92,8 @@ def mergekit_configuration(entry: CandidateEntry):
         )
     except (RuntimeError, TypeError, ValueError) as error:  # mergekit's own validators
         problems = str(error)
+    if len(problems) > 800:  # never a whole (possibly huge) input in a message
+        problems = problems[:797] + "..."
     raise ArmConfigError(
         f"candidate `{entry.name}`: invalid mergekit config ({problems}); it must be what "
         "`mergekit-yaml` accepts"

@@ -18,9 +18,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mergekit_arm._yaml import load_yaml_file
 from mergekit_arm.choose.standard import STANDARD_RECIPES, StandardRecipe, standard_candidates
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.stream.config import (
@@ -193,13 +193,7 @@ def parse_choose_config(data: Any, source: str = "<config>") -> ChooseConfig:
 def load_choose_config(path: str | os.PathLike) -> ChooseConfig:
     """Read and validate an ``arm-choose`` YAML file."""
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise ArmConfigError(f"arm-choose config {file} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ArmConfigError(f"arm-choose config {file} is not valid YAML: {error}") from None
-    return parse_choose_config(data, str(file))
+    return parse_choose_config(load_yaml_file(file, "arm-choose config"), str(file))
 
 
 __all__ = ["DEFAULT_MAX_LENGTH", "CandidateEntry", "CandidateKind", "ChooseConfig",

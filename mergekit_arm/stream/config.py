@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mergekit_arm._yaml import load_yaml_file, short_repr
 from mergekit_arm.calibration.options import CalibrationSettings
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.merge_methods.arm_parameters import ARMParameters
@@ -345,7 +345,7 @@ def describe_validation_error(error: ValidationError, source: str,
         else:
             message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
             value = item.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            shown = "" if isinstance(value, dict) else f" (got {short_repr(value)})"
             where = f"`{key}`: " if loc else ""
             lines.append(f"{where}{message}{shown}")
     head = f"invalid {what} {source}: "
@@ -375,13 +375,7 @@ def parse_config(data: Any, source: str = "<config>") -> StreamConfig:
 
 def read_config_file(path: str | os.PathLike) -> Any:
     """The parsed YAML of a stream config file (not validated yet)."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ArmConfigError(f"stream config {file} does not exist")
-    try:
-        return yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ArmConfigError(f"stream config {file} is not valid YAML: {error}") from None
+    return load_yaml_file(path, "stream config")
 
 
 def load_config(path: str | os.PathLike) -> StreamConfig:
