@@ -15,7 +15,8 @@ from mergekit_arm.choose.config import (
     load_choose_config,
     parse_choose_config,
 )
-from mergekit_arm.choose.runner import CandidateScore, ChooseResult, run_choose
+from mergekit_arm.choose.report import CandidateScore
+from mergekit_arm.choose.runner import ChooseResult, run_choose
 
 __all__ = ["CandidateEntry", "CandidateScore", "ChooseConfig", "ChooseResult",
            "load_choose_config", "parse_choose_config", "run_choose"]

@@ -3,16 +3,29 @@ section appended to the chosen model's card."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from mergekit_arm.choose.config import ChooseConfig
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mergekit_arm.choose.runner import CandidateScore
 
 OPTIMISTIC = ("a stream that tuned its step sizes or its kept step on these same texts "
               "scores optimistically here; give `arm-choose` held-out texts of its own "
               "(another file, or `validation.offset` past the streams' texts)")
+
+
+@dataclass
+class CandidateScore:
+    """One row of the leaderboard."""
+
+    name: str
+    kind: str
+    source: str
+    model: str
+    val_loss: float
+    build_seconds: float
+    score_seconds: float
+    reused: bool
+    tuned_on_validation: list[str] = field(default_factory=list)
+    chosen: bool = False
 
 
 def _validation_line(config: ChooseConfig) -> str:
@@ -62,4 +75,4 @@ def model_card_section(best: CandidateScore, rows: list[CandidateScore],
     return text + "\n"
 
 
-__all__ = ["leaderboard_markdown", "model_card_section"]
+__all__ = ["CandidateScore", "leaderboard_markdown", "model_card_section"]

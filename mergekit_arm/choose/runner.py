@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -41,34 +41,17 @@ from mergekit_arm.choose.config import (
     parse_choose_config,
 )
 from mergekit_arm.choose.pick import lowest_loss
-from mergekit_arm.choose.report import leaderboard_markdown, model_card_section
+from mergekit_arm.choose.report import CandidateScore, leaderboard_markdown, model_card_section
 from mergekit_arm.errors import ArmError, ModelLoadError
 from mergekit_arm.evaluation import heldout_loss
+from mergekit_arm.heldout import heldout_batches, quiet_transformers
 from mergekit_arm.models import load_causal_lm, load_tokenizer, resolve_device
-from mergekit_arm.stream.driver import quiet_transformers
-from mergekit_arm.stream.measure import heldout_batches
 
 logger = logging.getLogger("mergekit_arm.choose")
 
 INTERNAL = ".arm-choose"
 LEADERBOARD = "leaderboard.json"
 VALIDATION_ROLE = TextRole("validation data", "`validation.data` in the arm-choose config")
-
-
-@dataclass
-class CandidateScore:
-    """One row of the leaderboard."""
-
-    name: str
-    kind: str
-    source: str
-    model: str
-    val_loss: float
-    build_seconds: float
-    score_seconds: float
-    reused: bool
-    tuned_on_validation: list[str] = field(default_factory=list)
-    chosen: bool = False
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,9 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mergekit_arm.errors import ArmConfigError, ArmError
+from mergekit_arm.heldout import quiet_transformers
 from mergekit_arm.stream.config import StreamConfig, parse_config
-from mergekit_arm.stream.driver import config_data, open_stream, quiet_transformers
+from mergekit_arm.stream.driver import config_data, open_stream
 from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.runner import StreamRunner
 from mergekit_arm.stream.watch import (

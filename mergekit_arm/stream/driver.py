@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 from typing_extensions import Unpack
 
 from mergekit_arm.errors import ArmConfigError, ArmError
+from mergekit_arm.heldout import quiet_transformers
 from mergekit_arm.stream.config import StreamConfig, parse_config, read_config_file
 from mergekit_arm.stream.inputs import check_paths
 from mergekit_arm.stream.result import StreamResult
@@ -57,20 +58,6 @@ def _as_config(
     if parsed.mode == "watch" and parsed.watch.dir is None:
         raise ArmConfigError("mode watch needs the folder to watch: pass --watch DIR or set `watch.dir`")
     return parsed.resolved()
-
-
-@contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Hide transformers' per-file loading/saving bars (the stream shows its own)."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 @contextmanager
@@ -163,5 +150,4 @@ def run_stream(
         return runner.run()
 
 
-__all__ = ["LOG_FILE", "StreamResult", "config_data", "open_stream", "quiet_transformers",
-           "run_stream"]
+__all__ = ["LOG_FILE", "StreamResult", "config_data", "open_stream", "run_stream"]

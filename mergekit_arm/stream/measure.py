@@ -24,7 +24,8 @@ from mergekit_arm.calibration import (
     tokenize_texts,
 )
 from mergekit_arm.errors import ArmConfigError, StatisticsError
-from mergekit_arm.evaluation import LossBatch, loss_batches
+from mergekit_arm.evaluation import LossBatch
+from mergekit_arm.heldout import heldout_batches
 from mergekit_arm.statistics import clear_cache, load_statistics
 from mergekit_arm.stream.config import StreamConfig
 
@@ -89,28 +90,6 @@ class StatisticsStore:
         return self.compute(module, self.cache_dir / f"{key}.safetensors", label, description)
 
 
-def heldout_batches(section: Any, name: str, tokenizer: Any, device: torch.device,
-                    max_length: int, role: TextRole = VALIDATION_ROLE) -> list[LossBatch]:
-    """Loss batches of a held-out section (a ``ValidationConfig``: texts
-    ``offset .. offset + samples`` of ``data``, ``max_length`` tokens unless it sets its own);
-    ``name`` is the section's key in the messages."""
-    texts = load_calibration_texts(section.data, None, section.text_mode, role)[section.offset:]
-    texts = texts[: section.samples]
-    source = section.data or "the shipped corpus"
-    if not texts:
-        raise ArmConfigError(
-            f"`{name}`: {source} has no texts after `{name}.offset` ({section.offset})"
-        )
-    tokens = tokenize_texts(tokenizer, texts, section.max_length or max_length)
-    if sum(max(len(ids) - 1, 0) for ids in tokens) == 0:
-        raise ArmConfigError(
-            f"`{name}.data`: {source} yields no tokens to predict with this tokenizer "
-            "(every text is shorter than 2 tokens); use longer held-out texts"
-        )
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return loss_batches(tokens, section.batch_size, pad, device=device)
-
-
 def validation_batches(config: StreamConfig, tokenizer: Any, device: torch.device,
                        section: str = "validation") -> list[LossBatch] | None:
     """The held-out batches of ``config.validation`` (or of the ``selection`` section;
@@ -118,7 +97,8 @@ def validation_batches(config: StreamConfig, tokenizer: Any, device: torch.devic
     held_out = getattr(config, section)
     if held_out is None:
         return None
-    return heldout_batches(held_out, section, tokenizer, device, config.calibration.max_length)
+    return heldout_batches(held_out, section, tokenizer, device, config.calibration.max_length,
+                           VALIDATION_ROLE)
 
 
-__all__ = ["StatisticsStore", "heldout_batches", "validation_batches"]
+__all__ = ["StatisticsStore", "validation_batches"]

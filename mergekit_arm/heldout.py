@@ -1,0 +1,58 @@
+"""Held-out texts as loss batches, shared by ``arm-stream`` and ``arm-choose``.
+
+Both commands score models on a section of held-out texts (a ``ValidationConfig``: texts
+``offset .. offset + samples`` of ``data``); the loss itself is
+:func:`mergekit_arm.evaluation.heldout_loss`. This module sits below ``stream`` and
+``choose`` so neither imports the other for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from mergekit_arm.calibration import TextRole, load_calibration_texts, tokenize_texts
+from mergekit_arm.errors import ArmConfigError
+from mergekit_arm.evaluation import LossBatch, loss_batches
+
+
+def heldout_batches(section: Any, name: str, tokenizer: Any, device: torch.device,
+                    max_length: int, role: TextRole) -> list[LossBatch]:
+    """Loss batches of a held-out section (a ``ValidationConfig``: texts
+    ``offset .. offset + samples`` of ``data``, ``max_length`` tokens unless it sets its own);
+    ``name`` is the section's key in the messages, ``role`` names the file in them."""
+    texts = load_calibration_texts(section.data, None, section.text_mode, role)[section.offset:]
+    texts = texts[: section.samples]
+    source = section.data or "the shipped corpus"
+    if not texts:
+        raise ArmConfigError(
+            f"`{name}`: {source} has no texts after `{name}.offset` ({section.offset})"
+        )
+    tokens = tokenize_texts(tokenizer, texts, section.max_length or max_length)
+    if sum(max(len(ids) - 1, 0) for ids in tokens) == 0:
+        raise ArmConfigError(
+            f"`{name}.data`: {source} yields no tokens to predict with this tokenizer "
+            "(every text is shorter than 2 tokens); use longer held-out texts"
+        )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return loss_batches(tokens, section.batch_size, pad, device=device)
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' per-file loading/saving bars (the commands show their own)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+__all__ = ["heldout_batches", "quiet_transformers"]
