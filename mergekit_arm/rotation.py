@@ -78,6 +78,30 @@ def eigengap_rank(eigenvalues: torch.Tensor, rank: int) -> int:
     return low + int(torch.argmax(ratios))
 
 
+#: Eigenvalues at or below this fraction of the largest are rounding noise, not data:
+#: ``E[x x^T]`` is accumulated in float32 (eps 1.2e-7), so its eigenvalues carry an error of
+#: order ``eps * lambda_1``. Measured on a tiny Llama (width 64) calibrated on one 2-token
+#: line: the 62 directions 2 tokens cannot span came out at 0.7-1.6e-8 lambda_1, the two
+#: spanned ones at >= 0.13 lambda_1 (docs/faults.md).
+SUPPORTED_EIGENVALUE_FLOOR = 1e-6
+
+
+def supported_rank(eigenvalues: torch.Tensor, tokens: int | None = None,
+                   floor: float = SUPPORTED_EIGENVALUE_FLOOR) -> int:
+    """How many leading directions of ``C = E[x x^T]`` the calibration tokens determine.
+
+    ``k = #{i : lambda_i > floor * lambda_1}`` over the stored descending eigenvalues (0 when
+    ``lambda_1 <= 0``), at most ``tokens`` (``N``; None: unknown): ``C = (1/N) sum_t x_t x_t^T``
+    has rank ``<= N``, so the directions past the N-th hold rounding noise.
+    """
+    if eigenvalues.numel() == 0:
+        return 0
+    values = eigenvalues.detach().to(torch.float64)
+    top = float(values[0])
+    k = int((values > floor * top).sum()) if top > 0.0 else 0
+    return k if tokens is None else min(k, max(int(tokens), 0))
+
+
 def select_subspace(
     basis: torch.Tensor,
     eigenvalues: torch.Tensor,

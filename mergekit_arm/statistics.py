@@ -13,8 +13,11 @@ Weights that share an input (q/k/v, gate/up) store basis/eigenvalues/trace once;
 ``aliases`` metadata maps each sharing name to the stored one. String metadata:
 ``format``, ``format_version``, ``model``, ``model_fingerprint``,
 ``calibration_fingerprint``, ``num_samples``, ``num_tokens``, ``max_length``,
-``rank``, ``probe_dtype``, ``aliases``, ``transposed``, ``other_2d_weights`` and
-``calibration_source`` (JSON where structured).
+``rank``, ``probe_dtype``, ``aliases``, ``transposed``, ``other_2d_weights``,
+``calibration_source``, ``entry_tokens`` (the tokens behind each stored entry: an MoE
+expert sees only its routed tokens, fewer than ``num_tokens``) and
+``supported_rank`` (the fewest directions any entry's tokens support:
+:func:`~mergekit_arm.rotation.supported_rank`) (JSON where structured).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from safetensors.torch import save_file
 
 from mergekit_arm._io import atomic_file
 from mergekit_arm.errors import StatisticsError
+from mergekit_arm.rotation import supported_rank
 
 FORMAT = "mergekit-arm-activations"
 FORMAT_VERSION = "1"
@@ -50,6 +54,12 @@ class LayerStatistics:
     eigenvalues: torch.Tensor
     trace: torch.Tensor
     probe: torch.Tensor | None = None
+    tokens: int | None = None  # the tokens behind it (None: unknown, a file without counts)
+
+    @property
+    def supported_rank(self) -> int:
+        """Leading directions its tokens determine (:func:`~mergekit_arm.rotation.supported_rank`)."""
+        return supported_rank(self.eigenvalues, self.tokens)
 
     @property
     def in_features(self) -> int:
@@ -139,6 +149,10 @@ def write_statistics(path: str | os.PathLike, content: StatisticsContent) -> Pat
         "transposed": json.dumps(sorted(content.transposed)),
         "other_2d_weights": json.dumps(sorted(content.other_2d_weights)),
     }
+    counts = json.loads(content.metadata.get("entry_tokens", "{}"))  # the pass's own, and
+    counts.update({n: int(lay.tokens) for n, lay in content.layers.items() if lay.tokens is not None})
+    if counts:
+        metadata["entry_tokens"] = json.dumps(counts, sort_keys=True)
     with atomic_file(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return Path(path)
@@ -219,7 +233,9 @@ class ActivationStatistics:
             self.other_2d_weights: frozenset[str] = frozenset(
                 json.loads(self.metadata.get("other_2d_weights", "[]"))
             )
-        except json.JSONDecodeError as error:
+            self.entry_tokens: dict[str, int] = {  # by stored entry; absent: num_tokens
+                str(k): int(v) for k, v in json.loads(self.metadata.get("entry_tokens", "{}")).items()}
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
             raise StatisticsError(f"{self.path}: corrupt metadata ({error}); re-run arm-calibrate") from error
         self._stored = {k.rsplit(SEPARATOR, 1)[0] for k in keys if k.endswith(f"{SEPARATOR}basis")}
         self._probed = {k.rsplit(SEPARATOR, 1)[0] for k in keys if k.endswith(f"{SEPARATOR}probe")}
@@ -252,6 +268,12 @@ class ActivationStatistics:
     @property
     def num_tokens(self) -> int:
         return int(self.metadata.get("num_tokens", 0))
+
+    def tokens(self, name: str) -> int | None:
+        """Tokens behind the entry of ``name`` (aliases resolved): its own count, else the
+        file's ``num_tokens``; None for a file that records neither."""
+        stored = self.aliases.get(name, name)
+        return self.entry_tokens.get(stored, self.num_tokens or None)
 
     @property
     def weight_names(self) -> frozenset[str]:
@@ -299,6 +321,7 @@ class ActivationStatistics:
             layer = LayerStatistics(
                 basis=shared.basis, eigenvalues=shared.eigenvalues, trace=shared.trace,
                 probe=self._read(f"{name}{SEPARATOR}probe") if name in self._probed else None,
+                tokens=self.tokens(name),
             )
             self._cache[name] = layer
             if len(self._cache) > self._cache_size:
@@ -368,5 +391,6 @@ def clear_cache() -> None:
 def metadata_summary(stats: ActivationStatistics) -> Mapping[str, str]:
     """Human-readable metadata (for ``arm-calibrate --check``)."""
     keys = ("model", "model_fingerprint", "calibration_fingerprint", "calibration_source",
-            "num_samples", "num_tokens", "max_length", "rank", "probe_dtype", "created_by")
+            "num_samples", "num_tokens", "max_length", "rank", "supported_rank", "probe_dtype",
+            "created_by")
     return {key: stats.metadata.get(key, "") for key in keys}

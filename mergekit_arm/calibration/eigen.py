@@ -9,7 +9,7 @@ width and a solver that does not converge use the full ``eigh``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -185,7 +185,7 @@ def finalise_moments(moments: InputSecondMoments, rank: int) -> dict[str, LayerS
     """Principal subspace of every accumulated input (``E[x x^T] = sum / count``).
 
     Each accumulator is completed and eigendecomposed in place, then dropped, so the
-    moments are spent afterwards.
+    moments are spent afterwards. Each entry keeps its token count ``N`` (``tokens``).
     """
     layers: dict[str, LayerStatistics] = {}
     for name in list(moments.accumulators):
@@ -198,9 +198,9 @@ def finalise_moments(moments: InputSecondMoments, rank: int) -> dict[str, LayerS
                 "are corrupt or it overflows in this dtype; check the checkpoint (NaN weights) "
                 "or calibrate with --dtype float32"
             )
-        second_moment = acc.second_moment()
+        second_moment, count = acc.second_moment(), acc.count
         del acc
-        layers[name] = principal_subspace(second_moment, rank, overwrite=True)
+        layers[name] = replace(principal_subspace(second_moment, rank, overwrite=True), tokens=count)
     return layers
 
 
