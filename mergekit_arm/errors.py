@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class ArmError(Exception):
     """Base class of all mergekit-arm errors."""
@@ -46,9 +48,25 @@ def find_arm_error(error: BaseException | None) -> ArmError | None:
     return None
 
 
+_MISSING_RATE = re.compile(r"Missing required parameter learning_rate for (\S+)")
+
+
+def mergekit_error_message(error: BaseException | None) -> str | None:
+    """What to do about a MergeKit error that only our method causes, else None: MergeKit's
+    ``Missing required parameter learning_rate for T`` (no MergeKit method has a
+    ``learning_rate``; a config without any is refused earlier, by the method's check)."""
+    match = _MISSING_RATE.match(str(error)) if isinstance(error, (RuntimeError, TypeError)) else None
+    if match is None:
+        return None
+    return (f"merge_method arm needs `learning_rate` for tensor {match.group(1)}, and no "
+            "setting covers it (a `filter:` may leave it out): add a value without a filter, "
+            "e.g. `parameters: {learning_rate: 0.5}` at the top level of the config")
+
+
 def arm_excepthook(kind, value, traceback) -> None:
     """``sys.excepthook`` that states an uncaught mergekit-arm error on one first line.
 
+    So does MergeKit's missing-``learning_rate`` error (:func:`mergekit_error_message`).
     The full traceback follows only with ``MERGEKIT_ARM_TRACEBACK=1``; other exceptions
     go to the previous hook unchanged. The exit status stays 1 (set by the interpreter).
     """
@@ -57,15 +75,17 @@ def arm_excepthook(kind, value, traceback) -> None:
 
     previous = getattr(arm_excepthook, "previous", sys.__excepthook__)
     arm = find_arm_error(value)
-    if arm is None:
+    known = None if arm is not None else mergekit_error_message(value)
+    if arm is None and known is None:
         previous(kind, value, traceback)
         return
-    message = str(arm).strip() or type(arm).__name__
+    message = known or str(arm).strip() or type(arm).__name__
     sys.stderr.write(f"mergekit-arm: {message}\n")
     if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
         previous(kind, value, traceback)
     else:
-        sys.stderr.write(f"({type(arm).__name__}; set {TRACEBACK_ENV}=1 for the traceback)\n")
+        name = type(arm if arm is not None else value).__name__
+        sys.stderr.write(f"({name}; set {TRACEBACK_ENV}=1 for the traceback)\n")
     sys.stderr.flush()
 
 

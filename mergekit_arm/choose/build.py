@@ -18,6 +18,7 @@ from mergekit_arm._yaml import load_yaml_file
 from mergekit_arm.checks import require_valid_output
 from mergekit_arm.choose.config import CandidateEntry, ChooseConfig
 from mergekit_arm.errors import ArmConfigError, ArmError, ModelLoadError, find_arm_error
+from mergekit_arm.merge_methods.arm_parameters import MergeParameterError, check_merge_parameters
 from mergekit_arm.models import check_model_folder
 from mergekit_arm.stream.config import load_config, parse_config
 from mergekit_arm.stream.recipe_config import texts_overlap
@@ -85,7 +86,11 @@ def mergekit_configuration(entry: CandidateEntry):
     else:
         data = source
     try:
-        return MergeConfiguration.model_validate(_absolute_model_paths(data))
+        config = MergeConfiguration.model_validate(_absolute_model_paths(data))
+        check_merge_parameters(config)
+        return config
+    except MergeParameterError as error:
+        raise ArmConfigError(f"candidate `{entry.name}`: {error}") from None
     except ValidationError as error:
         problems = "; ".join(
             f"`{'.'.join(str(p) for p in item['loc'])}`: {item['msg']}" for item in error.errors()

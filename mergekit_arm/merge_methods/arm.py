@@ -42,6 +42,7 @@ from mergekit_arm.merge_methods.arm_checks import (
     fits,
     narrowest,
     range_problem,
+    running_merge_config,
     value_range,
     written_dtype,
 )
@@ -49,6 +50,7 @@ from mergekit_arm.merge_methods.arm_parameters import (
     DEFAULTS,
     INPUT_DEFAULTS,
     ARMParameters,
+    check_merge_parameters,
     kernel_parameters,
     validate_learning_rate,
 )
@@ -324,6 +326,9 @@ class ARMMergeMethod(FunctionalGroupMergeMethod):
 
     def validate_inputs(self, input_ids: Sequence[Hashable], base_id: Hashable | None = None, *,
                         group_name: str | None = None) -> None:
+        config = running_merge_config()
+        if config is not None:
+            check_merge_parameters(config)
         super().validate_inputs(input_ids, base_id, group_name=group_name)
         models = list(input_ids) + ([base_id] if base_id is not None and base_id not in input_ids else [])
         check_input_shapes(models, group_name)

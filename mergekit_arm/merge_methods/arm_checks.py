@@ -81,14 +81,19 @@ def written_dtype() -> torch.dtype | None:
     MergeKit passes the written dtype to no merge method (see module docstring), so it is
     read from the ``merge_config`` argument of the enclosing ``run_merge`` frame.
     """
+    name = getattr(running_merge_config(), "out_dtype", None)
+    return _DTYPES.get(str(name).removeprefix("torch.")) if name else None
+
+
+def running_merge_config() -> object | None:
+    """The ``merge_config`` of the ``mergekit.merge.run_merge`` call running in this thread."""
     from mergekit import merge
 
     code = merge.run_merge.__code__
     frame = inspect.currentframe()
     while frame is not None:
         if frame.f_code is code:
-            name = getattr(frame.f_locals.get("merge_config"), "out_dtype", None)
-            return _DTYPES.get(str(name).removeprefix("torch.")) if name else None
+            return frame.f_locals.get("merge_config")
         frame = frame.f_back
     return None
 

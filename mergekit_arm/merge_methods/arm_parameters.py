@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from mergekit_arm.errors import ArmConfigError
+from mergekit_arm._yaml import short_repr
+from mergekit_arm.errors import ArmConfigError, ArmError
 
 Pairing = Literal["subspace", "energy"]
 MissingStatistics = Literal["error", "plain"]
@@ -114,7 +116,7 @@ def describe_errors(error: ValidationError, prefix: str = "arm") -> str:
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
         if item.get("type") == "extra_forbidden":
             message = f"unknown parameter (allowed: {', '.join(ARMParameters.model_fields)})"
-        lines.append(f"`{key}`: {message} (got {item.get('input')!r})")
+        lines.append(f"`{key}`: {message} (got {short_repr(item.get('input'))})")
     return f"{prefix}: " + "; ".join(lines)
 
 
@@ -128,6 +130,70 @@ def validate_learning_rate(value: Any) -> float:
             f"arm: `learning_rate`: {message} (got {value!r}); eta must be finite and > 0 "
             "(0 would leave base_model unchanged, a negative rate steps away from the targets)"
         ) from None
+
+
+class MergeParameterError(ArmError):
+    """A ``merge_method: arm`` config sets an unknown parameter, sets a shared one where
+    MergeKit does not read it, or lacks ``learning_rate``. Not a ``ValueError``: raised
+    while MergeKit plans, it must reach the user as is."""
+
+
+SHARED_KEYS = ("learning_rate", *ARMParameters.model_fields)
+INPUT_KEYS = tuple(ARMInputParameters.model_fields)
+_EXAMPLE = "`parameters: {learning_rate: 0.5}` at the top level of the config"
+
+
+def _parameter_scopes(config: Any) -> list[tuple[str, dict[str, Any], bool]]:
+    """``(where, settings, shared)`` for every ``parameters`` mapping of a MergeKit config
+    (``shared``: MergeKit reads the shared parameters, e.g. ``learning_rate``, there)."""
+    scopes: list[tuple[str, dict[str, Any], bool]] = []
+
+    def add(where: str, holder: Any, shared: bool) -> None:
+        settings = getattr(holder, "parameters", None)
+        if settings:
+            scopes.append((f"{where}parameters", dict(settings), shared))
+
+    def add_group(prefix: str, group: Any) -> None:
+        add(prefix, group, True)
+        for i, model in enumerate(getattr(group, "models", None) or []):
+            add(f"{prefix}models[{i}].", model, False)
+        for i, out_slice in enumerate(getattr(group, "slices", None) or []):
+            add(f"{prefix}slices[{i}].", out_slice, True)
+            for j, source in enumerate(out_slice.sources):
+                add(f"{prefix}slices[{i}].sources[{j}].", source, False)
+
+    add_group("", config)
+    for name, module in (getattr(config, "modules", None) or {}).items():
+        add_group(f"modules.{name}.", module)
+    return scopes
+
+
+def check_merge_parameters(config: Any) -> None:
+    """Refuse, naming the key and the fix, a MergeKit config of ``merge_method: arm`` whose
+    parameters MergeKit would ignore or miss: an unknown key (a misspelling), a shared
+    parameter set per model (MergeKit reads those only in shared scopes), no
+    ``learning_rate`` in any shared scope. Other methods' configs pass unchecked."""
+    if getattr(config, "merge_method", None) != "arm":
+        return
+    rate_set = False
+    for where, settings, shared in _parameter_scopes(config):
+        for key in settings:
+            if key not in SHARED_KEYS and key not in INPUT_KEYS:
+                close = difflib.get_close_matches(str(key), SHARED_KEYS + INPUT_KEYS, n=1)
+                hint = f"did you mean `{close[0]}`? " if close else ""
+                raise MergeParameterError(
+                    f"merge_method arm: unknown parameter `{key}` in `{where}`: {hint}arm's "
+                    f"parameters are {', '.join(SHARED_KEYS + INPUT_KEYS)}")
+            if key in SHARED_KEYS and not shared:
+                raise MergeParameterError(
+                    f"merge_method arm: `{key}` is set in a model's parameters (`{where}`), "
+                    f"where MergeKit never reads it (per model it reads only "
+                    f"{', '.join(INPUT_KEYS)}): move it to the top-level `parameters`")
+            rate_set = rate_set or (shared and key == "learning_rate")
+    if not rate_set:
+        raise MergeParameterError(
+            "merge_method arm needs `learning_rate` (eta in W_new = W_cur + eta d_A, finite "
+            f"and > 0), and the config sets none: add {_EXAMPLE}")
 
 
 @lru_cache(maxsize=256)
@@ -145,7 +211,11 @@ __all__ = [
     "ARMParameters",
     "DEFAULTS",
     "INPUT_DEFAULTS",
+    "INPUT_KEYS",
+    "SHARED_KEYS",
     "LearningRate",
+    "MergeParameterError",
+    "check_merge_parameters",
     "describe_errors",
     "kernel_parameters",
     "validate_learning_rate",
