@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from mergekit_arm.calibration.data import TokenBatches
 from mergekit_arm.calibration.eigen import finalise_moments
+from mergekit_arm.calibration.experts import expert_probes, experts_modules
 from mergekit_arm.calibration.layout import (
     StopForward,
     assemble_content,
@@ -42,7 +43,8 @@ def collect_statistics_all_at_once(
         raise CalibrationError("the model has no nn.Linear layers to calibrate")
     device = next(model.parameters()).device
     timings = {"forward": 0.0, "eigen": 0.0}
-    moments = InputSecondMoments(modules)
+    experts = experts_modules(model)
+    moments = InputSecondMoments(modules, experts)
     start = time.perf_counter()
     bar = tqdm(total=len(batches), unit="sample", desc="calibration", disable=not progress)
     with torch.inference_mode(), moments, skip_logits(model):
@@ -59,7 +61,9 @@ def collect_statistics_all_at_once(
     timings["eigen"] = time.perf_counter() - start
 
     probes = {name: resident_probe(model, name) for name in modules}
-    content = assemble_content(model, modules, layers, moments.aliases, probes)
+    probes.update(expert_probes(model, experts))
+    content = assemble_content(model, modules, layers, moments.aliases, probes, experts,
+                               moments.counts)
     return content, timings
 
 

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from mergekit_arm.calibration.data import TokenBatches
 from mergekit_arm.calibration.eigen import finalise_moments
+from mergekit_arm.calibration.experts import ExpertsModule, expert_probes, experts_modules
 from mergekit_arm.calibration.layout import (
     DecoderStack,
     StopForward,
@@ -191,6 +192,14 @@ def _named_linears(module: torch.nn.Module, prefix: str) -> dict[str, tuple[torc
     return {f"{prefix}.{name}": entry for name, entry in linear_modules(module).items()}
 
 
+def _named_experts(module: torch.nn.Module, prefix: str) -> dict[str, ExpertsModule]:
+    return {
+        f"{prefix}.{name}": ExpertsModule(spec.module, f"{prefix}.{spec.up_name}",
+                                          f"{prefix}.{spec.down_name}", spec.num_experts)
+        for name, spec in experts_modules(module).items()
+    }
+
+
 def _run_decoder_layer(layer: torch.nn.Module, index: int, batches: list[_Batch], moments) -> None:
     """Run one decoder layer over every cached batch; its outputs replace the cache."""
     for batch in batches:
@@ -214,8 +223,9 @@ def _run_tail(stack: DecoderStack, batches: list[_Batch], moments) -> None:
         handle.remove()
 
 
-def _run_layer_moments(modules, run_all: Callable[[Any], None], rank: int, layers, aliases, timings):
-    moments = InputSecondMoments(modules)
+def _run_layer_moments(modules, run_all: Callable[[Any], None], rank: int, layers, aliases, timings,
+                       counts: dict[str, int], experts: dict[str, ExpertsModule] | None = None):
+    moments = InputSecondMoments(modules, experts)
     start = time.perf_counter()
     with moments:
         run_all(moments)
@@ -223,6 +233,7 @@ def _run_layer_moments(modules, run_all: Callable[[Any], None], rank: int, layer
     start = time.perf_counter()
     layers.update(finalise_moments(moments, rank))
     aliases.update(moments.aliases)
+    counts.update(moments.counts)
     timings["eigen"] += time.perf_counter() - start
 
 
@@ -264,6 +275,8 @@ def collect_statistics_layerwise(
     probes: dict[str, torch.Tensor] = {}
     param_probes: dict[str, torch.Tensor] = {}
     modules_all: dict[str, tuple[torch.nn.Module, bool]] = {}
+    experts_all: dict[str, ExpertsModule] = {}
+    counts: dict[str, int] = {}
     head_prefix = stack.head_name.rsplit(".", 1)[0]
 
     def note_weights(prefix: str, module: torch.nn.Module, linears) -> None:
@@ -284,11 +297,14 @@ def collect_statistics_layerwise(
         for index, layer in enumerate(stack.layers):
             prefix = f"{stack.layers_prefix}.{index}"
             linears = _named_linears(layer, prefix)
+            experts = _named_experts(layer, prefix)
             modules_all.update(linears)
+            experts_all.update(experts)
             with placement.place(prefix, layer):
                 run = partial(_run_decoder_layer, layer, index, batches)
-                _run_layer_moments(linears, run, rank, layers, aliases, timings)
+                _run_layer_moments(linears, run, rank, layers, aliases, timings, counts, experts)
                 note_weights(prefix, layer, linears)
+                probes.update(expert_probes(model, experts))
             bar.update(1)
 
         # Tail: final norm, then the input of lm_head (its matmul is skipped).
@@ -298,7 +314,7 @@ def collect_statistics_layerwise(
             head_prefix, stack.head
         ):
             run = partial(_run_tail, stack, batches)
-            _run_layer_moments(head_linears, run, rank, layers, aliases, timings)
+            _run_layer_moments(head_linears, run, rank, layers, aliases, timings, counts)
             note_weights(stack.norm_prefix, stack.norm, {})
             probes[stack.head_name] = resident_probe(model, stack.head_name)
         bar.update(1)
@@ -311,7 +327,7 @@ def collect_statistics_layerwise(
         if id(p) not in layer_and_norm and name not in param_probes:
             param_probes[name] = resident_probe(model, name)
 
-    content = assemble_content(model, modules_all, layers, aliases, probes)
+    content = assemble_content(model, modules_all, layers, aliases, probes, experts_all, counts)
     names = [name for name, _ in model.named_parameters()]
     content.metadata["model_fingerprint"] = fingerprint_tensors(
         (name, param_probes[name]) for name in sorted(names)

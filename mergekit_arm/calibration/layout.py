@@ -8,12 +8,18 @@ Llama/Qwen-style decoder stack (``model.model.layers``, ``model.model.norm``,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
+from mergekit_arm.calibration.experts import (
+    ExpertsModule,
+    require_every_expert_ran,
+    router_modules,
+)
 from mergekit_arm.errors import CalibrationError
 from mergekit_arm.statistics import (
     LayerStatistics,
@@ -24,7 +30,8 @@ from mergekit_arm.statistics import (
 
 
 def linear_modules(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, bool]]:
-    """``weight name -> (module, transposed)`` for every ``nn.Linear`` and GPT-2 ``Conv1D``."""
+    """``weight name -> (module, transposed)`` for every ``nn.Linear``, GPT-2 ``Conv1D`` and
+    mixture-of-experts router (:func:`~mergekit_arm.calibration.experts.router_modules`)."""
     try:
         from transformers.pytorch_utils import Conv1D
     except ImportError:  # pragma: no cover
@@ -35,6 +42,7 @@ def linear_modules(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, b
             found[f"{name}.weight"] = (module, False)
         elif Conv1D and isinstance(module, Conv1D):
             found[f"{name}.weight"] = (module, True)
+    found.update(router_modules(model))
     return found
 
 
@@ -124,23 +132,42 @@ def assemble_content(
     layers: dict[str, LayerStatistics],
     aliases: dict[str, str],
     probes: dict[str, torch.Tensor],
+    experts: dict[str, ExpertsModule] | None = None,
+    counts: dict[str, int] | None = None,
 ) -> StatisticsContent:
     """The file content of a finished pass (shared by both calibration modes); raises
-    unless every linear weight got statistics or an alias (:func:`require_every_layer_ran`)."""
+    unless every linear weight got statistics or an alias (:func:`require_every_layer_ran`)
+    and every expert got routed tokens. ``counts``: the tokens behind each entry, written
+    as the JSON metadata ``entry_tokens`` (an expert's entry counts its routed tokens)."""
     require_every_layer_ran(modules, layers, aliases)
+    require_every_expert_ran(experts or {}, layers)
     linear_names = set(modules)
     other_2d = [
         name for name, p in model.named_parameters() if p.ndim == 2 and name not in linear_names
     ]
     probe_dtype = next(iter(modules.values()))[0].weight.dtype
+    metadata = {"probe_dtype": str(probe_dtype).replace("torch.", "")}
+    if counts:
+        metadata["entry_tokens"] = json.dumps(dict(sorted(counts.items())))
     return StatisticsContent(
         layers=layers,
         probes=probes,
         aliases=dict(aliases),
         transposed=[name for name, (_, transposed) in modules.items() if transposed],
         other_2d_weights=other_2d,
-        metadata={"probe_dtype": str(probe_dtype).replace("torch.", "")},
+        tied_weights=tied_weights(model, modules, other_2d),
+        metadata=metadata,
     )
+
+
+def tied_weights(model: torch.nn.Module, modules: dict[str, tuple[torch.nn.Module, bool]],
+                 other_2d: list[str]) -> dict[str, str]:
+    """``{name: linear weight}`` for each 2-D parameter in ``other_2d`` (no linear map by
+    itself) that is the very parameter of a measured linear module: the input embedding
+    of a tied-embedding model, which is ``lm_head``'s weight (``docs/method.md``)."""
+    params = dict(model.named_parameters())
+    owners = {id(getattr(module, "weight", None)): name for name, (module, _) in modules.items()}
+    return {name: owners[id(params[name])] for name in other_2d if id(params[name]) in owners}
 
 
 def require_every_layer_ran(modules, layers, aliases) -> None:
@@ -164,4 +191,5 @@ __all__ = [
     "resident_probe",
     "skip_logits",
     "stop_forward",
+    "tied_weights",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,12 +20,19 @@ import torch
 from mergekit_arm.calibration.layout import decoder_stack
 from mergekit_arm.errors import CalibrationError, ModelLoadError
 
+#: The layer prefix of a tensor name (``model.layers.3.``): converted tensors of a layer are
+#: read from that layer's stored tensors only.
+_LAYER_PREFIX = re.compile(r"^.*?\.\d+\.")
+
 
 class LazyCheckpoint:
     """Tensors of a model folder's safetensors files, read one at a time on demand.
 
     Every read opens its file and closes it again: a handle kept open keeps every page it
     has read mapped into the process, so resident memory would grow with the model.
+    A name the files do not hold is read through transformers' checkpoint conversion
+    mapping of the folder's ``model_type``, as MergeKit reads it (e.g. Mixtral's
+    ``block_sparse_moe.experts.N.w1/w3.weight`` -> ``mlp.experts.gate_up_proj``).
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:
@@ -46,9 +54,36 @@ class LazyCheckpoint:
                     weight_map.update(dict.fromkeys(handle.keys(), f))
         self.weight_map: dict[str, str] = weight_map
         self.dtype: torch.dtype | None = None  # the dtype the layers are read in
+        config = self.folder / "config.json"
+        try:
+            self.model_type: str | None = json.loads(config.read_text()).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            self.model_type = None
 
     def __contains__(self, name: object) -> bool:
         return name in self.weight_map
+
+    def _sources(self, name: str) -> list[str]:
+        """The stored names a converted tensor ``name`` can come from: those of its layer
+        (``model.layers.3.``) when it has one, else every stored name."""
+        match = _LAYER_PREFIX.match(name)
+        if match is None:
+            return list(self.weight_map)
+        return [key for key in self.weight_map if key.startswith(match.group(0))]
+
+    def can_read(self, name: str) -> bool:
+        """Whether ``name`` is stored or can be converted from stored tensors."""
+        if name in self.weight_map:
+            return True
+        from mergekit.architecture.conversion import can_convert_checkpoint_keys
+
+        return can_convert_checkpoint_keys(self.model_type, set(self._sources(name)), name)
+
+    def _converted(self, name: str) -> torch.Tensor | None:
+        from mergekit.architecture.conversion import convert_checkpoint_tensors
+
+        sources = {key: (lambda key=key: self._get_stored(key)) for key in self._sources(name)}
+        return convert_checkpoint_tensors(self.model_type, sources, name)
 
     def _open(self, file: str):
         from safetensors import safe_open
@@ -61,13 +96,24 @@ class LazyCheckpoint:
         except KeyError:
             raise ModelLoadError(f"{name} is not in the safetensors files of {self.folder}") from None
 
-    def get(self, name: str) -> torch.Tensor:
-        """Tensor ``name`` (a copy in memory; the file is closed again)."""
+    def _get_stored(self, name: str) -> torch.Tensor:
         with self._open(self._file_of(name)) as handle:
             return handle.get_tensor(name)
 
+    def get(self, name: str) -> torch.Tensor:
+        """Tensor ``name`` (a copy in memory; the file is closed again), converted from the
+        stored tensors when the files hold it under its checkpoint names."""
+        if name not in self.weight_map and self.model_type:
+            converted = self._converted(name)
+            if converted is not None:
+                return converted
+        return self._get_stored(name)
+
     def shape(self, name: str) -> tuple[int, ...]:
-        """The shape of tensor ``name``, read from the file header only."""
+        """The shape of tensor ``name``, read from the file header only (converted
+        tensors are read)."""
+        if name not in self.weight_map and self.model_type:
+            return tuple(self.get(name).shape)
         with self._open(self._file_of(name)) as handle:
             return tuple(handle.get_slice(name).get_shape())
 

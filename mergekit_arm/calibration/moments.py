@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mergekit_arm.calibration.experts import expert_inputs
 from mergekit_arm.errors import CalibrationError
 
 #: ``x^T x`` is accumulated as row panels of its lower block triangle, one panel per
@@ -75,9 +76,12 @@ class InputSecondMoments:
     previous hooked module received (q/k/v, gate/up) is recorded as an alias.
     """
 
-    def __init__(self, modules: dict[str, tuple[torch.nn.Module, bool]]) -> None:
+    def __init__(self, modules: dict[str, tuple[torch.nn.Module, bool]],
+                 experts: dict | None = None) -> None:
         self.modules = modules
+        self.experts = experts or {}  # prefix -> calibration.experts.ExpertsModule
         self.accumulators: dict[str, Accumulator] = {}
+        self.counts: dict[str, int] = {}  # tokens behind each entry (kept after finalising)
         self.aliases: dict[str, str] = {}
         self._mask: torch.Tensor | None = None
         self._last_input: torch.Tensor | None = None
@@ -87,6 +91,9 @@ class InputSecondMoments:
     def __enter__(self) -> InputSecondMoments:
         for name, (module, _) in self.modules.items():
             self._handles.append(module.register_forward_pre_hook(self._hook(name)))
+        for spec in self.experts.values():
+            self._handles.append(spec.module.register_forward_pre_hook(
+                self._experts_hook(spec), with_kwargs=True))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -121,16 +128,38 @@ class InputSecondMoments:
             self._last_input, self._last_owner = x, name
             if name in self.aliases:
                 raise CalibrationError(f"input sharing of {name} changed between batches")
-            tokens = self._select_tokens(x.detach()).to(torch.float32)
-            acc = self.accumulators.get(name)
-            if acc is None:
-                dim = tokens.shape[-1]
-                with torch.inference_mode(False):  # a normal tensor: finalised in place later
-                    total = torch.zeros(dim, dim, dtype=torch.float32, device=tokens.device)
-                acc = Accumulator(total, lower_panels(dim))
-                self.accumulators[name] = acc
-            accumulate_lower_gram(acc.total, tokens, acc.panels)
-            acc.count += int(tokens.shape[0])
+            self.add(name, self._select_tokens(x.detach()))
+
+        return hook
+
+    def add(self, name: str, tokens: torch.Tensor) -> None:
+        """Accumulate ``sum_t x_t x_t^T`` of the rows of ``tokens`` (T, in) into entry ``name``."""
+        tokens = tokens.to(torch.float32)
+        acc = self.accumulators.get(name)
+        if acc is None:
+            dim = tokens.shape[-1]
+            with torch.inference_mode(False):  # a normal tensor: finalised in place later
+                total = torch.zeros(dim, dim, dtype=torch.float32, device=tokens.device)
+            acc = Accumulator(total, lower_panels(dim))
+            self.accumulators[name] = acc
+        accumulate_lower_gram(acc.total, tokens, acc.panels)
+        acc.count += int(tokens.shape[0])
+        self.counts[name] = acc.count
+
+    def _experts_hook(self, spec):
+        """Pre-hook of a stacked-experts module: each expert's inputs on its routed tokens
+        (:func:`mergekit_arm.calibration.experts.expert_inputs`)."""
+        def hook(module, args, kwargs):
+            values = list(args) + [kwargs[k] for k in ("hidden_states", "top_k_index") if k in kwargs]
+            if len(values) < 2:
+                raise CalibrationError(f"{spec.up_name}: the experts were called without routing")
+            hidden, top_k_index = values[0].detach(), values[1]
+            mask = self._mask
+            keep = None
+            if mask is not None and hidden.ndim == 2 and hidden.shape[0] == mask.numel():
+                keep = mask.reshape(-1).to(hidden.device)
+            for entry, x in expert_inputs(spec, hidden, top_k_index, keep):
+                self.add(entry, x)
 
         return hook
 
