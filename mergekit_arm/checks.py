@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,21 @@ from pathlib import Path
 import torch
 
 from mergekit_arm.errors import NonFiniteError, OutputCheckError
+from mergekit_arm.model_files import (
+    INDEX_FILES,
+    MERGE_CARD,
+    SINGLE_FILES,
+    TOKENIZER_FILES,
+    TRAINER_STATE,
+    FolderKind,
+    folder_kind,
+    has_tokenizer,
+    is_known_non_weight,
+    is_training_file,
+    merge_sources,
+)
+from mergekit_arm.statistics import FORMAT as STATISTICS_FORMAT
 
-INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
 _CHUNK = 1 << 24  # elements per isfinite() pass: bounded temporary memory
 _TEMPORARY = re.compile(r"^\.(.+\.arm-\d+-[0-9a-f]+\.(tmp|partial|old)|tmp[A-Za-z0-9]{6})$")
 
@@ -69,6 +80,7 @@ class VerifyReport:
     """What :func:`verify_output` checked, and the problems found (``path: reason``)."""
 
     folder: Path
+    kind: FolderKind = "model"
     files: list[str] = field(default_factory=list)
     tensors: int = 0
     problems: list[str] = field(default_factory=list)
@@ -113,7 +125,13 @@ def _weight_map(folder: Path, report: VerifyReport) -> dict[str, str] | None:
     for single in SINGLE_FILES:
         if (folder / single).is_file():
             return {}  # every tensor of the one file
-    report.bad(folder, "holds no weights (model.safetensors, pytorch_model.bin or an index)")
+    if report.kind == "adapter":
+        report.bad(folder, "holds a PEFT adapter (adapter_config.json, adapter_model.*), not "
+                           "a full model; merge it into its base model first (peft's "
+                           "merge_and_unload(), then save_pretrained) and use that folder")
+    else:
+        report.bad(folder, "holds no weights (model.safetensors, pytorch_model.bin or an "
+                           "index); the save or merge did not finish: re-run it")
     return None
 
 
@@ -126,6 +144,12 @@ def _check_weight_file(path: Path, expected: set[str] | None, finite: bool,
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as handle:
+                if (handle.metadata() or {}).get("format") == STATISTICS_FORMAT:
+                    report.bad(path, "holds ARM activation statistics (written by arm-calibrate), "
+                                     "not model weights: the weights were overwritten. Restore "
+                                     "the model from its source and write statistics to a "
+                                     "file outside the model folder")
+                    return
                 names = set(handle.keys())
                 tensors = ((name, handle.get_tensor(name)) for name in sorted(names))
                 _check_tensors(path, tensors, finite, report)
@@ -155,6 +179,61 @@ def _check_tensors(path: Path, tensors: Iterable[tuple[str, torch.Tensor]], fini
             check_finite_state({name: tensor}, path)
 
 
+def _check_training_state(folder: Path, report: VerifyReport) -> None:
+    """A Trainer checkpoint's state: ``trainer_state.json`` is there (written last) and
+    every ``torch.save`` file is a whole archive (its directory, at the end, is read)."""
+    if not (folder / TRAINER_STATE).is_file():
+        report.bad(folder / TRAINER_STATE, "is missing: the Trainer writes it last, so this "
+                   "checkpoint was cut short while saving; resume from an earlier checkpoint "
+                   "or use its weights only if they verify")
+    for path in sorted(folder.iterdir()):
+        if not is_training_file(path.name) or path.suffix not in (".pt", ".pth", ".bin"):
+            continue
+        report.files.append(path.name)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                archive.infolist()
+        except (OSError, zipfile.BadZipFile) as error:
+            report.bad(path, f"unreadable ({_first_line(error)}); this training state is "
+                             "truncated: resume training from an earlier checkpoint (the "
+                             "weights can still be merged if they verify)")
+
+
+def _merge_fix(folder: Path) -> str:
+    sources = merge_sources(folder)
+    source = f" from {sources[0]}" if sources else ""
+    return (f"re-run the merge into an empty folder, or copy the tokenizer files{source} "
+            "into it")
+
+
+def _check_completeness(folder: Path, report: VerifyReport, tokenizer: bool,
+                        card: bool) -> None:
+    """What each kind of folder must hold besides weights and config (module doc)."""
+    if report.kind == "trainer":
+        _check_training_state(folder, report)
+        return
+    if report.kind == "merge":
+        present = [name for name in MERGE_CARD if (folder / name).is_file()]
+        if card and len(present) < len(MERGE_CARD):
+            missing = " and ".join(name for name in MERGE_CARD if name not in present)
+            report.bad(folder, f"is a MergeKit merge without its model card ({missing}): the "
+                               "merge stopped after its weights (MergeKit writes the weights, "
+                               "config.json, the card, then the tokenizer); re-run the merge "
+                               "into an empty folder (pass --no-card if it ran with "
+                               "--no-write-model-card)")
+        if tokenizer and not has_tokenizer(folder):
+            report.bad(folder, "is a MergeKit merge without a tokenizer: the merge stopped "
+                               "after its weights (MergeKit writes the tokenizer last); "
+                               f"{_merge_fix(folder)}")
+        return
+    if tokenizer and not has_tokenizer(folder):
+        report.bad(folder, "has weights and config.json but no tokenizer, as a merge that "
+                           "stopped after its weights leaves it (MergeKit writes the "
+                           "tokenizer last); re-run the merge into an empty folder, or save "
+                           "the tokenizer next to the weights (tokenizer.save_pretrained); "
+                           "pass --no-tokenizer if this model is kept without one on purpose")
+
+
 def _check_tokenizer(folder: Path, report: VerifyReport) -> None:
     present = [name for name in TOKENIZER_FILES if (folder / name).is_file()]
     if not present:
@@ -174,20 +253,26 @@ def _check_tokenizer(folder: Path, report: VerifyReport) -> None:
         report.bad(folder, f"the tokenizer does not load ({_first_line(error)})")
 
 
-def verify_output(folder: str | os.PathLike, finite: bool = True) -> VerifyReport:
+def verify_output(folder: str | os.PathLike, finite: bool = True, tokenizer: bool = True,
+                  card: bool = True) -> VerifyReport:
     """Re-read a finished model folder; the report lists every bad file (none: ``ok``).
 
     Checks: ``config.json`` and every other top-level ``*.json`` parse; the index (if
     any) parses and every file it names exists and holds the tensors assigned to it;
     every tensor of every weight file is readable (and finite, unless ``finite=False``);
-    no weight file outside the index and no temporary file of an interrupted write
-    remains; the tokenizer files parse and ``AutoTokenizer`` loads them.
+    no weight file outside the index (training state and adapter files are not weight
+    files) and no temporary file of an interrupted write remains; the tokenizer files
+    parse and ``AutoTokenizer`` loads them. By the folder's kind
+    (:func:`~mergekit_arm.model_files.folder_kind`): a merge has its card (unless
+    ``card=False``) and a tokenizer, a saved model has a tokenizer (unless
+    ``tokenizer=False``), a Trainer checkpoint has a readable training state.
     """
     folder = Path(folder).expanduser()
     report = VerifyReport(folder)
     if not folder.is_dir():
         report.bad(folder, "is not a folder")
         return report
+    report.kind = folder_kind(folder)
     config = folder / "config.json"
     if not config.is_file():
         report.bad(config, "is missing: the merge did not finish; re-run it")
@@ -215,17 +300,20 @@ def verify_output(folder: str | os.PathLike, finite: bool = True) -> VerifyRepor
             _check_weight_file(path, expected, finite, report)
         used = set(by_file)
         for path in sorted(folder.iterdir()):
-            if path.suffix in (".safetensors", ".bin") and path.name not in used:
+            if path.suffix in (".safetensors", ".bin") and path.name not in used \
+                    and not is_known_non_weight(path.name):
                 report.bad(path, "is a weight file this model's index does not use (a partial "
                                  "shard of an earlier run?); delete it or merge into an empty "
                                  "folder")
+        _check_completeness(folder, report, tokenizer, card)
     _check_tokenizer(folder, report)
     return report
 
 
-def require_valid_output(folder: str | os.PathLike, finite: bool = True) -> VerifyReport:
+def require_valid_output(folder: str | os.PathLike, finite: bool = True,
+                         tokenizer: bool = True, card: bool = True) -> VerifyReport:
     """:func:`verify_output`, raising :class:`OutputCheckError` listing the problems."""
-    report = verify_output(folder, finite)
+    report = verify_output(folder, finite, tokenizer, card)
     if not report.ok:
         raise OutputCheckError(f"{report.folder} is not a complete model:\n  "
                                + "\n  ".join(report.problems))

@@ -5,9 +5,148 @@ weights), ``arm-choose``'s ``OUT/model`` (model files only, hard-linked), rebuil
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from mergekit_arm.checks import verify_output
+from mergekit_arm.scripts.verify import main as verify_main
+
 PACKAGE = Path(__file__).resolve().parents[1] / "mergekit_arm"
+TRAINER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin",
+                       "trainer_state.json")
+
+
+# -- arm-verify on real folders: Trainer checkpoints, merges killed after their weights --------
+def _merge(checkpoints: list[Path], out: Path, patch: dict | None = None) -> Path:
+    """A real ``mergekit`` linear merge of ``checkpoints`` into ``out``; ``patch`` replaces
+    functions of ``mergekit.merge`` (a step that fails), and the failure is swallowed."""
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    from mergekit_arm.choose.build import _forget_loaded_models
+
+    config = MergeConfiguration.model_validate({
+        "merge_method": "linear", "dtype": "float32",
+        "models": [{"model": str(c), "parameters": {"weight": 1.0}} for c in checkpoints]})
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, replacement in (patch or {}).items():
+            monkeypatch.setattr(f"mergekit.merge.{name}", replacement)
+        try:
+            run_merge(config, str(out), MergeOptions(copy_tokenizer=True, lazy_unpickle=True,
+                                                     quiet=True))
+        except OSError:
+            pass  # the merge "crashed" after its weights
+        finally:
+            _forget_loaded_models()
+    return out
+
+
+def _offline(*args, **kwargs):
+    raise OSError("We couldn't connect to 'https://huggingface.co' (offline)")
+
+
+@pytest.fixture(scope="module")
+def merges(tmp_path_factory, tiny_llama_sft) -> dict[str, Path]:
+    """Real merges of the two Trainer checkpoints: complete, killed at the model card (the
+    hub lookup of issue 23 item 7: weights and config only) and with a failed tokenizer
+    copy (MergeKit logs it and finishes: card, no tokenizer)."""
+    root = tmp_path_factory.mktemp("merges")
+    sources = [tiny_llama_sft[5], tiny_llama_sft[10]]
+    return {
+        "complete": _merge(sources, root / "complete"),
+        "killed-at-card": _merge(sources, root / "card", {"generate_card": _offline}),
+        "no-tokenizer-copy": _merge(sources, root / "tok", {"_copy_tokenizer": _offline}),
+    }
+
+
+def _copy(source: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(source, tmp_path / source.name))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _statistics_as_weights(folder: Path) -> None:
+    save_file({"stats.x": torch.ones(2)}, str(folder / "model.safetensors"),
+              metadata={"format": "mergekit-arm-activations"})
+
+
+def _adapter_next_to_weights(folder: Path) -> None:
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    save_file({"a.lora_A.weight": torch.ones(2, 2)}, str(folder / "adapter_model.safetensors"))
+
+
+def _adapter_only(folder: Path) -> None:
+    _adapter_next_to_weights(folder)
+    (folder / "model.safetensors").unlink()
+
+
+# (case, source, change, kwargs, expected kind, problem text or None for ok)
+VERIFY_CASES = [
+    ("trainer-checkpoint", "checkpoint", None, {}, "trainer", None),
+    ("trainer-truncated-optimizer", "checkpoint", lambda f: _truncate(f / "optimizer.pt"), {},
+     "trainer", "optimizer.pt: unreadable"),
+    ("trainer-cut-before-state", "checkpoint", lambda f: (f / "trainer_state.json").unlink(), {},
+     "trainer", "trainer_state.json: is missing"),
+    ("trainer-stray-shard", "checkpoint",
+     lambda f: save_file({"x": torch.ones(1)}, str(f / "model-3.safetensors")), {}, "trainer",
+     "model-3.safetensors: is a weight file this model's index does not use"),
+    ("adapter-next-to-weights", "checkpoint", _adapter_next_to_weights, {}, "trainer", None),
+    ("adapter-only", "base", _adapter_only, {}, "adapter", "holds a PEFT adapter"),
+    ("statistics-as-weights", "base", _statistics_as_weights, {}, "model",
+     "holds ARM activation statistics"),
+    ("saved-model", "base", None, {}, "model", None),
+    ("saved-model-no-tokenizer", "base", lambda f: [p.unlink() for p in f.glob("tokenizer*")],
+     {}, "model", "no tokenizer"),
+    ("saved-model-no-tokenizer-allowed", "base",
+     lambda f: [p.unlink() for p in f.glob("tokenizer*")], {"tokenizer": False}, "model", None),
+    ("merge", "complete", None, {}, "merge", None),
+    ("merge-killed-at-card", "killed-at-card", None, {}, "model", "no tokenizer"),
+    ("merge-without-tokenizer-copy", "no-tokenizer-copy", None, {}, "merge",
+     "MergeKit merge without a tokenizer"),
+    ("merge-card-cut", "complete", lambda f: (f / "README.md").unlink(), {}, "merge",
+     "without its model card (README.md)"),
+    ("merge-card-cut-allowed", "complete", lambda f: (f / "README.md").unlink(),
+     {"card": False}, "merge", None),
+]
+
+
+@pytest.mark.parametrize(("case", "source", "change", "kwargs", "kind", "problem"), VERIFY_CASES,
+                         ids=[case[0] for case in VERIFY_CASES])
+def test_verify_knows_real_folders(tmp_path, tiny_llama, tiny_llama_sft, merges, case, source,
+                                   change, kwargs, kind, problem):
+    origin = {"checkpoint": tiny_llama_sft[10], "base": tiny_llama, **merges}[source]
+    folder = _copy(origin, tmp_path)
+    if source == "checkpoint":  # a real Trainer checkpoint, training state and all
+        assert all((folder / name).is_file() for name in TRAINER_STATE_FILES)
+    if change is not None:
+        change(folder)
+    report = verify_output(folder, **kwargs)
+    assert report.kind == kind
+    if problem is None:
+        assert report.ok, report.problems
+    else:
+        assert any(problem in line for line in report.problems), report.problems
+
+
+def test_verify_cli_names_what_is_missing_and_the_fix(merges, tiny_llama_sft):
+    killed = CliRunner().invoke(verify_main, [str(merges["killed-at-card"])])
+    assert killed.exit_code == 1
+    assert "no tokenizer" in killed.output and "re-run the merge" in killed.output
+    assert sorted(p.name for p in merges["killed-at-card"].iterdir()) == [
+        "config.json", "model.safetensors"]
+    no_copy = CliRunner().invoke(verify_main, [str(merges["no-tokenizer-copy"])])
+    assert no_copy.exit_code == 1 and f"copy the tokenizer files from {tiny_llama_sft[5]}" \
+        in no_copy.output
+    checkpoint = CliRunner().invoke(verify_main, [str(tiny_llama_sft[10])])
+    assert checkpoint.exit_code == 0 and "Trainer checkpoint" in checkpoint.output
 
 
 # -- the package's import graph has no cycle ---------------------------------------------------
