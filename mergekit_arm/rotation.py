@@ -102,6 +102,14 @@ def supported_rank(eigenvalues: torch.Tensor, tokens: int | None = None,
     return k if tokens is None else min(k, max(int(tokens), 0))
 
 
+def cap_to_supported(rank: int, stored: int, width: int, supported: int) -> int:
+    """The rank a merge takes from an entry: ``supported`` when it is below ``r = min(rank,
+    stored)`` and ``r < width``, else ``rank``. At ``r = width`` the kept columns span the
+    whole input space (``S S^T = I``), which no eigenvalue decides: nothing to cap."""
+    r = min(rank, stored)
+    return supported if supported < r < width else rank
+
+
 def select_subspace(
     basis: torch.Tensor,
     eigenvalues: torch.Tensor,

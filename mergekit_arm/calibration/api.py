@@ -26,6 +26,13 @@ from mergekit_arm.calibration.full_pass import collect_statistics_all_at_once
 from mergekit_arm.calibration.layer_pass import collect_statistics_layerwise
 from mergekit_arm.calibration.layout import model_fingerprint
 from mergekit_arm.calibration.lazy import LazyCheckpoint, load_lazy_causal_lm
+from mergekit_arm.calibration.limits import (
+    check_token_ids,
+    effective_max_length,
+    embedding_rows,
+    pad_id_within,
+    report_supported_ranks,
+)
 from mergekit_arm.calibration.mode import choose_mode, folder_config_and_bytes, resolve_mode
 from mergekit_arm.calibration.options import CalibrationMode, CalibrationOptions
 from mergekit_arm.errors import CalibrationError, ModelLoadError, StatisticsError
@@ -133,11 +140,17 @@ def calibrate(
         texts = [t for t in texts if t.strip()][: options.samples]
     source = str(Path(options.data).resolve()) if options.data else "mergekit-arm default corpus"
     token_lists = tokenize_texts(tokenizer, texts, options.max_length)
+    longest = max((len(ids) for ids in token_lists), default=0)
+    max_length = effective_max_length(options.max_length, model.config, longest)  # positions
+    if longest > max_length:
+        token_lists = tokenize_texts(tokenizer, texts, max_length)
     if not token_lists:
         raise CalibrationError(f"calibration data {source} yields no tokens with this tokenizer")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rows = embedding_rows(model)
+    check_token_ids(token_lists, rows, len(tokenizer), options.tokenizer)  # before any forward
+    pad_id = pad_id_within(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, rows)
     if folder is None:
-        mode = resolve_mode(options.mode, model, options.batch_size, options.max_length)
+        mode = resolve_mode(options.mode, model, options.batch_size, max_length)
     compute = resolve_device(options.device) if folder is not None else None
     content, timings = collect_statistics(
         model, token_lists, pad_id, options.rank, options.batch_size, progress, mode, compute
@@ -153,8 +166,9 @@ def calibrate(
             "calibration_source": str(source),
             "num_samples": str(len(token_lists)),
             "num_tokens": str(num_tokens),
-            "max_length": str(options.max_length),
+            "max_length": str(max_length),
             "rank": str(options.rank),
+            "supported_rank": str(report_supported_ranks(content.layers, options.rank)),
             "created_by": f"mergekit-arm {__version__}",
         }
     )
