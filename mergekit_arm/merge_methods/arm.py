@@ -63,7 +63,6 @@ from mergekit_arm.rotation import (
     select_subspace,
 )
 from mergekit_arm.statistics import ActivationStatistics, LayerStatistics, load_statistics
-from mergekit_arm.weight_inputs import weight_input
 
 PAPER_URL = "https://arxiv.org/abs/2602.03237"
 LOG = logging.getLogger(__name__)
@@ -143,6 +142,18 @@ def _open_statistics(path: str | None, entry: TensorEntry, role: str) -> Activat
         raise StatisticsError(f"{error} (the `activations` of {role} {_label(entry)})") from error
 
 
+def _needs_statistics(name: str, tensor: torch.Tensor, stats: list[ActivationStatistics],
+                      vocab_axis: int | None) -> bool:
+    """A 2-D weight needs statistics unless the files list it among the 2-D weights that
+    are no linear map (embeddings); without a file to ask, unless it has a vocabulary axis.
+    (``lm_head`` has one, and is a linear map: calibration measures its input.)"""
+    if tensor.ndim != 2:
+        return False
+    if stats:
+        return not any(name in s.other_2d_weights for s in stats)
+    return vocab_axis is None
+
+
 _FACTORS_LOCK = threading.Lock()
 _FACTORS: OrderedDict[tuple, UpdateFactors | None] = OrderedDict()
 _FACTORS_SIZE = 16
@@ -205,35 +216,14 @@ def _supported_rank(rank: int, name: str,
     return capped
 
 
-@dataclass(frozen=True)
-class StepPlan:
-    """How one weight is stepped: ``factors`` per 2-D matrix (one, or one per expert of a
-    stacked ``(E, out, in)`` tensor; None: the plain step), and whether the matrices are
-    stored ``(in, out)`` (GPT-2 ``Conv1D``)."""
-
-    factors: tuple[UpdateFactors | None, ...]
-    transposed: bool = False
-    stacked: bool = False
-
-
-_PLAIN = StepPlan((None,))
-
-
-def _plain_plan(tensor: torch.Tensor) -> StepPlan:
-    if tensor.ndim == 3:
-        return StepPlan((None,) * tensor.shape[0], stacked=True)
-    return _PLAIN
-
-
 def _statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[str | None],
-                     params: ARMParameters, name: str) -> StepPlan:
-    """The :class:`StepPlan` of this weight; its entries come from
-    :func:`mergekit_arm.weight_inputs.weight_input`."""
+                     params: ARMParameters, name: str) -> tuple[UpdateFactors | None, bool]:
+    """``(factors, transposed)`` of this weight's step; ``(None, False)``: the plain step."""
     cur_tensor = roles.cur.tensor
     rotates = roles.origin is not roles.cur and (
         params.rotation_strength != 0.0 or params.off_subspace != 1.0)
-    if cur_tensor.ndim not in (2, 3) or not (rotates or params.off_subspace != 1.0):
-        return _plain_plan(cur_tensor)
+    if cur_tensor.ndim != 2 or not (rotates or params.off_subspace != 1.0):
+        return None, False
     cur_path = activations[roles.cur.id]
     from_path = activations[roles.origin.id] if roles.origin is not roles.cur else cur_path
     if rotates and from_path and from_path == cur_path:
@@ -246,32 +236,23 @@ def _statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[
     cur_stats = _open_statistics(cur_path, roles.cur, "base_model")
     from_stats = _open_statistics(from_path, roles.origin, "origin") if rotates else cur_stats
     have = [s for s in (cur_stats, from_stats) if s is not None]
-    target = weight_input(
-        name, tuple(cur_tensor.shape),
-        not_linear=frozenset().union(*(s.other_2d_weights for s in have)),
-        have_statistics=bool(have), vocabulary_axis=group.metadata.vocabulary_axis,
-    )
-    if target is None:
-        return _plain_plan(cur_tensor)
     missing_file = cur_stats is None or from_stats is None
-    lacking = [entry for entry in target.entries if not all(entry in s for s in have)]
-    if missing_file or lacking:
-        if params.missing_statistics == "error":
+    if missing_file or not all(name in s for s in have):
+        if _needs_statistics(name, cur_tensor, have, group.metadata.vocabulary_axis) and (
+            params.missing_statistics == "error"
+        ):
             where = (
                 "no `activations` file was given for "
                 + ("base_model" if cur_stats is None else f"the origin {_label(roles.origin)}")
                 if missing_file
-                else f"{lacking[0]} not found in "
-                + " / ".join(str(s.path) for s in have if lacking[0] not in s)
+                else "not found in " + " / ".join(str(s.path) for s in have if name not in s)
             )
-            kind = (f"the stacked experts weight ({len(target.entries)} experts)"
-                    if target.stacked else "the linear weight")
             raise StatisticsError(
-                f"arm: no activation statistics for {kind} {name}: {where}. Run "
+                f"arm: no activation statistics for the linear weight {name}: {where}. Run "
                 "arm-calibrate on the model(s) and set `activations`, or set "
                 "`missing_statistics: plain` to take the plain step W_cur + eta*d for it"
             )
-        return _plain_plan(cur_tensor)
+        return None, False
     if params.strict_calibration and rotates and (
         cur_stats.calibration_fingerprint != from_stats.calibration_fingerprint
     ):
@@ -281,26 +262,21 @@ def _statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[
             "large as the SFT drift. Re-run arm-calibrate on both models with the same "
             "--data/--samples/--max-length (or set strict_calibration: false)"
         )
+    if params.verify_statistics:
+        _check_weight(cur_stats, name, roles.cur)
+        if rotates:
+            _check_weight(from_stats, name, roles.origin)
     transposed = name in cur_stats.transposed  # GPT-2 Conv1D stores (in, out): use W^T
-    factors = []
-    for index, entry in enumerate(target.entries):
-        cur_matrix = target.matrix(cur_tensor, index)
-        if params.verify_statistics:
-            _check_weight(cur_stats, entry, roles.cur, cur_matrix)
-            if rotates:
-                _check_weight(from_stats, entry, roles.origin,
-                              target.matrix(roles.origin.tensor, index))
-        in_features = cur_matrix.shape[0 if transposed else 1]
-        for stats, role in ((cur_stats, roles.cur), (from_stats, roles.origin)):
-            if stats[entry].in_features != in_features:
-                raise StatisticsError(
-                    f"arm: statistics for {entry} in {stats.path} (the `activations` of "
-                    f"{_label(role)}) have input size {stats[entry].in_features}, but the "
-                    f"weight is {tuple(cur_matrix.shape)}: the file comes from another "
-                    "architecture; run arm-calibrate on this model"
-                )
-        factors.append(_update_factors(from_stats, cur_stats, entry, params, cur_tensor.device))
-    return StepPlan(tuple(factors), transposed, target.stacked)
+    in_features = cur_tensor.shape[0 if transposed else 1]
+    for stats, entry in ((cur_stats, roles.cur), (from_stats, roles.origin)):
+        if stats[name].in_features != in_features:
+            raise StatisticsError(
+                f"arm: statistics for {name} in {stats.path} (the `activations` of "
+                f"{_label(entry)}) have input size {stats[name].in_features}, but the weight is "
+                f"{tuple(cur_tensor.shape)}: the file comes from another architecture; run "
+                "arm-calibrate on this model"
+            )
+    return _update_factors(from_stats, cur_stats, name, params, cur_tensor.device), transposed
 
 
 def _check_result(result: torch.Tensor, group: TensorGroup, name: str, learning_rate: float,
@@ -354,53 +330,30 @@ def arm_kernel(
     name = group.metadata.name or "<unnamed tensor>"
     roles = assign_roles(group, origin)
     cur_tensor = roles.cur.tensor
-    target_weights = [float(weight[entry.id]) for entry in roles.targets]
-    if normalize and sum(target_weights) == 0:
-        raise ArmConfigError(
-            f"arm: the targets' weights {target_weights} sum to 0 for {name}, and normalize "
-            "divides the displacement by that sum: change a model's `weight`, or set "
-            "`normalize: false` in the top-level parameters")
     d = combine_displacements(  # a new float32 tensor: the result is written into it
         roles.origin.tensor,
         [entry.tensor for entry in roles.targets],
-        target_weights,
+        [float(weight[entry.id]) for entry in roles.targets],
         normalize=normalize,
     )
-    plan = _statistics_plan(group, roles, activations, params, name)
-    if plan.stacked:  # (E, out, in): expert by expert, each with its own entry's factors
-        result = d
-        for e, factors in enumerate(plan.factors):
-            stepped = _step(cur_tensor[e], d[e], factors, plan.transposed, learning_rate,
-                            off_subspace)
-            if stepped.data_ptr() != result[e].data_ptr():
-                result[e].copy_(stepped)
-    else:
-        result = _step(cur_tensor, d, plan.factors[0], plan.transposed, learning_rate,
-                       off_subspace)
-    _check_result(result, group, name, learning_rate, off_subspace,
-                  written=narrowest(cur_tensor.dtype, written_dtype()))
-    return result.to(dtype=cur_tensor.dtype).contiguous()
-
-
-def _step(w_cur: torch.Tensor, d: torch.Tensor, factors: UpdateFactors | None, transposed: bool,
-          learning_rate: float, off_subspace: float) -> torch.Tensor:
-    """``W_cur + eta d_A`` of one 2-D matrix, written into ``d`` where the fused step runs."""
-    w_cur, d = (w_cur.T, d.T) if transposed else (w_cur, d)
+    factors, transposed = _statistics_plan(group, roles, activations, params, name)
+    w_cur, d = (cur_tensor.T, d.T) if transposed else (cur_tensor, d)
     if step_overflows(learning_rate, off_subspace):  # eta beyond float32: unfused, overflows
         direction = apply_update(torch.zeros_like(d), d, factors, 1.0, off_subspace)
         result = w_cur.to(torch.float32) + float(learning_rate) * direction
     else:
         result = apply_update(w_cur, d, factors, learning_rate, off_subspace, overwrite_d=True)
-    return result.T if transposed else result
+    if transposed:
+        result = result.T
+    _check_result(result, group, name, learning_rate, off_subspace,
+                  written=narrowest(cur_tensor.dtype, written_dtype()))
+    return result.to(dtype=cur_tensor.dtype).contiguous()
 
 
-def _check_weight(stats: ActivationStatistics, name: str, entry: TensorEntry,
-                  matrix: torch.Tensor | None = None) -> None:
-    """``stats.check_weight`` of entry ``name`` against ``matrix`` (default: the input's
-    tensor; an expert's slice for stacked experts); a probe mismatch caused by NaN/Inf
-    weights is reported as such."""
+def _check_weight(stats: ActivationStatistics, name: str, entry: TensorEntry) -> None:
+    """``stats.check_weight``; a probe mismatch caused by NaN/Inf weights is reported as such."""
     try:
-        stats.check_weight(name, entry.tensor if matrix is None else matrix, _label(entry))
+        stats.check_weight(name, entry.tensor, _label(entry))
     except StatisticsError:
         _check_finite(entry, name)
         raise
