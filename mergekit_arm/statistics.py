@@ -18,6 +18,12 @@ Weights that share an input (q/k/v, gate/up) store basis/eigenvalues/trace once;
 expert sees only its routed tokens, fewer than ``num_tokens``) and
 ``supported_rank`` (the fewest directions any entry's tokens support:
 :func:`~mergekit_arm.rotation.supported_rank`) (JSON where structured).
+
+``tied_weights`` (JSON) maps a 2-D weight that is no linear map by itself but shares its
+storage with a linear weight (the input embedding of a tied-embedding model: one matrix
+with ``lm_head``) to that linear weight's entry: the matrix is rotated with the head's
+input statistics under either name (``docs/method.md``, "Tied embeddings"). Files written
+before it existed have none; the merge then takes the tie from the other file, if any.
 """
 
 from __future__ import annotations
@@ -125,6 +131,7 @@ class StatisticsContent:
     aliases: dict[str, str] = field(default_factory=dict)
     transposed: list[str] = field(default_factory=list)
     other_2d_weights: list[str] = field(default_factory=list)
+    tied_weights: dict[str, str] = field(default_factory=dict)  # embedding -> head entry
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -141,6 +148,9 @@ def write_statistics(path: str | os.PathLike, content: StatisticsContent) -> Pat
     for alias, target in content.aliases.items():
         if target not in content.layers:
             raise StatisticsError(f"alias {alias} points to {target}, which has no statistics")
+    for tied, target in content.tied_weights.items():
+        if target not in content.layers and target not in content.aliases:
+            raise StatisticsError(f"tied weight {tied} points to {target}, which has no statistics")
     metadata = {
         **{key: str(value) for key, value in content.metadata.items()},
         "format": FORMAT,
@@ -148,6 +158,7 @@ def write_statistics(path: str | os.PathLike, content: StatisticsContent) -> Pat
         "aliases": json.dumps(content.aliases, sort_keys=True),
         "transposed": json.dumps(sorted(content.transposed)),
         "other_2d_weights": json.dumps(sorted(content.other_2d_weights)),
+        "tied_weights": json.dumps(content.tied_weights, sort_keys=True),
     }
     counts = json.loads(content.metadata.get("entry_tokens", "{}"))  # the pass's own, and
     counts.update({n: int(lay.tokens) for n, lay in content.layers.items() if lay.tokens is not None})
@@ -233,6 +244,8 @@ class ActivationStatistics:
             self.other_2d_weights: frozenset[str] = frozenset(
                 json.loads(self.metadata.get("other_2d_weights", "[]"))
             )
+            self.tied_weights: dict[str, str] = {  # embedding -> head entry (tied models)
+                str(k): str(v) for k, v in json.loads(self.metadata.get("tied_weights", "{}")).items()}
             self.entry_tokens: dict[str, int] = {  # by stored entry; absent: num_tokens
                 str(k): int(v) for k, v in json.loads(self.metadata.get("entry_tokens", "{}")).items()}
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
@@ -240,6 +253,8 @@ class ActivationStatistics:
         self._stored = {k.rsplit(SEPARATOR, 1)[0] for k in keys if k.endswith(f"{SEPARATOR}basis")}
         self._probed = {k.rsplit(SEPARATOR, 1)[0] for k in keys if k.endswith(f"{SEPARATOR}probe")}
         dangling = sorted(f"{a} -> {t}" for a, t in self.aliases.items() if t not in self._stored)
+        dangling += sorted(f"{a} -> {t} (tied)" for a, t in self.tied_weights.items()
+                           if t not in self._stored and t not in self.aliases)
         if dangling:
             raise StatisticsError(
                 f"{self.path}: {len(dangling)} shared-input aliases point to entries the file "
@@ -333,25 +348,46 @@ class ActivationStatistics:
         for name in sorted(self.weight_names):
             self[name]
 
-    def check_weight(self, name: str, weight: torch.Tensor, model_label: str) -> None:
+    def check_weight(self, name: str, weight: torch.Tensor, model_label: str, *,
+                     tensor: str | None = None) -> None:
         """Raise if ``weight`` is not the tensor these statistics were computed from.
 
-        Checks the input dimension against the basis and the stored probe values.
+        Checks the input dimension against the basis and the stored probe values of entry
+        ``name``. ``tensor`` names the weight as the merge sees it where that differs from
+        the entry (a MergeKit ``slices:`` source layer, a tied embedding); default ``name``.
         """
         layer = self[name]
+        tensor = tensor or name
         in_axis = 0 if name in self.transposed else 1
         if weight.ndim != 2 or weight.shape[in_axis] != layer.in_features:
             raise StatisticsError(
                 f"statistics for {name} in {self.path} have input size {layer.in_features}, but "
-                f"{model_label} has {name} of shape {tuple(weight.shape)}: the file was computed "
+                f"{model_label} has {tensor} of shape {tuple(weight.shape)}: the file was computed "
                 "from a different model; run arm-calibrate on this model"
             )
         if layer.probe is not None and not probes_match(layer.probe, weight, self.probe_dtype):
+            if same_model(self.model, model_label):
+                raise StatisticsError(
+                    f"statistics file {self.path} was computed from {model_label}, but its "
+                    f"{tensor} no longer has the values the file recorded for {name}: the model "
+                    f"was changed after calibration. Run `arm-calibrate {model_label} <file>` "
+                    "again and point `activations` at the new file"
+                )
             raise StatisticsError(
                 f"statistics file {self.path} was computed from {self.model}, not from {model_label}: "
-                f"the values of {name} differ. Run `arm-calibrate {model_label} <file>` and point "
+                f"the values of {tensor} differ. Run `arm-calibrate {model_label} <file>` and point "
                 "`activations` at the new file (or set verify_statistics: false to skip this check)"
             )
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model labels (paths as written, or hub ids) name the same model."""
+    if a == b:
+        return True
+    try:
+        return Path(a).exists() and Path(a).resolve() == Path(b).resolve()
+    except (OSError, ValueError):
+        return False
 
 
 _OPEN_LOCK = threading.Lock()

@@ -14,7 +14,9 @@ the *source* model (under MergeKit ``slices:`` the output name may differ):
   one entry per expert, :func:`expert_entry` ``(name, e)``, measured on the tokens the
   router sends to expert ``e`` (docs/method.md, "Mixture-of-experts");
 * everything else (1-D norms and biases, 2-D weights the file lists as no linear map, e.g.
-  input embeddings): no entry, the plain step.
+  untied input embeddings): no entry, the plain step;
+* a tied input embedding (the file's ``tied_weights``): the head's entry, since the
+  matrix is the head's weight.
 
 The MoE router (``mlp.gate.weight``, ``(E, hidden)``, not an ``nn.Linear`` in
 transformers 5) is a 2-D linear map of the MoE block input and has its own entry.
@@ -23,7 +25,7 @@ transformers 5) is a 2-D linear map of the MoE block input and has its own entry
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +81,7 @@ def weight_input(
     not_linear: Container[str] = frozenset(),
     have_statistics: bool = True,
     vocabulary_axis: int | None = None,
+    tied: Mapping[str, str] | None = None,
 ) -> WeightInput | None:
     """The entries that rotate weight ``source_name`` of ``shape``; None: not a linear map of
     ours (the plain step).
@@ -87,12 +90,20 @@ def weight_input(
     (``other_2d_weights``: embeddings). Without a file to ask (``have_statistics=False``) a
     2-D weight with a vocabulary axis (MergeKit's ``vocabulary_axis``) is taken for an
     embedding. (``lm_head`` has one and is a linear map: calibration measures its input.)
+
+    ``tied``: the files' ``tied_weights`` (a tied input embedding -> the head's entry). A
+    tied matrix is one linear map, the head acting on the final hidden states, under every
+    name it is handed (``model.embed_tokens.weight`` by ``mergekit-yaml``, also
+    ``lm_head.weight`` by a state dict): its entry is the head's (docs/method.md, "Tied
+    embeddings"), so every path rotates it alike.
     """
     ndim = len(shape)
     if ndim == 3:
         return stacked_input(source_name, int(shape[0]))
     if ndim != 2:
         return None
+    if tied and source_name in tied:
+        return WeightInput(source_name, (tied[source_name],), False)
     if have_statistics:
         if source_name in not_linear:
             return None
