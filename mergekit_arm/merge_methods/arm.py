@@ -330,10 +330,16 @@ def arm_kernel(
     name = group.metadata.name or "<unnamed tensor>"
     roles = assign_roles(group, origin)
     cur_tensor = roles.cur.tensor
+    target_weights = [float(weight[entry.id]) for entry in roles.targets]
+    if normalize and sum(target_weights) == 0:
+        raise ArmConfigError(
+            f"arm: the targets' weights {target_weights} sum to 0 for {name}, and normalize "
+            "divides the displacement by that sum: change a model's `weight`, or set "
+            "`normalize: false` in the top-level parameters")
     d = combine_displacements(  # a new float32 tensor: the result is written into it
         roles.origin.tensor,
         [entry.tensor for entry in roles.targets],
-        [float(weight[entry.id]) for entry in roles.targets],
+        target_weights,
         normalize=normalize,
     )
     factors, transposed = _statistics_plan(group, roles, activations, params, name)

@@ -34,6 +34,10 @@ OutDtype = Literal["float32", "bfloat16", "float16"]
 Select = Literal["best", "last"]
 
 DEFAULT_CANDIDATES = (0.25, 0.5, 1.0, 2.0)
+MAX_LEARNING_RATE = 1e45
+"""The largest ``learning_rate``/``final_learning_rate`` a stream config accepts."""
+MAX_SEED = 2**32 - 1
+"""Seeds are 0 .. 2^32-1 (what torch, numpy and random all accept)."""
 
 
 class _Section(BaseModel):
@@ -89,6 +93,10 @@ class ScheduleConfig(_Section):
     def _finite_rate(cls, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
+        if value > MAX_LEARNING_RATE:
+            raise ValueError(
+                f"must be at most {MAX_LEARNING_RATE:.0e}: a larger rate moves any weight that "
+                "changes by 1e-6 beyond float32's largest value (typical rates are 0.1 to 2)")
         return value
 
     @field_validator("candidates")
@@ -173,7 +181,7 @@ class StreamConfig(_Section):
     tokenizer: str | None = Field(None, description="tokenizer folder; null = origin's")
     out_dtype: OutDtype | None = Field(None, description="dtype of out/model; null = origin's")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    seed: int = Field(0, description="torch RNG seed of the run")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="torch RNG seed of the run, 0 to 2^32-1")
     trust_remote_code: bool = False
 
     @field_validator("checkpoints", mode="before")
@@ -212,6 +220,7 @@ class StreamConfig(_Section):
                     f"a {self.schedule.decay_kind} decay needs a known number of steps: "
                     "set `watch.max_steps`"
                 )
+        self._check_weights()
         if self.start == START_AVERAGE and self.mode != "fixed":
             raise ValueError("`start: average` (the average of the fixed set) needs mode fixed")
         self._check_selection()
@@ -229,6 +238,23 @@ class StreamConfig(_Section):
                 "the number of directions stored; raise calibration.rank or lower arm.rank"
             )
         return self
+
+    def _check_weights(self) -> None:
+        """With ``arm.normalize``, d divides by the sum of the weights combined in one step
+        (all of them in mode fixed, each one alone otherwise): that sum must not be 0."""
+        if not self.arm.normalize or not self.checkpoints:
+            return
+        weights = [c.weight for c in self.checkpoints]
+        if self.mode == "fixed" and sum(weights) == 0:
+            raise ValueError(
+                f"the checkpoints' weights {weights} sum to 0, and arm.normalize divides the "
+                "displacement by that sum: change a weight, or set `arm: {normalize: false}`")
+        zero = [i for i, w in enumerate(weights) if w == 0]
+        if self.mode != "fixed" and zero:
+            raise ValueError(
+                f"`checkpoints[{zero[0]}].weight` is 0, and mode {self.mode} merges each "
+                "checkpoint alone, dividing by its weight (arm.normalize): give it a non-zero "
+                "weight or remove it")
 
     def _check_selection(self) -> None:
         problem = selection_problem(self.selection, self.validation, self.schedule.kind,
@@ -384,6 +410,8 @@ def load_config(path: str | os.PathLike) -> StreamConfig:
 
 
 __all__ = [
+    "MAX_LEARNING_RATE",
+    "MAX_SEED",
     "ARMParameters",
     "START_AVERAGE",
     "BlockSearchConfig",

@@ -52,10 +52,19 @@ def _kept(records: Sequence[Record]) -> int:
     return next((r["step"] for r in records if r.get("kept")), 0)
 
 
+PLOT_LIMIT = 1e100
+"""Values beyond this magnitude (or non-finite) are left out of the plot: matplotlib cannot
+place ticks around a lone value near float64's largest (``arange: cannot compute length``)."""
+
+
 def _plot_field(ax, records: Sequence[Record], field: str, style: str, **kwargs) -> None:
-    """``field`` against ``step`` for the records that have it."""
+    """``field`` against ``step`` for the records that have a plottable value of it (the
+    label counts the values left out)."""
     having = [r for r in records if r.get(field) is not None]
-    ax.plot([r["step"] for r in having], [r[field] for r in having], style, **kwargs)
+    shown = [r for r in having if math.isfinite(r[field]) and abs(r[field]) <= PLOT_LIMIT]
+    if len(shown) < len(having) and "label" in kwargs:
+        kwargs["label"] += f" ({len(having) - len(shown)} beyond {PLOT_LIMIT:.0e} not drawn)"
+    ax.plot([r["step"] for r in shown], [r[field] for r in shown], style, **kwargs)
 
 
 def _finish_axis(ax, ylabel: str) -> None:
