@@ -5,7 +5,9 @@ Accepted ``--data``:
 
 * ``.txt``: one sample per paragraph (blank-line separated, the default) or per line;
 * ``.jsonl`` / ``.json``: a ``text`` field, or a prompt/response pair (``prompt`` +
-  ``response``, ``question`` + ``answer``, ``instruction`` + ``output``) joined by a newline;
+  ``response``, ``question`` + ``answer``, ``instruction`` + ``output``) joined by a newline,
+  decided row by row (rows of both forms may be mixed); a value that is not a string, half
+  a pair, or a row with neither form is refused naming the row;
 * ``.parquet``: the same columns;
 * a folder: a dataset saved with ``Dataset.save_to_disk`` (split ``train`` if a
   ``DatasetDict``), or a folder of the files above.
@@ -18,9 +20,11 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from mergekit_arm._yaml import short_repr
 from mergekit_arm.calibration.options import TextMode
 from mergekit_arm.errors import CalibrationError
 
@@ -65,23 +69,63 @@ _EXPECTED = {
 }
 
 
-def _rows_to_texts(dataset, source: str, role: TextRole) -> tuple[list[str], str]:
-    """The texts of a dataset's rows, and which field(s) they came from."""
-    columns = set(dataset.column_names)
-    if "text" in columns:
-        return [str(t) for t in dataset["text"] if t is not None], "`text` field"
+def _row_text(row: int, values: dict[str, Any], source: str, role: TextRole) -> str | None:
+    """The text of one row (1-based ``row``): its ``text``, else its first complete pair
+    joined by a newline; None for a row whose every field is null (a blank row). A value
+    that is not a string, half a pair or a row with none of the fields is refused."""
+
+    def string(field: str) -> str:
+        value = values[field]
+        if not isinstance(value, str):
+            raise CalibrationError(
+                f"{role.name} {source}: row {row} has a `{field}` of type "
+                f"{type(value).__name__} ({short_repr(value, 60)}), not a string; write it "
+                "as a quoted string or remove the row")
+        return value
+
+    if values.get("text") is not None:
+        return string("text")
     for prompt, response in PAIR_FIELDS:
-        if {prompt, response} <= columns:
-            return [
-                f"{p}\n{r}"
-                for p, r in zip(dataset[prompt], dataset[response])
-                if p is not None and r is not None
-            ], f"`{prompt}`+`{response}` pair"
-    raise CalibrationError(
-        f"{role.name} {source} has no usable text field: its columns are {sorted(columns)}, "
-        f"expected a `text` field or one of the pairs {[f'{a}+{b}' for a, b in PAIR_FIELDS]}; "
-        "rename the field holding the text to `text`"
-    )
+        present = [f for f in (prompt, response) if values.get(f) is not None]
+        if len(present) == 2:
+            return f"{string(prompt)}\n{string(response)}"
+        if present:
+            missing = response if present[0] == prompt else prompt
+            raise CalibrationError(
+                f"{role.name} {source}: row {row} has `{present[0]}` but no `{missing}`; "
+                f"give both, or the whole text as `text`")
+    others = sorted(k for k, v in values.items() if v is not None)
+    if others:
+        raise CalibrationError(
+            f"{role.name} {source}: row {row} has no `text` and no prompt/response pair "
+            f"(its fields: {', '.join(others)}); every row needs `text` or one of the pairs "
+            f"{[f'{a}+{b}' for a, b in PAIR_FIELDS]}")
+    return None
+
+
+def _rows_to_texts(dataset, source: str, role: TextRole) -> tuple[list[str], str]:
+    """The texts of a dataset's rows, and which field(s) they came from.
+
+    Row by row (a file may mix the forms): a row's ``text`` if it has one, else its
+    prompt/response pair (the first of :data:`PAIR_FIELDS` it holds) joined by a newline.
+    Rows whose fields are all null are blank; anything else unusable is refused naming the row.
+    """
+    columns = list(dataset.column_names)
+    forms = ["`text` field"] if "text" in columns else []
+    forms += [f"`{a}`+`{b}` pair" for a, b in PAIR_FIELDS if {a, b} <= set(columns)]
+    if not forms:
+        raise CalibrationError(
+            f"{role.name} {source} has no usable text field: its columns are {sorted(columns)}, "
+            f"expected a `text` field or one of the pairs {[f'{a}+{b}' for a, b in PAIR_FIELDS]}; "
+            "rename the field holding the text to `text`"
+        )
+    data = {column: dataset[column] for column in columns}
+    texts = []
+    for index in range(len(dataset)):
+        text = _row_text(index + 1, {c: data[c][index] for c in columns}, source, role)
+        if text is not None:
+            texts.append(text)
+    return texts, " or ".join(forms)
 
 
 def _has_text(path: Path, chunk: int = 1 << 16) -> bool:
