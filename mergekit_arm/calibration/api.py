@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from mergekit_arm import __version__
+from mergekit_arm.calibration.check import check_statistics
 from mergekit_arm.calibration.data import (
     TokenBatches,
     calibration_fingerprint,
@@ -25,7 +26,7 @@ from mergekit_arm.calibration.data import (
 from mergekit_arm.calibration.full_pass import collect_statistics_all_at_once
 from mergekit_arm.calibration.layer_pass import collect_statistics_layerwise
 from mergekit_arm.calibration.layout import model_fingerprint
-from mergekit_arm.calibration.lazy import LazyCheckpoint, load_lazy_causal_lm
+from mergekit_arm.calibration.lazy import load_lazy_causal_lm
 from mergekit_arm.calibration.limits import (
     check_token_ids,
     effective_max_length,
@@ -35,14 +36,8 @@ from mergekit_arm.calibration.limits import (
 )
 from mergekit_arm.calibration.mode import choose_mode, folder_config_and_bytes, resolve_mode
 from mergekit_arm.calibration.options import CalibrationMode, CalibrationOptions
-from mergekit_arm.errors import CalibrationError, ModelLoadError, StatisticsError
-from mergekit_arm.models import check_model_folder
-from mergekit_arm.statistics import (
-    ActivationStatistics,
-    StatisticsContent,
-    load_statistics,
-    write_statistics,
-)
+from mergekit_arm.errors import CalibrationError, ModelLoadError
+from mergekit_arm.statistics import StatisticsContent, write_statistics
 
 
 @dataclass
@@ -181,54 +176,6 @@ def calibrate(
         seconds_eigen=timings["eigen"],
         mode=mode,
     )
-
-
-#: Names of input embeddings an untied checkpoint of a tied model stores ``lm_head`` as.
-_EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
-
-
-def check_statistics(
-    path: str | os.PathLike, model: str | os.PathLike, *, trust_remote_code: bool = False
-) -> ActivationStatistics:
-    """Validate a statistics file and check that it was computed from the model folder ``model``.
-
-    Every entry is read and validated; every weight it covers must exist in ``model`` with
-    the shape and the probe values it was computed from
-    (:meth:`~mergekit_arm.statistics.ActivationStatistics.check_weight`); every 2-D weight of
-    ``model`` must be covered, or be listed among the file's ``other_2d_weights``. The
-    weights are read one at a time from the model's safetensors files.
-    """
-    folder = check_model_folder(model)
-    stats = load_statistics(path)  # refuses aliases to entries the file does not hold
-    stats.validate_all()
-    config, _ = folder_config_and_bytes(folder, trust_remote_code)
-    text = getattr(config, "get_text_config", lambda: config)()
-    tied = bool(getattr(text, "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False))
-    weights = LazyCheckpoint(folder)
-    embedding = next((n for n in weights.weight_map if n.endswith(_EMBEDDING_SUFFIXES)), None)
-    label = str(folder)
-    for name in sorted(stats.weight_names):
-        stored = name
-        if name not in weights and tied and name.endswith("lm_head.weight") and embedding:
-            stored = embedding  # tied: lm_head is the input embedding
-        if stored not in weights:
-            raise StatisticsError(
-                f"statistics file {stats.path} has statistics for {name}, which {label} does not "
-                f"have: the file was computed from a different model ({stats.model}); run "
-                f"`arm-calibrate {label} <file>`"
-            )
-        stats.check_weight(name, weights.get(stored), label)
-    uncovered = [
-        name for name in sorted(weights.weight_map)
-        if len(weights.shape(name)) == 2 and name not in stats and name not in stats.other_2d_weights
-    ]
-    if uncovered:
-        raise StatisticsError(
-            f"statistics file {stats.path} has no entries for {len(uncovered)} weights of {label} "
-            f"(e.g. {uncovered[0]}): it was computed from a different model ({stats.model}); run "
-            f"`arm-calibrate {label} <file>`"
-        )
-    return stats
 
 
 __all__ = ["CalibrationResult", "calibrate", "check_statistics", "collect_statistics"]

@@ -1,0 +1,106 @@
+"""``arm-calibrate MODEL FILE --check``: does a statistics file belong to a model folder?
+
+The model's weights are named and shaped as transformers 5 builds the model (and as
+MergeKit 0.1.5 hands them to the merge): a Mixtral checkpoint stored with
+``block_sparse_moe.experts.N.w1.weight`` is checked as ``mlp.experts.gate_up_proj``
+``(E, 2I, H)``. Which entries each weight needs comes from
+:func:`mergekit_arm.weight_inputs.weight_input`, the mapping the merge uses.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mergekit_arm.calibration.lazy import LazyCheckpoint
+from mergekit_arm.errors import ModelLoadError, StatisticsError
+from mergekit_arm.models import check_model_folder, load_model_config, not_a_causal_lm
+from mergekit_arm.statistics import ActivationStatistics, load_statistics
+from mergekit_arm.weight_inputs import weight_input
+
+#: Names of input embeddings an untied checkpoint of a tied model stores ``lm_head`` as.
+_EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight")
+
+
+def model_weight_shapes(folder, trust_remote_code: bool = False) -> tuple[dict[str, tuple[int, ...]], bool]:
+    """``({name: shape}, tied)`` of every parameter of the causal LM in ``folder``, as
+    transformers names it (built on the meta device: nothing is read), tied ones included."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    config = load_model_config(folder, trust_remote_code)
+    try:
+        with init_empty_weights(include_buffers=False):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except ValueError as error:
+        raise not_a_causal_lm(folder, config, error) from error
+    text = getattr(config, "get_text_config", lambda: config)()
+    tied = bool(getattr(text, "tie_word_embeddings", False)
+                or getattr(config, "tie_word_embeddings", False))
+    if tied:
+        model.tie_weights()
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters(remove_duplicate=False)}
+    return shapes, tied
+
+
+def check_statistics(
+    path: str | os.PathLike, model: str | os.PathLike, *, trust_remote_code: bool = False
+) -> ActivationStatistics:
+    """Validate a statistics file and check that it was computed from the model folder ``model``.
+
+    Every entry is read and validated; every weight of ``model`` that
+    :func:`~mergekit_arm.weight_inputs.weight_input` maps to entries (2-D linear weights,
+    each expert of stacked experts, MoE routers) must have them, with the shape and the
+    probe values they were computed from
+    (:meth:`~mergekit_arm.statistics.ActivationStatistics.check_weight`), and the file must
+    hold no entry the model has no weight for. Weights are read one at a time from the
+    model's safetensors files (converted from the checkpoint's names where needed).
+    """
+    folder = check_model_folder(model)
+    stats = load_statistics(path)  # refuses aliases to entries the file does not hold
+    stats.validate_all()
+    shapes, tied = model_weight_shapes(folder, trust_remote_code)
+    weights = LazyCheckpoint(folder)
+    embedding = next((n for n in weights.weight_map if n.endswith(_EMBEDDING_SUFFIXES)), None)
+    label = str(folder)
+    tied_entries = getattr(stats, "tied_weights", None) or {}
+    extra = {"tied": tied_entries} if tied_entries else {}
+    expected: set[str] = set()
+    uncovered: list[str] = []
+    for name in sorted(shapes):
+        target = weight_input(name, shapes[name], not_linear=stats.other_2d_weights, **extra)
+        if target is None:
+            continue
+        expected.update(target.entries)
+        lacking = [entry for entry in target.entries if entry not in stats]
+        if lacking:
+            uncovered.append(lacking[0])
+            continue
+        stored = name
+        if not weights.can_read(name) and tied and name.endswith("lm_head.weight") and embedding:
+            stored = embedding  # tied: lm_head is the input embedding
+        try:
+            tensor = weights.get(stored)
+        except ModelLoadError as error:
+            raise StatisticsError(
+                f"cannot check {path} against {label}: {name} cannot be read from its "
+                f"safetensors files ({error})"
+            ) from error
+        for entry, matrix in target.matrices(tensor):
+            stats.check_weight(entry, matrix, label)
+    if uncovered:
+        raise StatisticsError(
+            f"statistics file {stats.path} has no entries for {len(uncovered)} weights of {label} "
+            f"(e.g. {uncovered[0]}): it was computed from a different model ({stats.model}); run "
+            f"`arm-calibrate {label} <file>`"
+        )
+    foreign = sorted(stats.weight_names - expected - set(stats.other_2d_weights))
+    if foreign:
+        raise StatisticsError(
+            f"statistics file {stats.path} has statistics for {foreign[0]}, which {label} does "
+            f"not have: the file was computed from a different model ({stats.model}); run "
+            f"`arm-calibrate {label} <file>`"
+        )
+    return stats
+
+
+__all__ = ["check_statistics", "model_weight_shapes"]
