@@ -7,7 +7,8 @@ for. Step ``t`` goes ``c_{t-1} -> c_t`` (the origin -> ``c_1`` first):
 ``W <- W + eta_t * ARM(c_t - c_{t-1})``, with the config's schedule, keep-best and
 calibration.
 
-* ``on_train_begin``: validate the config, open (or resume) the stream in ``out``
+* ``on_train_begin``: validate the config, refuse a model that is not ``origin`` (a few
+  tensors compared, before the first step), open (or resume) the stream in ``out``
   (default ``OUTPUT_DIR/arm-stream``); a resumed Trainer first merges the complete
   checkpoints up to its resume point that the stream has not consumed yet;
 * ``on_save``: merge ``OUTPUT_DIR/checkpoint-{global_step}`` if it passes the watch
@@ -101,6 +102,50 @@ def _model_origin(model: Any, source: str) -> str:
         f"ARMCallback config {source}: set `origin:` (the model folder training started "
         f"from); the trained model's name_or_path {name!r} is not a local model folder"
     )
+
+
+ORIGIN_PROBES = 8  # tensors compared between the trained model and `origin`
+
+
+def check_starts_at_origin(model: Any, origin: Path, source: str) -> None:
+    """Refuse a Trainer whose model, before its first step, is not ``origin``: up to
+    :data:`ORIGIN_PROBES` tensors (same name and shape in the model and in origin's
+    safetensors, spread over the model) must hold origin's probe values, compared at the
+    coarser of the two dtypes. The stream's first step measures ``c_1 - origin``: from
+    another model it would add that model's difference to every merge.
+    Nothing is compared when no tensor pairs up (renamed, quantized, ``.bin`` weights)."""
+    from safetensors import safe_open
+
+    from mergekit_arm.statistics import probes_match, weight_probe
+
+    state_dict = getattr(model, "state_dict", None)
+    if state_dict is None:
+        return
+    weights = {name: tensor for name, tensor in state_dict().items()
+               if torch.is_tensor(tensor) and tensor.is_floating_point()}
+    files = sorted(origin.glob("*.safetensors"))
+    pairs: list[tuple[str, Path]] = []
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            pairs += [(name, file) for name in handle.keys()  # noqa: SIM118 - not a dict
+                      if name in weights and tuple(handle.get_slice(name).get_shape())
+                      == tuple(weights[name].shape)]
+    if not pairs:
+        logger.info("ARMCallback: no tensor of %s pairs up with the trained model's; the "
+                    "model training starts from is not compared with it", origin)
+        return
+    chosen = [pairs[round(i * (len(pairs) - 1) / max(1, ORIGIN_PROBES - 1))]
+              for i in range(min(ORIGIN_PROBES, len(pairs)))]
+    for name, file in dict(chosen).items():
+        with safe_open(str(file), framework="pt") as handle:
+            stored = handle.get_tensor(name)
+        if not probes_match(weight_probe(stored), weights[name], stored.dtype):
+            raise ArmConfigError(
+                f"ARMCallback config {source}: the Trainer's model is not `origin` "
+                f"{origin}: tensor {name} differs before the first training step. The "
+                "stream measures each checkpoint against origin, so set `origin:` to the "
+                "folder the model was loaded from (or save the model with save_pretrained "
+                "before training and point `origin:` there)")
 
 
 @contextmanager
@@ -198,6 +243,8 @@ class ARMCallback(TrainerCallback):
                 "merge the adapter into each checkpoint and run arm-stream on those folders")
         output_dir = Path(args.output_dir).expanduser().resolve()
         config = callback_config(self.data, self.source, output_dir, model)
+        if state.global_step == 0 and model is not None:  # resumed: the model moved on
+            check_starts_at_origin(model, Path(config.origin), self.source)
         out = (self.out if self.out is not None else output_dir / DEFAULT_OUT).expanduser()
         out = out.resolve()
         stale = OPEN_STREAMS.get(out)
@@ -311,5 +358,5 @@ class ARMCallback(TrainerCallback):
                     "-" if loss is None else f"{loss:.4f}")
 
 
-__all__ = ["ARMCallback", "DEFAULT_OUT", "StreamSession", "callback_config",
-           "training_rng_preserved"]
+__all__ = ["ARMCallback", "DEFAULT_OUT", "ORIGIN_PROBES", "StreamSession", "callback_config",
+           "check_starts_at_origin", "training_rng_preserved"]
