@@ -238,7 +238,8 @@ def load_lazy_causal_lm(
     if stack is None:
         raise CalibrationError(
             f"{folder} ({type(model).__name__}) does not have the model.model.layers / "
-            "model.model.norm / model.lm_head layout that layer-sequential calibration needs"
+            "model.model.norm / model.lm_head layout that layer-sequential calibration needs; "
+            "calibrate it with --mode all-at-once (or auto, which picks it for this layout)"
         )
     placement = LazyPlacement(model, checkpoint, torch.device("cpu"), wanted)
     layer_params = {id(p) for p in stack.layers.parameters()}
