@@ -38,7 +38,9 @@ def free_memory(device: str | torch.device) -> int:
 
 
 class _Sizes(NamedTuple):
-    """The sizes of a Llama-like config (0 where missing)."""
+    """The sizes of a Llama-like config (0 where missing); ``experts`` > 0 for a
+    mixture-of-experts config (Mixtral ``num_local_experts``, Qwen3-MoE ``num_experts``),
+    whose experts' width is ``moe_inter``."""
 
     hidden: int
     inter: int
@@ -47,6 +49,8 @@ class _Sizes(NamedTuple):
     kv_heads: int
     head_dim: int
     vocab: int
+    experts: int = 0
+    moe_inter: int = 0
 
 
 def _sizes(config) -> _Sizes:
@@ -56,15 +60,19 @@ def _sizes(config) -> _Sizes:
         return int(getattr(text, name, 0) or 0)
 
     hidden, heads = size("hidden_size"), size("num_attention_heads")
+    experts = size("num_local_experts") or size("num_experts")
     return _Sizes(hidden, size("intermediate_size"), size("num_hidden_layers"), heads,
                   size("num_key_value_heads") or heads,
-                  size("head_dim") or (hidden // heads if heads else 0), size("vocab_size"))
+                  size("head_dim") or (hidden // heads if heads else 0), size("vocab_size"),
+                  experts, size("moe_intermediate_size") or size("intermediate_size"))
 
 
 def accumulator_bytes(config) -> int:
-    """float32 bytes of the all-at-once pass's ``in x in`` accumulators (Llama-like layout)."""
+    """float32 bytes of the all-at-once pass's ``in x in`` accumulators (Llama-like layout;
+    with experts: the router's input and each expert's two inputs)."""
     z = _sizes(config)
-    per_layer = 2 * z.hidden**2 + (z.heads * z.head_dim) ** 2 + z.inter**2
+    mlp = z.hidden**2 + z.experts * (z.hidden**2 + z.moe_inter**2) if z.experts else z.inter**2
+    per_layer = 2 * z.hidden**2 + (z.heads * z.head_dim) ** 2 + mlp
     return 4 * (z.layers * per_layer + z.hidden**2)
 
 
@@ -73,7 +81,9 @@ def parameter_count(config) -> int:
     z = _sizes(config)
     attn = z.hidden * z.head_dim * (2 * z.heads + 2 * z.kv_heads)
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    return z.layers * (attn + 3 * z.hidden * z.inter) + z.vocab * z.hidden * (1 if tied else 2)
+    mlp = (z.experts * (3 * z.hidden * z.moe_inter + z.hidden) if z.experts
+           else 3 * z.hidden * z.inter)
+    return z.layers * (attn + mlp) + z.vocab * z.hidden * (1 if tied else 2)
 
 
 def choose_mode(
