@@ -36,12 +36,13 @@ def _text_config(config):
 
 def position_limit(config) -> tuple[int, str] | None:
     """``(limit, field)``: the first of :data:`POSITION_FIELDS` the (text) config sets to a
-    positive integer; None when it states no limit."""
+    positive integer, ``field`` as config.json names it (GPT-2: ``n_positions``); None when
+    it states no limit."""
     text = _text_config(config)
     for field in POSITION_FIELDS:
         value = getattr(text, field, None)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value, field
+            return value, getattr(text, "attribute_map", {}).get(field, field)  # as config.json
     return None
 
 

@@ -41,11 +41,13 @@ from mergekit_arm.choose.config import (
     parse_choose_config,
 )
 from mergekit_arm.choose.pick import lowest_loss
+from mergekit_arm.choose.references import choose_inputs
 from mergekit_arm.choose.report import CandidateScore, leaderboard_markdown, model_card_section
 from mergekit_arm.errors import ArmError, ModelLoadError
 from mergekit_arm.evaluation import heldout_loss
 from mergekit_arm.heldout import heldout_batches, quiet_transformers
 from mergekit_arm.models import load_causal_lm, load_tokenizer, resolve_device
+from mergekit_arm.paths import PathRole, check_outputs_apart, writes_output
 
 logger = logging.getLogger("mergekit_arm.choose")
 
@@ -206,12 +208,15 @@ def _open_out(out: Path) -> None:
     (out / INTERNAL).mkdir(parents=True, exist_ok=True)
 
 
+@writes_output("Builds finished before stay in OUT and are reused when the same command "
+               "runs again where OUT can be written")
 def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os.PathLike, *,
                restart: bool = False, progress: bool = True) -> ChooseResult:
     """Build (or reuse) every candidate of ``config`` in ``out``, score each on
     ``validation`` and write the lowest-loss one to ``out/model``."""
     cfg = _as_config(config)
     root = Path(out).expanduser().resolve()
+    check_outputs_apart([PathRole("OUT", out, "folder")], choose_inputs(cfg))
     _open_out(root)
     lock = FileLock(str(root / INTERNAL / "lock"))
     try:
