@@ -100,6 +100,22 @@ def _load_for_mode(folder: str | os.PathLike, options: CalibrationOptions) -> tu
     return load_causal_lm(folder, options.dtype, options.device, options.trust_remote_code), mode
 
 
+def check_out_apart(model: str | os.PathLike | torch.nn.Module, out: str | os.PathLike,
+                    options: CalibrationOptions) -> None:
+    """Refuse an ``out`` that is, or lies inside, an input: the model folder (of a loaded
+    model too, when it came from one), ``--tokenizer`` or ``--data``
+    (:func:`~mergekit_arm.paths.check_outputs_apart`)."""
+    from mergekit_arm.paths import PathRole, check_outputs_apart, input_roles
+
+    if isinstance(model, torch.nn.Module):
+        origin = getattr(getattr(model, "config", None), "_name_or_path", None)
+        folder = origin if isinstance(origin, str) and origin and Path(origin).is_dir() else None
+    else:
+        folder = model
+    check_outputs_apart([PathRole("OUT", out, "file")], input_roles(
+        [("MODEL", folder), ("--tokenizer", options.tokenizer), ("--data", options.data)]))
+
+
 def calibrate(
     model: str | os.PathLike | torch.nn.Module,
     out: str | os.PathLike,
@@ -118,6 +134,7 @@ def calibrate(
     from mergekit_arm.models import load_tokenizer, resolve_device
 
     options = options or CalibrationOptions()
+    check_out_apart(model, out, options)
     folder = None
     if isinstance(model, torch.nn.Module):
         if tokenizer is None:
@@ -178,4 +195,5 @@ def calibrate(
     )
 
 
-__all__ = ["CalibrationResult", "calibrate", "check_statistics", "collect_statistics"]
+__all__ = ["CalibrationResult", "calibrate", "check_out_apart", "check_statistics",
+           "collect_statistics"]

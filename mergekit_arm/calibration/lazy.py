@@ -25,6 +25,20 @@ from mergekit_arm.errors import CalibrationError, ModelLoadError
 _LAYER_PREFIX = re.compile(r"^.*?\.\d+\.")
 
 
+def is_statistics_file(path: Path) -> bool:
+    """Whether a ``.safetensors`` file is an ``arm-calibrate`` statistics file (its header
+    says so): one stored inside the model folder it describes is not a weight shard."""
+    from safetensors import safe_open
+
+    from mergekit_arm.statistics import FORMAT
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("format") == FORMAT
+    except Exception:
+        return False  # not readable as safetensors: left to the weight reader's own error
+
+
 class LazyCheckpoint:
     """Tensors of a model folder's safetensors files, read one at a time on demand.
 
@@ -42,7 +56,8 @@ class LazyCheckpoint:
             weight_map = json.loads(index.read_text())["weight_map"]
             files = sorted(set(weight_map.values()))
         else:
-            files = sorted(p.name for p in self.folder.glob("*.safetensors"))
+            files = sorted(p.name for p in self.folder.glob("*.safetensors")
+                           if not is_statistics_file(p))
             weight_map = None
         if not files:
             raise ModelLoadError(f"{self.folder} has no .safetensors files to read lazily")

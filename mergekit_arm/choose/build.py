@@ -17,6 +17,7 @@ from mergekit_arm._io import atomic_directory
 from mergekit_arm._yaml import load_yaml_file
 from mergekit_arm.checks import require_valid_output
 from mergekit_arm.choose.config import CandidateEntry, ChooseConfig
+from mergekit_arm.choose.references import absolute_model_paths
 from mergekit_arm.errors import ArmConfigError, ArmError, ModelLoadError, find_arm_error
 from mergekit_arm.merge_methods.arm_parameters import MergeParameterError, check_merge_parameters
 from mergekit_arm.models import check_model_folder
@@ -25,7 +26,6 @@ from mergekit_arm.stream.recipe_config import texts_overlap
 
 logger = logging.getLogger("mergekit_arm.choose")
 
-MODEL_PATH_KEYS = ("model", "base_model")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
 
 
@@ -58,23 +58,6 @@ def spec_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _absolute_model_paths(node: Any) -> Any:
-    """The mergekit config with every ``model``/``base_model`` string that names an existing
-    local path made absolute (mergekit resolves them from the current folder, and its model
-    card asks the hub about short relative names)."""
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            if key in MODEL_PATH_KEYS and isinstance(value, str) and Path(value).expanduser().exists():
-                out[key] = str(Path(value).expanduser().resolve())
-            else:
-                out[key] = _absolute_model_paths(value)
-        return out
-    if isinstance(node, list):
-        return [_absolute_model_paths(item) for item in node]
-    return node
-
-
 def mergekit_configuration(entry: CandidateEntry):
     """The candidate's validated ``MergeConfiguration`` (an error names the candidate)."""
     from mergekit.config import MergeConfiguration
@@ -86,7 +69,7 @@ def mergekit_configuration(entry: CandidateEntry):
     else:
         data = source
     try:
-        config = MergeConfiguration.model_validate(_absolute_model_paths(data))
+        config = MergeConfiguration.model_validate(absolute_model_paths(data))
         check_merge_parameters(config)
         return config
     except MergeParameterError as error:

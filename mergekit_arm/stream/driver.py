@@ -23,8 +23,9 @@ from typing_extensions import Unpack
 
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.heldout import quiet_transformers
+from mergekit_arm.paths import PathRole, check_outputs_apart, output_write_errors
 from mergekit_arm.stream.config import StreamConfig, parse_config, read_config_file
-from mergekit_arm.stream.inputs import check_paths
+from mergekit_arm.stream.inputs import check_paths, input_paths
 from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.runner import StreamRunner
 from mergekit_arm.stream.state import OutLayout, open_state, remove_partial_writes, save_state
@@ -32,6 +33,8 @@ from mergekit_arm.stream.state import OutLayout, open_state, remove_partial_writ
 logger = logging.getLogger("mergekit_arm.stream")
 
 LOG_FILE = "arm-stream.log"
+AFTER_WRITE_ERROR = ("Steps completed before stay in OUT; run the same command again once OUT "
+                     "can be written to resume after them")
 
 
 def config_data(config: StreamConfig | str | os.PathLike | Mapping) -> tuple[str, Any]:
@@ -98,7 +101,16 @@ def open_stream(
     register()
     resolved = _as_config(config, watch)
     check_paths(resolved)
-    layout = OutLayout(out)
+    check_outputs_apart([PathRole("OUT", out, "folder")], input_paths(resolved))
+    with output_write_errors(out, AFTER_WRITE_ERROR), \
+            _locked_stream(resolved, OutLayout(out), restart, progress) as runner:
+        yield runner
+
+
+@contextmanager
+def _locked_stream(resolved: StreamConfig, layout: OutLayout, restart: bool,
+                   progress: bool) -> Iterator[StreamRunner]:
+    """:func:`open_stream` once the config and paths are checked: OUT locked and logged."""
     if layout.root.exists() and not layout.root.is_dir():
         raise ArmError(f"OUT {layout.root} exists and is not a folder")
     if layout.root.is_dir() and not layout.internal.exists() and any(layout.root.iterdir()):

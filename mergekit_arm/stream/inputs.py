@@ -16,6 +16,7 @@ import torch
 from mergekit_arm.checks import check_finite_state
 from mergekit_arm.errors import ArmConfigError, ModelLoadError
 from mergekit_arm.models import DTYPES, load_causal_lm, safetensors_shapes
+from mergekit_arm.paths import PathRole, input_roles
 from mergekit_arm.stream.config import StreamConfig
 from mergekit_arm.stream.watch import weight_files
 
@@ -58,6 +59,22 @@ def check_paths(config: StreamConfig) -> None:
     for key, value in others:
         if value is not None and not Path(value).exists():
             raise ArmConfigError(f"`{key}`: {value} does not exist")
+
+
+def input_paths(config: StreamConfig, prefix: str = "") -> list[PathRole]:
+    """Every path the stream reads, named by its config key (``prefix`` before each): the
+    models, tokenizer and texts, and the watched run (its ``checkpoint-*`` folders only)."""
+    start = None if config.starts_from_average() else config.start
+    pairs = [("origin", config.origin), ("start", start), ("tokenizer", config.tokenizer),
+             ("calibration.data", config.calibration.data)]
+    pairs += [(f"checkpoints[{i}].model", c.model) for i, c in enumerate(config.checkpoints)]
+    for section in ("validation", "selection"):
+        if getattr(config, section) is not None:
+            pairs.append((f"{section}.data", getattr(config, section).data))
+    roles = input_roles((f"{prefix}`{key}`", path) for key, path in pairs)
+    if config.mode == "watch":
+        roles += input_roles([(f"{prefix}`watch.dir`", config.watch.dir)], kind="run")
+    return roles
 
 
 def saved_dtype(folder: Path) -> torch.dtype:
@@ -159,4 +176,5 @@ class ModelLoader:
                 )
 
 
-__all__ = ["InputModel", "ModelLoader", "check_paths", "file_shapes", "saved_dtype"]
+__all__ = ["InputModel", "ModelLoader", "check_paths", "file_shapes", "input_paths",
+           "saved_dtype"]

@@ -1,0 +1,115 @@
+"""Local paths in ``arm-choose``'s candidates: made absolute for MergeKit, listed as inputs.
+
+MergeKit reads a model reference (``path``, ``path@revision``, ``path+lora``) from the
+current folder, but its model card asks the Hugging Face Hub about any reference with at
+most one slash that does not start with ``/`` or ``~`` (``sft-run/checkpoint-20``): offline
+that kills a merge after every tensor is written. Every reference that names an existing
+local path is therefore made absolute before MergeKit sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mergekit_arm.choose.config import CandidateEntry, ChooseConfig
+from mergekit_arm.errors import ArmError
+from mergekit_arm.paths import PathRole, input_roles
+
+#: Keys of a MergeKit config whose string values are model references (or model paths).
+REFERENCE_KEYS = ("model", "base_model", "tokenizer_source", "source", "lora", "path")
+#: Tokenizer sources that are keywords, not paths.
+KEYWORDS = ("union", "base")
+
+
+def _absolute_path(text: str) -> str:
+    """``path[@revision]`` with ``path`` absolute when it exists locally."""
+    path, at, revision = text.partition("@")
+    local = Path(path).expanduser()
+    if path and local.exists():
+        return str(local.resolve()) + at + revision
+    return text
+
+
+def absolute_reference(text: str) -> str:
+    """A MergeKit model reference string (``path[@rev][+lora[@rev]]``) with its local paths
+    absolute; anything else unchanged (MergeKit refuses a malformed one itself)."""
+    parts = text.split("+")
+    if len(parts) > 2:
+        return text
+    return "+".join(_absolute_path(part) for part in parts)
+
+
+def _walk(node: Any, where: str, found: list[tuple[str, str]]) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key in REFERENCE_KEYS and isinstance(value, str) and value not in KEYWORDS:
+                out[key] = absolute_reference(value)
+                found += [(here, part.partition("@")[0]) for part in out[key].split("+")
+                          if part.startswith("/")]
+            else:
+                out[key] = _walk(value, here, found)
+        return out
+    if isinstance(node, list):
+        return [_walk(item, f"{where}[{i}]", found) for i, item in enumerate(node)]
+    return node
+
+
+def absolute_model_paths(data: Any) -> Any:
+    """The MergeKit config (a parsed mapping) with every model reference that names an
+    existing local path made absolute."""
+    return _walk(data, "", [])
+
+
+def local_references(data: Any) -> list[tuple[str, str]]:
+    """``(key path, absolute path)`` of every local model path a MergeKit config reads."""
+    found: list[tuple[str, str]] = []
+    _walk(data, "", found)
+    return found
+
+
+def _mergekit_data(entry: CandidateEntry) -> Any:
+    from mergekit_arm._yaml import load_yaml_file
+
+    if isinstance(entry.mergekit, str):
+        return load_yaml_file(entry.mergekit, f"candidate `{entry.name}`: mergekit config")
+    return entry.mergekit
+
+
+def _candidate_inputs(entry: CandidateEntry) -> Iterator[PathRole]:
+    label = f"candidate `{entry.name}`"
+    if entry.model is not None:
+        yield PathRole(f"{label} (`model`)", entry.model)
+    try:  # a config that cannot be read is reported by its build, with its own message
+        if entry.mergekit is not None:
+            for key, path in local_references(_mergekit_data(entry)):
+                yield PathRole(f"{label} (mergekit `{key}`)", path)
+        if entry.stream is not None:
+            from mergekit_arm.stream.config import load_config, parse_config
+            from mergekit_arm.stream.inputs import input_paths
+
+            stream = (parse_config(entry.stream, label) if isinstance(entry.stream, dict)
+                      else load_config(entry.stream)).resolved()
+            yield from input_paths(stream, prefix=f"{label}'s stream ")
+    except ArmError:
+        return
+
+
+def choose_inputs(config: ChooseConfig) -> list[PathRole]:
+    """Every path an ``arm-choose`` run reads: each candidate's models, texts and
+    tokenizer (those of its MergeKit or stream config too), the held-out texts, the
+    scoring tokenizer, ``origin`` and ``checkpoints``."""
+    roles = input_roles([("`validation.data`", config.validation.data),
+                         ("`tuning.data`", config.tuning.data if config.tuning else None),
+                         ("`tokenizer`", config.tokenizer), ("`origin`", config.origin)])
+    roles += input_roles((f"`checkpoints[{i}]`", path)
+                         for i, path in enumerate(config.checkpoints))
+    for entry in config.candidates:
+        roles += list(_candidate_inputs(entry))
+    return roles
+
+
+__all__ = ["absolute_model_paths", "absolute_reference", "choose_inputs", "local_references"]
