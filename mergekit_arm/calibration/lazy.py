@@ -39,6 +39,17 @@ def is_statistics_file(path: Path) -> bool:
         return False  # not readable as safetensors: left to the weight reader's own error
 
 
+def no_safetensors_message(folder: Path) -> str:
+    """Why a model folder without safetensors weights cannot be read, and how to convert it."""
+    bins = sorted(p.name for p in folder.glob("*.bin") if p.name != "training_args.bin")
+    held = f"holds PyTorch weights only ({', '.join(bins[:3])})" if bins else \
+        "has no .safetensors weight files"
+    return (f"{folder} {held}; mergekit-arm reads safetensors. Convert the model once, e.g. "
+            "python -c \"from transformers import AutoModelForCausalLM as M; "
+            f"M.from_pretrained('{folder}').save_pretrained('{folder}')\" (adds "
+            "model.safetensors next to the .bin files)")
+
+
 class LazyCheckpoint:
     """Tensors of a model folder's safetensors files, read one at a time on demand.
 
@@ -60,7 +71,7 @@ class LazyCheckpoint:
                            if not is_statistics_file(p))
             weight_map = None
         if not files:
-            raise ModelLoadError(f"{self.folder} has no .safetensors files to read lazily")
+            raise ModelLoadError(no_safetensors_message(self.folder))
         self.files = files
         if weight_map is None:
             weight_map = {}
