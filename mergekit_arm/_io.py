@@ -140,11 +140,12 @@ def apply_umask_modes(folder: Path) -> None:
     """Give everything under ``folder`` the mode ``open()``/``mkdir()`` would under the umask.
 
     Libraries that write through a private temporary file (safetensors: ``0600``) leave
-    owner-only files otherwise. Executable files keep their execute bits.
+    owner-only files otherwise. Executable files keep their execute bits. A hard-linked
+    file (``st_nlink > 1``) is shared with another folder, maybe an input: left as it is.
     """
     mask = _umask()
     for path in [folder, *folder.rglob("*")]:
-        if path.is_symlink():
+        if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1):
             continue
         if path.is_dir():
             os.chmod(path, 0o777 & ~mask)

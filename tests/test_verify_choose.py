@@ -243,3 +243,112 @@ def test_the_package_has_no_import_cycle():
                    "mergekit_arm.stream.driver"):
         assert "mergekit_arm.heldout" in graph[module]
     assert not any(m.startswith("mergekit_arm.stream") for m in graph["mergekit_arm.heldout"])
+
+
+# -- arm-choose: OUT/model holds the model files only, hard-linked ------------------------------
+@pytest.fixture
+def run_checkpoints(tmp_path, tiny_llama_sft) -> list[Path]:
+    """Copies of the two real Trainer checkpoints (5 and 10 steps), rewritten by tests."""
+    return [Path(shutil.copytree(tiny_llama_sft[k], tmp_path / "run" / f"checkpoint-{k}"))
+            for k in (5, 10)]
+
+
+def _validation(validation_jsonl: Path) -> dict:
+    return {"data": str(validation_jsonl), "samples": 8, "max_length": 32}
+
+
+def test_out_model_is_the_model_files_hard_linked(tmp_path, run_checkpoints, tiny_llama,
+                                                  validation_jsonl):
+    from mergekit_arm.choose import run_choose
+
+    winner = run_checkpoints[1]
+    modes = {path.name: path.stat().st_mode for path in winner.iterdir()}
+    config = {"validation": _validation(validation_jsonl), "device": "cpu",
+              "candidates": [{"name": "random", "model": str(tiny_llama)},
+                             {"name": "trained", "model": str(winner)}]}
+    result = run_choose(config, tmp_path / "out", progress=False)
+    assert result.chosen == "trained"
+    names = sorted(path.name for path in result.model.iterdir())
+    assert names == ["README.md", "config.json", "generation_config.json", "model.safetensors",
+                     "tokenizer.json", "tokenizer_config.json"]
+    assert not set(names) & set(TRAINER_STATE_FILES)
+    for name in names:
+        if name == "README.md":  # a new file: the choice section, never written through a link
+            assert (result.model / name).stat().st_nlink == 1 and not (winner / name).exists()
+            continue
+        assert (result.model / name).samefile(winner / name), name
+        assert (result.model / name).stat().st_nlink > 1
+    assert {path.name: path.stat().st_mode for path in winner.iterdir()} == modes
+    assert verify_output(result.model).ok
+
+
+def test_out_model_is_copied_where_links_fail(tmp_path, run_checkpoints, monkeypatch):
+    from mergekit_arm.choose.output import write_model_folder
+
+    def no_links(source, destination):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("mergekit_arm.choose.output.os.link", no_links)
+    left_out = write_model_folder(run_checkpoints[0], tmp_path / "model", "\n## chosen\n")
+    assert set(TRAINER_STATE_FILES) <= set(left_out)
+    weights = tmp_path / "model" / "model.safetensors"
+    assert weights.stat().st_nlink == 1
+    assert weights.read_bytes() == (run_checkpoints[0] / "model.safetensors").read_bytes()
+    assert (tmp_path / "model" / "README.md").read_text() == "\n## chosen\n"
+
+
+# -- arm-choose: a build whose input checkpoints changed is rebuilt (or refused) ----------------
+def _rewrite(checkpoint: Path, source: Path) -> None:
+    """Training went on: other weights saved at the same path (same names, same sizes)."""
+    from helpers import load_state_dict
+
+    save_file(load_state_dict(source), str(checkpoint / "model.safetensors"),
+              metadata={"format": "pt"})
+
+
+def test_rewritten_checkpoint_rebuilds_the_builds_that_read_it(
+        tmp_path, run_checkpoints, tiny_llama, tiny_llama_sft, calibration_jsonl,
+        validation_jsonl):
+    from helpers import load_state_dict
+    from stream_helpers import stream_config
+
+    from mergekit_arm.choose import run_choose
+    from mergekit_arm.errors import ArmError
+
+    c5, c10 = run_checkpoints
+    stream = stream_config(tiny_llama, [c5, c10], calibration_jsonl, mode="toward",
+                           schedule={"kind": "average", "learning_rate": 1.0})
+    stream.pop("steps")
+    config = {"validation": {**_validation(validation_jsonl), "offset": 8}, "device": "cpu",
+              "candidates": [
+                  {"name": "c10", "model": str(c10)},
+                  {"name": "average", "mergekit": {
+                      "merge_method": "linear", "dtype": "float32",
+                      "models": [{"model": str(c), "parameters": {"weight": 1.0}}
+                                 for c in (c5, c10)]}},
+                  {"name": "stream", "stream": stream}]}
+    out = tmp_path / "out"
+    first = run_choose(config, out, progress=False)
+    assert [row.build for row in first.rows] == ["as is", "built", "built"]
+    again = run_choose(config, out, progress=False)
+    assert [row.build for row in again.rows] == ["as is", "reused", "reused"]
+    stale = load_state_dict(out / "candidates" / "average" / "model")
+
+    _rewrite(c10, tiny_llama)  # the checkpoint now holds other weights
+    rebuilt = run_choose(config, out, progress=False)
+    rows = {row.name: row for row in rebuilt.rows}
+    for name in ("average", "stream"):
+        assert rows[name].build == f"rebuilt: inputs changed ({c10})", rows[name].build
+        assert not rows[name].reused
+    average = load_state_dict(rows["average"].model)
+    c5_weights, base = load_state_dict(c5), load_state_dict(tiny_llama)
+    for tensor in average:
+        torch.testing.assert_close(average[tensor], (c5_weights[tensor] + base[tensor]) / 2)
+    assert any(not torch.equal(average[t], stale[t]) for t in average)
+    assert "rebuilt: inputs changed" in (out / "leaderboard.md").read_text()
+    assert [r.val_loss for r in rebuilt.rows] != [r.val_loss for r in first.rows]
+
+    _rewrite(c10, tiny_llama_sft[10])  # and back: refused when asked to
+    with pytest.raises(ArmError, match=rf"candidate `average`: .*inputs changed \({c10}\)"):
+        run_choose(config, out, progress=False, refuse_changed_inputs=True)
+    assert not (out / "leaderboard.json").exists()

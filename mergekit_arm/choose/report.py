@@ -26,6 +26,7 @@ class CandidateScore:
     reused: bool
     tuned_on_validation: list[str] = field(default_factory=list)
     chosen: bool = False
+    build: str = "built"  # as is | built | reused | resumed | rebuilt: <why>
 
 
 def _validation_line(config: ChooseConfig) -> str:
@@ -38,7 +39,9 @@ def _validation_line(config: ChooseConfig) -> str:
 def _build_cell(row: CandidateScore) -> str:
     if row.kind == "model":
         return "-"
-    return "reused" if row.reused else f"{row.build_seconds:.1f}"
+    if row.reused:
+        return "reused"
+    return f"{row.build_seconds:.1f}" + (f" ({row.build})" if row.build != "built" else "")
 
 
 def leaderboard_markdown(rows: list[CandidateScore], config: ChooseConfig) -> str:

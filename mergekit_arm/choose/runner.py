@@ -23,23 +23,18 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from mergekit_arm._io import atomic_directory, write_text_atomic
+from mergekit_arm._io import write_text_atomic
 from mergekit_arm.calibration import TextRole
 from mergekit_arm.checks import check_finite_state
-from mergekit_arm.choose.build import (
-    build_mergekit,
-    build_stream,
-    candidate_model,
-    candidate_spec,
-    spec_key,
-    tuned_on,
-)
+from mergekit_arm.choose.build import tuned_on
+from mergekit_arm.choose.builds import Builds, Built
 from mergekit_arm.choose.config import (
     CandidateEntry,
     ChooseConfig,
     load_choose_config,
     parse_choose_config,
 )
+from mergekit_arm.choose.output import write_model_folder
 from mergekit_arm.choose.pick import lowest_loss
 from mergekit_arm.choose.references import choose_inputs
 from mergekit_arm.choose.report import CandidateScore, leaderboard_markdown, model_card_section
@@ -80,61 +75,6 @@ def _source(entry: CandidateEntry) -> str:
     return value if isinstance(value, str) else f"inline {entry.kind} config"
 
 
-class _Builds:
-    """``OUT/candidates/<name>/`` and the spec each build was made from."""
-
-    def __init__(self, root: Path, restart: bool) -> None:
-        self.root = root
-        self.internal = root / INTERNAL
-        self.specs_file = self.internal / "specs.json"
-        self.restart = restart
-        self.specs: dict[str, str] = {}
-        if self.specs_file.is_file() and not restart:
-            self.specs = json.loads(self.specs_file.read_text(encoding="utf-8"))
-
-    def folder(self, name: str) -> Path:
-        return self.root / "candidates" / name
-
-    def check(self, entry: CandidateEntry, key: str) -> bool:
-        """Whether a build of this spec exists; refuses a build of another spec."""
-        folder = self.folder(entry.name)
-        old = self.specs.get(entry.name)
-        if self.restart and folder.exists():
-            shutil.rmtree(folder)
-            return False
-        if old is not None and old != key and folder.exists():
-            raise ArmError(
-                f"candidate `{entry.name}` changed since its build in {folder} was made; run "
-                "again with --restart to rebuild (or give the changed recipe a new name)"
-            )
-        return entry.kind == "mergekit" and (folder / "model").is_dir()
-
-    def record(self, entry: CandidateEntry, key: str) -> None:
-        self.specs[entry.name] = key
-        write_text_atomic(self.specs_file, json.dumps(self.specs, indent=2, sort_keys=True))
-
-
-def _build(entry: CandidateEntry, builds: _Builds, config: ChooseConfig,
-           progress: bool) -> tuple[Path, float, bool]:
-    """The candidate's model folder, build seconds and whether an earlier build was reused."""
-    key = spec_key(candidate_spec(entry))
-    reused = builds.check(entry, key)
-    builds.record(entry, key)
-    started = time.perf_counter()
-    if entry.kind == "model":
-        folder = candidate_model(entry)
-    elif entry.kind == "mergekit":
-        folder = builds.folder(entry.name) / "model"
-        if not reused:
-            logger.info("candidate %s: mergekit merge into %s", entry.name, folder)
-            build_mergekit(entry, builds.folder(entry.name), config)
-    else:
-        logger.info("candidate %s: arm-stream in %s", entry.name, builds.folder(entry.name))
-        folder = build_stream(entry, builds.folder(entry.name), restart=builds.restart,
-                              progress=progress)
-    return folder, time.perf_counter() - started, reused
-
-
 def _score(folder: Path, name: str, batches, tokenizer, config: ChooseConfig,
            device: torch.device) -> float:
     """Held-out loss of the model in ``folder`` (finite weights and a fitting vocabulary
@@ -156,46 +96,25 @@ def _score(folder: Path, name: str, batches, tokenizer, config: ChooseConfig,
         gc.collect()
 
 
-def _scored(entry: CandidateEntry, folder: Path, seconds: float, reused: bool, batches,
-            tokenizer, config: ChooseConfig, device: torch.device) -> CandidateScore:
+def _scored(entry: CandidateEntry, built: Built, batches, tokenizer, config: ChooseConfig,
+            device: torch.device) -> CandidateScore:
     """The leaderboard row of one built candidate."""
     started = time.perf_counter()
-    loss = _score(folder, entry.name, batches, tokenizer, config, device)
+    loss = _score(built.folder, entry.name, batches, tokenizer, config, device)
     logger.info("candidate %s: held-out loss %.4f", entry.name, loss)
     return CandidateScore(
-        name=entry.name, kind=entry.kind, source=_source(entry), model=str(folder),
-        val_loss=loss, build_seconds=round(seconds, 2),
-        score_seconds=round(time.perf_counter() - started, 2), reused=reused,
-        tuned_on_validation=tuned_on(entry, config))
+        name=entry.name, kind=entry.kind, source=_source(entry), model=str(built.folder),
+        val_loss=loss, build_seconds=round(built.seconds, 2),
+        score_seconds=round(time.perf_counter() - started, 2), reused=built.reused,
+        tuned_on_validation=tuned_on(entry, config), build=built.status)
 
 
 def _write_model(best: CandidateScore, rows: list[CandidateScore], out: Path,
                  config: ChooseConfig) -> Path:
-    """``OUT/model``: the chosen folder (hard links inside OUT, else a copy) with the model
-    card's choice section appended (a new file, never written through a link)."""
-    source = Path(best.model)
+    """``OUT/model``: the chosen folder's model files (hard links where possible, see
+    :mod:`~mergekit_arm.choose.output`) with the model card's choice section appended."""
     target = out / "model"
-    inside = source.resolve().is_relative_to(out.resolve())
-    with atomic_directory(target, overwrite=True) as partial:
-        for item in source.iterdir():
-            if item.name.startswith("."):
-                continue
-            destination = partial / item.name
-            if item.is_dir():
-                shutil.copytree(item, destination)
-            elif item.name == "README.md":
-                continue
-            elif inside:
-                try:
-                    os.link(item, destination)
-                except OSError:
-                    shutil.copy2(item, destination)
-            else:
-                shutil.copy2(item, destination)
-        card = source / "README.md"
-        text = card.read_text(encoding="utf-8") if card.is_file() else ""
-        (partial / "README.md").write_text(text + model_card_section(best, rows, config),
-                                           encoding="utf-8")
+    write_model_folder(Path(best.model), target, model_card_section(best, rows, config))
     return target
 
 
@@ -211,9 +130,12 @@ def _open_out(out: Path) -> None:
 @writes_output("Builds finished before stay in OUT and are reused when the same command "
                "runs again where OUT can be written")
 def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os.PathLike, *,
-               restart: bool = False, progress: bool = True) -> ChooseResult:
+               restart: bool = False, progress: bool = True,
+               refuse_changed_inputs: bool = False) -> ChooseResult:
     """Build (or reuse) every candidate of ``config`` in ``out``, score each on
-    ``validation`` and write the lowest-loss one to ``out/model``."""
+    ``validation`` and write the lowest-loss one to ``out/model``. A build whose input
+    weights changed since it was made is made again, or refused with
+    ``refuse_changed_inputs`` (:mod:`~mergekit_arm.choose.builds`)."""
     cfg = _as_config(config)
     root = Path(out).expanduser().resolve()
     check_outputs_apart([PathRole("OUT", out, "folder")], choose_inputs(cfg))
@@ -228,16 +150,16 @@ def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os
             stale.unlink(missing_ok=True)
         if restart:
             shutil.rmtree(root / "model", ignore_errors=True)
-        builds = _Builds(root, restart)
-        built = [(entry, *_build(entry, builds, cfg, progress)) for entry in cfg.candidates]
+        builds = Builds(root, root / INTERNAL, restart, refuse_changed_inputs)
+        built = [(entry, builds.build(entry, cfg, progress)) for entry in cfg.candidates]
         device = resolve_device(cfg.device)
-        tokenizer = load_tokenizer(cfg.tokenizer or built[0][1], cfg.trust_remote_code,
+        tokenizer = load_tokenizer(cfg.tokenizer or built[0][1].folder, cfg.trust_remote_code,
                                    fix="set `tokenizer:` in the arm-choose config")
         batches = heldout_batches(cfg.validation, "validation", tokenizer, device,
                                   cfg.max_length, VALIDATION_ROLE)
         with quiet_transformers():
-            rows = [_scored(entry, folder, seconds, reused, batches, tokenizer, cfg, device)
-                    for entry, folder, seconds, reused in built]
+            rows = [_scored(entry, made, batches, tokenizer, cfg, device)
+                    for entry, made in built]
         chosen = lowest_loss({row.name: row.val_loss for row in rows})
         if chosen is None:
             raise ArmError("every candidate has a non-finite held-out loss; check the models "

@@ -13,25 +13,33 @@ from mergekit_arm.scripts.console import configure_logging, exit_on_failure
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--restart", is_flag=True, default=False,
               help="Discard the builds in OUT (streams included) and build every candidate again.")
+@click.option("--refuse-changed-inputs", is_flag=True, default=False,
+              help="Stop when a build's input checkpoints were rewritten since it was made "
+                   "(default: build it again).")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log every phase.")
 @click.option("-q", "--quiet", is_flag=True, default=False,
               help="No progress bars and no per-candidate lines.")
-def main(config: str, out: str, restart: bool, verbose: bool, quiet: bool) -> None:
+def main(config: str, out: str, restart: bool, refuse_changed_inputs: bool, verbose: bool,
+         quiet: bool) -> None:
     """Build every candidate of CONFIG (YAML), score each on its `validation` texts and write
     the lowest-loss one to OUT/model.
 
     OUT also receives candidates/NAME/ (each build), leaderboard.md and leaderboard.json.
-    Re-running continues: unchanged builds are reused and an interrupted stream resumes.
+    Re-running continues: unchanged builds are reused and an interrupted stream resumes;
+    a build whose input checkpoints were rewritten since is made again (leaderboard:
+    `rebuilt: inputs changed`), or refused with --refuse-changed-inputs.
     """
     configure_logging(verbose, quiet, progress_loggers=("mergekit_arm.choose",))
     from mergekit_arm.choose import run_choose
 
     with exit_on_failure("arm-choose", "run the same command again to continue (finished "
                                        "builds are reused)"):
-        result = run_choose(config, out, restart=restart, progress=not quiet)
+        result = run_choose(config, out, restart=restart, progress=not quiet,
+                            refuse_changed_inputs=refuse_changed_inputs)
     for row in sorted(result.rows, key=lambda row: row.val_loss):
         mark = "  <- chosen" if row.chosen else ""
-        click.echo(f"{row.val_loss:.4f}  {row.name} ({row.kind}){mark}")
+        how = f", {row.build}" if row.kind != "model" else ""
+        click.echo(f"{row.val_loss:.4f}  {row.name} ({row.kind}{how}){mark}")
     click.echo(f"{result.model} is candidate {result.chosen} "
                f"(leaderboard: {result.out / 'leaderboard.md'})")
     if any(row.tuned_on_validation for row in result.rows):

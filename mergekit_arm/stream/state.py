@@ -178,23 +178,33 @@ def record_fingerprints(state: StreamState) -> None:
                 state.fingerprints[path] = fingerprint
 
 
+def changed_inputs(fingerprints: dict[str, str]) -> list[str]:
+    """The paths of ``fingerprints`` (path -> :func:`weights_fingerprint` when used) whose
+    weights changed since; paths that are gone or hold no weights now are not listed."""
+    changed = []
+    for path, recorded in fingerprints.items():
+        if not Path(path).exists():
+            continue
+        current = weights_fingerprint(path)
+        if current is not None and current != recorded:
+            changed.append(path)
+    return changed
+
+
 def check_fingerprints(state: StreamState) -> None:
     """Refuse to resume when an input's weights changed since the run used them.
 
     Paths that are gone are left to the caller (a Trainer's ``save_total_limit`` deletes
     old checkpoints; only the next step's ``from`` model must still exist).
     """
-    for path, recorded in state.fingerprints.items():
-        if not Path(path).exists():
-            continue
-        current = weights_fingerprint(path)
-        if current is not None and current != recorded:
-            raise ArmError(
-                f"cannot resume: the weights of {path} changed since this stream used them "
-                f"({state.step} step(s) done); resuming would mix old and new weights in one "
-                "trajectory. Restore the original checkpoint, or re-run with --restart to start "
-                "over from the current files"
-            )
+    changed = changed_inputs(state.fingerprints)
+    if changed:
+        raise ArmError(
+            f"cannot resume: the weights of {changed[0]} changed since this stream used them "
+            f"({state.step} step(s) done); resuming would mix old and new weights in one "
+            "trajectory. Restore the original checkpoint, or re-run with --restart to start "
+            "over from the current files"
+        )
 
 
 def save_state(layout: OutLayout, state: StreamState) -> None:
@@ -275,6 +285,7 @@ def open_state(layout: OutLayout, config: dict[str, Any], restart: bool) -> tupl
 __all__ = [
     "OutLayout",
     "StreamState",
+    "changed_inputs",
     "check_fingerprints",
     "clear_outputs",
     "config_diff",
