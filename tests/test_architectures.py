@@ -412,12 +412,17 @@ MERGE_XFAIL = {"mixtral": MOE_REASON, "qwen3-moe": MOE_REASON,
 def test_calibration_modes_agree_with_measured_inputs(worlds, name):
     """Both calibration modes give the same statistics, and those are the eigenpairs of
     each linear map's input measured here; layouts the layer-sequential pass does not
-    support are refused by name, with all-at-once as the fix."""
-    from mergekit_arm.errors import CalibrationError
+    support are refused by name, with all-at-once as the fix. ``arm-calibrate --check``
+    accepts each file for its own model and refuses it for the other."""
+    from mergekit_arm.calibration import check_statistics
+    from mergekit_arm.errors import CalibrationError, StatisticsError
 
     world = worlds(name)
-    for which in ("origin", "sibling"):
+    for which, other in (("origin", "sibling"), ("sibling", "origin")):
         whole = _calibrate(world, which, "all-at-once", worlds.texts)
+        check_statistics(whole, getattr(world, which))
+        with pytest.raises(StatisticsError, match="computed from"):
+            check_statistics(whole, getattr(world, other))
         if world.arch.layer_sequential:
             _assert_files_agree(whole, _calibrate(world, which, "layer-sequential",
                                                   worlds.texts))
