@@ -75,28 +75,18 @@ def has_full_weights(folder: Path) -> bool:
 
 
 def folder_kind(folder: str | Path) -> FolderKind:
-    """``trainer`` (any training-state file), ``merge`` (a MergeKit card, or an index
-    MergeKit wrote), ``adapter`` (PEFT adapter files and no full weights) or ``model``."""
+    """``trainer`` (any training-state file), ``merge`` (MergeKit's ``mergekit_config.yml``,
+    or an index MergeKit wrote), ``adapter`` (PEFT adapter files and no full weights) or
+    ``model``."""
     folder = Path(folder)
     names = {path.name for path in folder.iterdir()} if folder.is_dir() else set()
     if any(is_training_file(name) for name in names):
         return "trainer"
-    if any(name in names for name in MERGE_CARD) and (
-            "mergekit_config.yml" in names or "mergekit" in _card_head(folder)):
-        return "merge"
-    if "mergekit_version" in _index_metadata(folder):
-        return "merge"
+    if "mergekit_config.yml" in names or "mergekit_version" in _index_metadata(folder):
+        return "merge"  # (a card naming mergekit is no sign: arm-stream's card is tagged so)
     if "adapter_config.json" in names and not has_full_weights(folder):
         return "adapter"
     return "model"
-
-
-def _card_head(folder: Path) -> str:
-    try:
-        with open(folder / "README.md", encoding="utf-8", errors="replace") as handle:
-            return handle.read(4096)
-    except OSError:
-        return ""
 
 
 def merge_sources(folder: Path) -> list[str]:

@@ -346,6 +346,8 @@ def test_rewritten_checkpoint_rebuilds_the_builds_that_read_it(
         torch.testing.assert_close(average[tensor], (c5_weights[tensor] + base[tensor]) / 2)
     assert any(not torch.equal(average[t], stale[t]) for t in average)
     assert "rebuilt: inputs changed" in (out / "leaderboard.md").read_text()
+    stream_model = verify_output(rows["stream"].model)  # arm-stream's card says "mergekit"
+    assert stream_model.ok and stream_model.kind == "model", stream_model.problems
     assert [r.val_loss for r in rebuilt.rows] != [r.val_loss for r in first.rows]
 
     _rewrite(c10, tiny_llama_sft[10])  # and back: refused when asked to
