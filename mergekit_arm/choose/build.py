@@ -123,7 +123,8 @@ def build_mergekit(entry: CandidateEntry, folder: Path, config: ChooseConfig) ->
                        f"{type(error).__name__}: {error}") from error
     finally:
         _forget_loaded_models()
-    require_valid_output(target)
+    # a merge of models without a tokenizer is complete when the config names one to score with
+    require_valid_output(target, tokenizer=config.tokenizer is None)
     return target
 
 
