@@ -178,11 +178,12 @@ def test_not_a_model_folder(tmp_path):
 def test_not_a_causal_lm(tmp_path):
     from transformers import ViTConfig
 
+    folder = tmp_path / "vit"  # OUT beside it: one inside MODEL is refused first
     ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-              intermediate_size=64).save_pretrained(tmp_path)
+              intermediate_size=64).save_pretrained(folder)
     with pytest.raises(ModelLoadError, match="not a causal language model"):
-        load_causal_lm(tmp_path)
-    result = CliRunner().invoke(calibrate_cli, [str(tmp_path), str(tmp_path / "o.st"), "-q"])
+        load_causal_lm(folder)
+    result = CliRunner().invoke(calibrate_cli, [str(folder), str(tmp_path / "o.st"), "-q"])
     assert result.exit_code == 2 and "causal language model" in result.output
 
 
