@@ -153,7 +153,9 @@ def assemble_content(
         layers=layers,
         probes=probes,
         aliases=dict(aliases),
-        transposed=[name for name, (_, transposed) in modules.items() if transposed],
+        transposed=[name for name, (_, transposed) in modules.items() if transposed]
+        + [name for spec in (experts or {}).values() if getattr(spec.module, "is_transposed", False)
+           for name in (spec.up_name, spec.down_name, *spec.entries())],
         other_2d_weights=other_2d,
         tied_weights=tied_weights(model, modules, other_2d),
         metadata=metadata,
