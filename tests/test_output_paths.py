@@ -163,6 +163,41 @@ def test_overlap_rules(outputs, inputs, reason):
     assert reason in str(caught.value)
 
 
+# (OUT relative to the Trainer's output_dir, the refusal's words or None when allowed)
+CALLBACK_OUTS = [
+    ("arm-stream", None),  # the callback's default OUT
+    ("checkpoint-1/arm-stream", "lies inside the checkpoint folder"),
+    ("checkpoint-9/arm-stream", "lies inside the checkpoint folder"),  # one still to come
+    (".", "itself"),
+]
+
+
+@pytest.mark.parametrize(("out", "reason"), CALLBACK_OUTS)
+def test_callback_out_may_sit_in_the_run_but_not_in_a_checkpoint(world, tmp_path, out, reason):
+    """``ARMCallback``'s path (``callback_config`` then ``open_stream``): the stream watches
+    ``output_dir``, whose ``checkpoint-*`` folders are inputs."""
+    from mergekit_arm.integrations.transformers import callback_config
+    from mergekit_arm.paths import OutputOverlapError
+    from mergekit_arm.stream.driver import open_stream
+
+    output_dir = tmp_path / "run"
+    shutil.copytree(world / "models" / "base", output_dir / "checkpoint-1")
+    data = {"origin": str(world / "models" / "base"), "arm": {"rank": 4},
+            "schedule": {"kind": "constant", "learning_rate": 0.5},
+            "calibration": {"data": str(world / "data" / "cal.jsonl"), "samples": 4,
+                            "max_length": 32, "rank": 4}}
+    config = callback_config(data, "<test>", output_dir.resolve())
+    if reason is None:
+        with open_stream(config, output_dir / out, progress=False) as runner:
+            assert runner.layout.root == (output_dir / out).resolve()
+        return
+    before = _tree(tmp_path)
+    with pytest.raises(OutputOverlapError, match=reason), \
+            open_stream(config, output_dir / out, progress=False):
+        pass
+    assert _tree(tmp_path) == before
+
+
 def test_check_reads_a_statistics_file_inside_its_model_folder(world, tmp_path, monkeypatch):
     """Reading is not writing: ``--check`` accepts the file stored in the folder it
     describes (it used to count the file as a weight shard and refuse)."""
@@ -310,6 +345,19 @@ def test_local_model_references_become_absolute(world, monkeypatch, given, expec
     assert local == ({str((world / "run" / "checkpoint-1").resolve())}
                      if "{w}" in json.dumps(expected) else set())
     (world / "base").rmdir()
+
+
+def test_statistics_files_of_a_mergekit_candidate_are_inputs(world, monkeypatch):
+    """``activations: data/cal.jsonl`` (any existing file) is made absolute and listed, so
+    an OUT holding it is refused like one holding a model."""
+    from mergekit_arm.choose.references import absolute_model_paths, local_references
+
+    monkeypatch.chdir(world)
+    config = {"models": [{"model": "./models/base",
+                          "parameters": {"activations": "data/cal.jsonl"}}]}
+    absolute = str((world / "data" / "cal.jsonl").resolve())
+    assert absolute_model_paths(config)["models"][0]["parameters"]["activations"] == absolute
+    assert ("models[0].parameters.activations", absolute) in local_references(config)
 
 
 def test_choose_builds_relative_one_slash_paths_offline(world, tmp_path, monkeypatch, no_hub):

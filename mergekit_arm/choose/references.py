@@ -19,6 +19,8 @@ from mergekit_arm.paths import PathRole, input_roles
 
 #: Keys of a MergeKit config whose string values are model references (or model paths).
 REFERENCE_KEYS = ("model", "base_model", "tokenizer_source", "source", "lora", "path")
+#: Keys of ``arm`` parameters whose string values are statistics files (read, so inputs).
+FILE_KEYS = ("activations",)
 #: Tokenizer sources that are keywords, not paths.
 KEYWORDS = ("union", "base")
 
@@ -50,6 +52,10 @@ def _walk(node: Any, where: str, found: list[tuple[str, str]]) -> Any:
                 out[key] = absolute_reference(value)
                 found += [(here, part.partition("@")[0]) for part in out[key].split("+")
                           if part.startswith("/")]
+            elif key in FILE_KEYS and isinstance(value, str):
+                local = Path(value).expanduser()
+                out[key] = str(local.resolve()) if value and local.exists() else value
+                found += [(here, out[key])] if out[key].startswith("/") else []
             else:
                 out[key] = _walk(value, here, found)
         return out
@@ -59,13 +65,14 @@ def _walk(node: Any, where: str, found: list[tuple[str, str]]) -> Any:
 
 
 def absolute_model_paths(data: Any) -> Any:
-    """The MergeKit config (a parsed mapping) with every model reference that names an
-    existing local path made absolute."""
+    """The MergeKit config (a parsed mapping) with every model reference (and ``arm``
+    ``activations`` file) that names an existing local path made absolute."""
     return _walk(data, "", [])
 
 
 def local_references(data: Any) -> list[tuple[str, str]]:
-    """``(key path, absolute path)`` of every local model path a MergeKit config reads."""
+    """``(key path, absolute path)`` of every local model path (and ``arm`` statistics
+    file) a MergeKit config reads."""
     found: list[tuple[str, str]] = []
     _walk(data, "", found)
     return found
