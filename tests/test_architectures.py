@@ -516,10 +516,12 @@ def test_tied_stream_steps_replay_exactly(worlds, name, calibration_jsonl):
     config = stream_config(world.origin, [world.sibling], calibration_jsonl, steps=2,
                            save_every=1, arm={"rank": RANK_MERGED, "rotation_strength": 1.0})
     run_stream(config, out, progress=False)
-    for k in (1, 2):
-        replay = world.root / f"replay-{k}"
-        _replay(out / "steps" / f"step-{k}.yml", replay)
-        want, got = load_state_dict(out / "steps" / f"step-{k}"), load_state_dict(replay)
+    steps = sorted((out / "steps").glob("step-*.yml"))
+    assert [p.name for p in steps] == ["step-1.yml", "step-2.yml"]
+    for step_yml in steps:
+        replay = world.root / f"replay-{step_yml.stem}"
+        _replay(step_yml, replay)
+        want, got = load_state_dict(step_yml.with_suffix("")), load_state_dict(replay)
         assert sorted(got) == sorted(want)
         differ = [n for n in want if not torch.equal(got[n], want[n])]
-        assert not differ, f"{name}: step {k} replayed differs in {differ}"
+        assert not differ, f"{name}: {step_yml.name} replayed differs in {differ}"
