@@ -96,6 +96,15 @@ class ArmSafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _one_line(error: yaml.YAMLError) -> str:
+    """``line L, column C: PROBLEM (CONTEXT)`` of a PyYAML error, on one line."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        context = f" ({error.context})" if error.context else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}{context}"
+    return " ".join(str(error).split())
+
+
 def load_yaml_text(text: str, source: str, what: str) -> Any:
     """The parsed YAML ``text`` of the ``what`` at ``source``; any problem is one
     :class:`ArmConfigError` naming it."""
@@ -103,7 +112,7 @@ def load_yaml_text(text: str, source: str, what: str) -> Any:
     try:
         return loader.get_single_data()
     except yaml.YAMLError as error:
-        detail = str(error).strip()
+        detail = _one_line(error)
         if len(detail) > 600:
             detail = detail[:597] + "..."
         raise ArmConfigError(f"{what} {source} is not valid YAML: {detail}") from None
