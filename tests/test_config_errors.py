@@ -175,6 +175,30 @@ def test_mergekits_missing_learning_rate_error_says_what_to_do(capsys, monkeypat
                             "model.layers.0.mlp.up_proj") and "without a filter" in first
 
 
+@pytest.mark.parametrize("rate", [1e308, float("inf")])
+def test_trajectory_plot_survives_rates_it_cannot_draw(tmp_path, rate):
+    from mergekit_arm.stream.report import plot_trajectory
+
+    record = {"step": 1, "accepted": False, "learning_rate": None,
+              "scheduled_learning_rate": rate, "angle_mean_deg": 3.0, "angle_max_deg": 4.0}
+    plot_trajectory(tmp_path / "t.png", [record])  # a lone 1e308 broke matplotlib's ticks
+    assert (tmp_path / "t.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_kernel_refuses_weights_summing_to_zero_naming_the_fix():
+    from mergekit.merge_methods import merge_tensors
+
+    import mergekit_arm
+
+    mergekit_arm.register()
+    origin = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    parameters = {"learning_rate": 0.5, "origin": {"origin": True, "a": False},
+                  "weight": {"origin": 1.0, "a": 0.0}, "missing_statistics": "plain"}
+    with pytest.raises(ArmConfigError, match=r"weights \[0\.0\] sum to 0 .*`normalize: false`"):
+        merge_tensors([origin, origin + 0.1], "arm", ids=["origin", "a"], base_index=1,
+                      name="model.layers.0.mlp.down_proj.weight", parameters=parameters)
+
+
 @pytest.mark.slow
 def test_mergekit_yaml_with_misspelt_learning_rate_starts_with_the_fix(tmp_path, tiny_llama):
     config = {"merge_method": "arm", "base_model": str(tiny_llama),
