@@ -74,6 +74,13 @@ def _opt(ids: dict):
                      **ids)
 
 
+def _phi(ids: dict):
+    from transformers import PhiConfig
+
+    return PhiConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=4, max_position_embeddings=64, **ids)
+
+
 def _gpt_neox(ids: dict):
     from transformers import GPTNeoXConfig
 
@@ -114,6 +121,11 @@ ARCHITECTURES = {a.name: a for a in [
                            moe_intermediate_size=32, decoder_sparse_step=1),
          tied=False, layer_sequential=True, moe=True),
     Arch("opt", _opt, tied=True, layer_sequential=False),
+    Arch("qwen2-tied", _cfg("Qwen2Config", tie_word_embeddings=True), tied=True,
+         layer_sequential=True),
+    Arch("gemma3", _cfg("Gemma3TextConfig", head_dim=8, sliding_window=16), tied=True,
+         layer_sequential=True),
+    Arch("phi", _phi, tied=False, layer_sequential=False),
     Arch("gpt-neox", _gpt_neox, tied=False, layer_sequential=False, buffers=_gpt_neox_buffers),
 ]}
 
