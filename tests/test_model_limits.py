@@ -212,3 +212,26 @@ def test_normal_calibration_is_not_capped(folders, calibration_jsonl, tmp_path, 
     for name in stats.weight_names:
         layer = stats[name]
         assert cap_to_supported(16, layer.rank, layer.in_features, layer.supported_rank) == 16
+
+
+def test_the_stream_reuses_statistics_cut_at_the_positions(folders, tmp_path, caplog):
+    """``arm-stream``'s cache key and reuse check use the tokens calibrate() feeds the model
+    (cut at its 256 positions), not those at ``calibration.max_length`` (512): reused."""
+    from mergekit_arm.demo.tiny_models import load_model_dir
+    from mergekit_arm.stream.config import parse_config
+    from mergekit_arm.stream.measure import StatisticsStore
+
+    from .stream_helpers import stream_config
+
+    data = stream_config(folders["llama0"], [folders["llama1"]], folders["long"])
+    data["calibration"].update(samples=4, max_length=512)
+    config = parse_config(data)
+    module, tokenizer = load_model_dir(folders["llama0"])
+    store = StatisticsStore(config, tokenizer, torch.device("cpu"), tmp_path / "cache", False)
+    first = store.cached(module, "origin")
+    written = first.stat().st_mtime_ns
+    stats = ActivationStatistics(first)
+    assert stats.metadata["max_length"] == "256"
+    assert stats.calibration_fingerprint == store.fingerprint_for(module) != store.fingerprint
+    assert store.cached(module, "origin") == first
+    assert first.stat().st_mtime_ns == written  # reused, not calibrated again

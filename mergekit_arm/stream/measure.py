@@ -23,6 +23,7 @@ from mergekit_arm.calibration import (
     model_fingerprint,
     tokenize_texts,
 )
+from mergekit_arm.calibration.limits import position_limit
 from mergekit_arm.errors import ArmConfigError, StatisticsError
 from mergekit_arm.evaluation import LossBatch
 from mergekit_arm.heldout import heldout_batches
@@ -50,11 +51,24 @@ class StatisticsStore:
         if not tokens:
             raise ArmConfigError("`calibration.data` yields no tokens with this tokenizer")
         self.fingerprint = calibration_fingerprint(tokens)
+        self.max_length = cal.max_length
+        self._cut: dict[int, str] = {}  # position limit -> fingerprint of the cut tokens
         self.options = CalibrationOptions(
             **cal.model_dump(), device=str(device), dtype="float32",
             trust_remote_code=config.trust_remote_code,
         )
         self.cache_key = f"rank={cal.rank}|batch={cal.batch_size}|mode={cal.mode}|float32"
+
+    def fingerprint_for(self, module: torch.nn.Module) -> str:
+        """Fingerprint of the tokens :func:`calibrate` feeds ``module``: cut at its positions
+        when its config states fewer than ``calibration.max_length``."""
+        stated = position_limit(module.config)
+        if stated is None or stated[0] >= self.max_length:
+            return self.fingerprint
+        if stated[0] not in self._cut:
+            tokens = tokenize_texts(self.tokenizer, self.texts, stated[0])
+            self._cut[stated[0]] = calibration_fingerprint(tokens)
+        return self._cut[stated[0]]
 
     def compute(self, module: torch.nn.Module, path: Path, label: str,
                 description: str | None = None) -> Path:
@@ -69,7 +83,7 @@ class StatisticsStore:
                 existing = load_statistics(path)
                 if (
                     existing.model_fingerprint == fingerprint
-                    and existing.calibration_fingerprint == self.fingerprint
+                    and existing.calibration_fingerprint == self.fingerprint_for(module)
                     and existing.metadata.get("rank") == str(self.rank)
                 ):
                     logger.debug("reusing statistics %s", path)
@@ -85,7 +99,7 @@ class StatisticsStore:
     def cached(self, module: torch.nn.Module, label: str, description: str | None = None) -> Path:
         """Statistics of an input model, in the content-keyed cache."""
         key = hashlib.sha256(
-            f"{model_fingerprint(module)}|{self.fingerprint}|{self.cache_key}".encode()
+            f"{model_fingerprint(module)}|{self.fingerprint_for(module)}|{self.cache_key}".encode()
         ).hexdigest()[:32]
         return self.compute(module, self.cache_dir / f"{key}.safetensors", label, description)
 
