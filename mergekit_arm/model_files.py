@@ -22,6 +22,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
+from mergekit_arm._yaml import load_yaml_file
+from mergekit_arm.errors import ArmError
+
 FolderKind = Literal["merge", "trainer", "adapter", "model"]
 
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -92,11 +95,9 @@ def folder_kind(folder: str | Path) -> FolderKind:
 def merge_sources(folder: Path) -> list[str]:
     """``base_model`` then every ``model`` named in a merge's ``mergekit_config.yml`` (where
     MergeKit copies the tokenizer from); empty when it is missing or unreadable."""
-    import yaml
-
-    try:
-        data = yaml.safe_load((folder / "mergekit_config.yml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
+    try:  # the bounded loader: a hostile file (an alias bomb) is refused, not walked
+        data = load_yaml_file(folder / "mergekit_config.yml", "merge config")
+    except ArmError:
         return []
     found: list[str] = []
 

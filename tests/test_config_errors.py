@@ -116,6 +116,15 @@ def test_yaml_loader_reads_every_shipped_config_as_safe_load():
     assert load_yaml_text(anchors, "f", "config") == yaml.safe_load(anchors)  # aliases, <<
 
 
+def test_arm_verify_reads_a_merges_bomb_config_without_expanding_it(tmp_path):
+    from mergekit_arm.model_files import merge_sources
+
+    (tmp_path / "mergekit_config.yml").write_text(_bomb())  # safe_load + walk: 9^9 visits
+    started = time.perf_counter()
+    assert merge_sources(tmp_path) == []
+    assert time.perf_counter() - started < 1.0
+
+
 def test_a_wide_config_within_the_bound_is_read():
     def wide(aliases: int) -> str:  # 1 + aliases * 1001 values once expanded
         return ("rows: &r [" + ", ".join(["1"] * 1000) + "]\nmore: ["
