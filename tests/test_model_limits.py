@@ -235,3 +235,29 @@ def test_the_stream_reuses_statistics_cut_at_the_positions(folders, tmp_path, ca
     assert stats.calibration_fingerprint == store.fingerprint_for(module) != store.fingerprint
     assert store.cached(module, "origin") == first
     assert first.stat().st_mtime_ns == written  # reused, not calibrated again
+
+
+@pytest.mark.parametrize(("text", "refused"), [
+    pytest.param("<extra_3> hi", True, id="ids-past-the-embedding"),
+    pytest.param("hi there", False, id="ids-within"),
+])
+def test_a_tokenizer_given_with_a_loaded_model(folders, tmp_path, text, refused):
+    """A loaded model with its tokenizer (``arm-stream``'s path) is refused only when the
+    texts' ids pass the embedding; the message names the tokenizer as given."""
+    from transformers import AutoTokenizer
+
+    from mergekit_arm.calibration import CalibrationOptions, calibrate
+    from mergekit_arm.demo.tiny_models import load_model_dir
+    from mergekit_arm.errors import CalibrationError
+
+    module, _ = load_model_dir(folders["llama0"])
+    big = AutoTokenizer.from_pretrained(folders["big_tokenizer"])
+    out = tmp_path / "given.safetensors"
+    if refused:
+        with pytest.raises(CalibrationError, match="given with the model has 600 tokens"):
+            calibrate(module, out, CalibrationOptions(), tokenizer=big, texts=[text],
+                      progress=False)
+        assert not out.exists()
+    else:
+        calibrate(module, out, CalibrationOptions(), tokenizer=big, texts=[text], progress=False)
+        assert ActivationStatistics(out).num_tokens > 0

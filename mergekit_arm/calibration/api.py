@@ -159,7 +159,8 @@ def calibrate(
     if not token_lists:
         raise CalibrationError(f"calibration data {source} yields no tokens with this tokenizer")
     rows = embedding_rows(model)
-    check_token_ids(token_lists, rows, len(tokenizer), options.tokenizer)  # before any forward
+    check_token_ids(token_lists, rows, len(tokenizer), options.tokenizer if folder else None,
+                    given=folder is None)  # before any forward
     pad_id = pad_id_within(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, rows)
     if folder is None:
         mode = resolve_mode(options.mode, model, options.batch_size, max_length)

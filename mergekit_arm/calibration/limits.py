@@ -76,25 +76,32 @@ def embedding_rows(model: torch.nn.Module) -> int | None:
 
 
 def check_token_ids(token_lists: Sequence[Sequence[int]], rows: int | None, tokenizer_size: int,
-                    tokenizer_option: str | None) -> None:
+                    tokenizer_option: str | None, *, given: bool = False) -> None:
     """Refuse token ids that the input embedding (``rows`` rows) has no row for.
 
     With ``--tokenizer`` (``tokenizer_option``) a vocabulary larger than ``rows`` is refused
     even when these texts stay below it: it is not the model's tokenizer. The model's own
-    tokenizer is refused only when the ids of the texts exceed the embedding.
+    tokenizer, or one ``given`` with a loaded model (``arm-stream``), is refused only when
+    the ids of the texts exceed the embedding.
     """
     if rows is None:
         return
     largest = max((max(ids) for ids in token_lists if ids), default=-1)
     if largest < rows and (tokenizer_option is None or tokenizer_size <= rows):
         return
-    what = (f"the tokenizer {tokenizer_option} (--tokenizer)" if tokenizer_option
-            else "the model folder's own tokenizer")
-    fix = ("Use the model's own tokenizer: leave out --tokenizer, or pass the tokenizer the "
-           "model was trained with" if tokenizer_option else
-           "The checkpoint's tokenizer and embedding disagree: resize the embedding "
-           "(model.resize_token_embeddings) or pass the tokenizer the model was trained with "
-           "as --tokenizer")
+    if tokenizer_option:
+        what = f"the tokenizer {tokenizer_option} (--tokenizer)"
+        fix = ("Use the model's own tokenizer: leave out --tokenizer, or pass the tokenizer "
+               "the model was trained with")
+    elif given:
+        what = "the tokenizer given with the model"
+        fix = ("Use the model's own tokenizer (arm-stream: the config's `tokenizer:`, by "
+               "default the origin's folder)")
+    else:
+        what = "the model folder's own tokenizer"
+        fix = ("The checkpoint's tokenizer and embedding disagree: resize the embedding "
+               "(model.resize_token_embeddings) or pass the tokenizer the model was trained "
+               "with as --tokenizer")
     raise CalibrationError(
         f"{what} has {tokenizer_size} tokens and gives ids up to {largest} on the calibration "
         f"text, but the model's input embedding has {rows} rows (ids 0..{rows - 1}); ids beyond "
