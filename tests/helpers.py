@@ -100,6 +100,9 @@ def run_mergekit_yaml(config: Path, out: Path, cwd: Path, *args: str,
                           text=True, timeout=300)
 
 
+# Input-embedding names of the architectures the tests build (tied: lm_head's matrix).
+_INPUT_EMBEDDINGS = ("model.embed_tokens.weight", "transformer.wte.weight")
+
 # Parameters the float64 reference implements; any other value is refused, not ignored.
 _REFERENCE_DEFAULTS = {"eigengap": False, "pairing": "subspace"}
 _REFERENCE_UNMODELLED = ("energy",)
@@ -110,8 +113,10 @@ def reference_merge(config: dict, cwd: Path) -> dict[str, torch.Tensor]:
 
     Roles as in the kernel: ``base_model`` is ``W_cur``, the input with ``origin: true``
     is ``W_from`` (none: the base), every other input is a weighted target (none: the
-    base). Weights without statistics (embeddings, norms, or no ``activations`` at all)
-    take the plain step ``W_cur + eta * d``.
+    base). Weights without statistics (untied embeddings, norms, or no ``activations`` at
+    all) take the plain step ``W_cur + eta * d``. On a tied-embedding model (the base's
+    config says ``tie_word_embeddings``) the input embedding is ``lm_head``'s matrix
+    and takes ``lm_head.weight``'s subspaces (docs/method.md, "Tied embeddings").
     """
     from mergekit_arm.rotation import select_subspace
     from mergekit_arm.statistics import ActivationStatistics
@@ -137,11 +142,15 @@ def reference_merge(config: dict, cwd: Path) -> dict[str, torch.Tensor]:
     cur_stats = ActivationStatistics(cwd / cur_path) if cur_path else None
     from_stats = ActivationStatistics(cwd / from_path) if from_path else None
     rank, eta = params.get("rank", 64), params["learning_rate"]
+    from transformers import AutoConfig
+
+    tied = bool(getattr(AutoConfig.from_pretrained(base), "tie_word_embeddings", False))
     out = {}
     for name, w_cur in states[base].items():
         s_from = s_cur = None
-        if cur_stats is not None and from_stats is not None and name in cur_stats:
-            lc, lf = cur_stats[name], from_stats[name]
+        entry = "lm_head.weight" if tied and name.endswith(_INPUT_EMBEDDINGS) else name
+        if cur_stats is not None and from_stats is not None and entry in cur_stats:
+            lc, lf = cur_stats[entry], from_stats[entry]
             s_cur = select_subspace(lc.basis, lc.eigenvalues, lc.trace, rank)
             s_from = select_subspace(lf.basis, lf.eigenvalues, lf.trace, rank)
         out[name] = reference_arm_step(

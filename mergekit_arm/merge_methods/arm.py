@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +55,7 @@ from mergekit_arm.merge_methods.arm_parameters import (
     kernel_parameters,
     validate_learning_rate,
 )
+from mergekit_arm.merge_methods.arm_sources import source_names
 from mergekit_arm.rotation import (
     SUPPORTED_EIGENVALUE_FLOOR,
     RotationInputs,
@@ -63,6 +64,7 @@ from mergekit_arm.rotation import (
     select_subspace,
 )
 from mergekit_arm.statistics import ActivationStatistics, LayerStatistics, load_statistics
+from mergekit_arm.weight_inputs import parse_entry, weight_input
 
 PAPER_URL = "https://arxiv.org/abs/2602.03237"
 LOG = logging.getLogger(__name__)
@@ -142,35 +144,26 @@ def _open_statistics(path: str | None, entry: TensorEntry, role: str) -> Activat
         raise StatisticsError(f"{error} (the `activations` of {role} {_label(entry)})") from error
 
 
-def _needs_statistics(name: str, tensor: torch.Tensor, stats: list[ActivationStatistics],
-                      vocab_axis: int | None) -> bool:
-    """A 2-D weight needs statistics unless the files list it among the 2-D weights that
-    are no linear map (embeddings); without a file to ask, unless it has a vocabulary axis.
-    (``lm_head`` has one, and is a linear map: calibration measures its input.)"""
-    if tensor.ndim != 2:
-        return False
-    if stats:
-        return not any(name in s.other_2d_weights for s in stats)
-    return vocab_axis is None
-
-
 _FACTORS_LOCK = threading.Lock()
 _FACTORS: OrderedDict[tuple, UpdateFactors | None] = OrderedDict()
 _FACTORS_SIZE = 16
 
 
-def _update_factors(from_stats: ActivationStatistics, cur_stats: ActivationStatistics, name: str,
+def _update_factors(from_stats: ActivationStatistics, from_key: str,
+                    cur_stats: ActivationStatistics, cur_key: str,
                     params: ARMParameters, device: torch.device) -> UpdateFactors | None:
-    """Subspaces and rotation of one weight, computed once per pair of statistics entries
-    (weights sharing an input, q/k/v and gate/up, share them)."""
-    key = (from_stats, from_stats.aliases.get(name, name), cur_stats,
-           cur_stats.aliases.get(name, name), params, str(device))
+    """Subspaces and rotation of one weight from entry ``from_key`` of the origin's file and
+    ``cur_key`` of the base's (they differ under MergeKit ``slices:``), computed once per
+    pair of entries (weights sharing an input, q/k/v and gate/up, share them)."""
+    key = (from_stats, from_stats.aliases.get(from_key, from_key), cur_stats,
+           cur_stats.aliases.get(cur_key, cur_key), params, str(device))
     with _FACTORS_LOCK:
         if key in _FACTORS:
             _FACTORS.move_to_end(key)
             return _FACTORS[key]
-    cur_layer, from_layer = cur_stats[name], from_stats[name]
-    rank = _supported_rank(params.rank, name, ((cur_stats, cur_layer), (from_stats, from_layer)))
+    cur_layer, from_layer = cur_stats[cur_key], from_stats[from_key]
+    rank = _supported_rank(params.rank, cur_key,
+                           ((cur_stats, cur_layer), (from_stats, from_layer)))
     if rank == 0:  # no direction is supported by the tokens: the plain step (warned)
         return None
     select = {"rank": rank, "energy": params.energy, "eigengap": params.eigengap}
@@ -216,14 +209,46 @@ def _supported_rank(rank: int, name: str,
     return capped
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """How one weight is stepped: ``factors`` per 2-D matrix (one, or one per expert of a
+    stacked ``(E, out, in)`` tensor; None: the plain step), and whether the matrices are
+    stored ``(in, out)`` (GPT-2 ``Conv1D``)."""
+
+    factors: tuple[UpdateFactors | None, ...]
+    transposed: bool = False
+    stacked: bool = False
+
+
+_PLAIN = StepPlan((None,))
+
+
+def _plain_plan(tensor: torch.Tensor) -> StepPlan:
+    if tensor.ndim == 3:
+        return StepPlan((None,) * tensor.shape[0], stacked=True)
+    return _PLAIN
+
+
+def _described(source: str, key: str, output: str) -> str:
+    """A weight as messages name it: its name in its own model, the statistics entry it
+    takes where that differs (a tied embedding), MergeKit's output tensor where that differs
+    (``slices:``)."""
+    text = source if key == source else f"{source} (tied to {key}, whose statistics it takes)"
+    return text if source == output else f"{text}, read for MergeKit's output tensor {output}"
+
+
 def _statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[str | None],
-                     params: ARMParameters, name: str) -> tuple[UpdateFactors | None, bool]:
-    """``(factors, transposed)`` of this weight's step; ``(None, False)``: the plain step."""
+                     params: ARMParameters, name: str,
+                     sources: Mapping[Hashable, str] | None = None) -> StepPlan:
+    """The :class:`StepPlan` of this weight; its entries come from
+    :func:`mergekit_arm.weight_inputs.weight_input`, asked with each input's own name of
+    the tensor (``sources``: :func:`~mergekit_arm.merge_methods.arm_sources.source_names`;
+    under MergeKit ``slices:`` the base and the origin may read different layers)."""
     cur_tensor = roles.cur.tensor
     rotates = roles.origin is not roles.cur and (
         params.rotation_strength != 0.0 or params.off_subspace != 1.0)
-    if cur_tensor.ndim != 2 or not (rotates or params.off_subspace != 1.0):
-        return None, False
+    if cur_tensor.ndim not in (2, 3) or not (rotates or params.off_subspace != 1.0):
+        return _plain_plan(cur_tensor)
     cur_path = activations[roles.cur.id]
     from_path = activations[roles.origin.id] if roles.origin is not roles.cur else cur_path
     if rotates and from_path and from_path == cur_path:
@@ -236,23 +261,41 @@ def _statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[
     cur_stats = _open_statistics(cur_path, roles.cur, "base_model")
     from_stats = _open_statistics(from_path, roles.origin, "origin") if rotates else cur_stats
     have = [s for s in (cur_stats, from_stats) if s is not None]
+    sources = sources or {}
+    cur_name = sources.get(roles.cur.id, name)
+    from_name = sources.get(roles.origin.id, name)
+    mapping = {  # a tie is the architecture's: either file may declare it (older ones do not)
+        "not_linear": frozenset().union(*(s.other_2d_weights for s in have)),
+        "have_statistics": bool(have), "vocabulary_axis": group.metadata.vocabulary_axis,
+        "tied": {k: v for s in reversed(have) for k, v in s.tied_weights.items()},
+    }
+    target = weight_input(cur_name, tuple(cur_tensor.shape), **mapping)
+    origin_target = weight_input(from_name, tuple(cur_tensor.shape), **mapping)
+    if target is None or origin_target is None:
+        return _plain_plan(cur_tensor)
     missing_file = cur_stats is None or from_stats is None
-    if missing_file or not all(name in s for s in have):
-        if _needs_statistics(name, cur_tensor, have, group.metadata.vocabulary_axis) and (
-            params.missing_statistics == "error"
-        ):
+    lacking = [] if missing_file else [
+        (stats, entry) for stats, entries in ((cur_stats, target.entries),
+                                              (from_stats, origin_target.entries))
+        for entry in entries if entry not in stats]
+    if missing_file or lacking:
+        if params.missing_statistics == "error":
             where = (
                 "no `activations` file was given for "
                 + ("base_model" if cur_stats is None else f"the origin {_label(roles.origin)}")
                 if missing_file
-                else "not found in " + " / ".join(str(s.path) for s in have if name not in s)
+                else ("" if lacking[0][1] in (cur_name, from_name) else
+                      f"its entry {lacking[0][1]} ") + f"not found in {lacking[0][0].path}"
             )
+            kind = (f"the stacked experts weight ({len(target.entries)} experts)"
+                    if target.stacked else "the linear weight")
             raise StatisticsError(
-                f"arm: no activation statistics for the linear weight {name}: {where}. Run "
+                f"arm: no activation statistics for {kind} "
+                f"{_described(cur_name, cur_name, name)}: {where}. Run "
                 "arm-calibrate on the model(s) and set `activations`, or set "
                 "`missing_statistics: plain` to take the plain step W_cur + eta*d for it"
             )
-        return None, False
+        return _plain_plan(cur_tensor)
     if params.strict_calibration and rotates and (
         cur_stats.calibration_fingerprint != from_stats.calibration_fingerprint
     ):
@@ -262,21 +305,28 @@ def _statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[
             "large as the SFT drift. Re-run arm-calibrate on both models with the same "
             "--data/--samples/--max-length (or set strict_calibration: false)"
         )
-    if params.verify_statistics:
-        _check_weight(cur_stats, name, roles.cur)
-        if rotates:
-            _check_weight(from_stats, name, roles.origin)
-    transposed = name in cur_stats.transposed  # GPT-2 Conv1D stores (in, out): use W^T
-    in_features = cur_tensor.shape[0 if transposed else 1]
-    for stats, entry in ((cur_stats, roles.cur), (from_stats, roles.origin)):
-        if stats[name].in_features != in_features:
-            raise StatisticsError(
-                f"arm: statistics for {name} in {stats.path} (the `activations` of "
-                f"{_label(entry)}) have input size {stats[name].in_features}, but the weight is "
-                f"{tuple(cur_tensor.shape)}: the file comes from another architecture; run "
-                "arm-calibrate on this model"
-            )
-    return _update_factors(from_stats, cur_stats, name, params, cur_tensor.device), transposed
+    transposed = target.entries[0] in cur_stats.transposed  # GPT-2 Conv1D (in, out): W^T
+    factors = []
+    for index, (entry, from_entry) in enumerate(zip(target.entries, origin_target.entries)):
+        cur_matrix = target.matrix(cur_tensor, index)
+        checks = ((cur_stats, entry, roles.cur, cur_name),
+                  (from_stats, from_entry, roles.origin, from_name))
+        if params.verify_statistics:
+            for stats, key, role, source in checks[:2 if rotates else 1]:
+                _check_weight(stats, key, role, target.matrix(role.tensor, index),
+                              _described(source, parse_entry(key)[0], name))
+        in_features = cur_matrix.shape[0 if transposed else 1]
+        for stats, key, role, source in checks:
+            if stats[key].in_features != in_features:
+                raise StatisticsError(
+                    f"arm: statistics for {key} in {stats.path} (the `activations` of "
+                    f"{_label(role)}) have input size {stats[key].in_features}, but the "
+                    f"weight {_described(source, source, name)} is {tuple(cur_matrix.shape)}: "
+                    "the file comes from another architecture; run arm-calibrate on this model"
+                )
+        factors.append(_update_factors(from_stats, from_entry, cur_stats, entry, params,
+                                       cur_tensor.device))
+    return StepPlan(tuple(factors), transposed, target.stacked)
 
 
 def _check_result(result: torch.Tensor, group: TensorGroup, name: str, learning_rate: float,
@@ -342,26 +392,44 @@ def arm_kernel(
         target_weights,
         normalize=normalize,
     )
-    factors, transposed = _statistics_plan(group, roles, activations, params, name)
-    w_cur, d = (cur_tensor.T, d.T) if transposed else (cur_tensor, d)
-    if step_overflows(learning_rate, off_subspace):  # eta beyond float32: unfused, overflows
-        direction = apply_update(torch.zeros_like(d), d, factors, 1.0, off_subspace)
-        result = w_cur.to(torch.float32) + float(learning_rate) * direction
+    plan = _statistics_plan(group, roles, activations, params, name, source_names(group))
+    if plan.stacked:  # (E, out, in): expert by expert, each with its own entry's factors
+        result = d
+        for e, factors in enumerate(plan.factors):
+            stepped = _step(cur_tensor[e], d[e], factors, plan.transposed, learning_rate,
+                            off_subspace)
+            if stepped.data_ptr() != result[e].data_ptr():
+                result[e].copy_(stepped)
     else:
-        result = apply_update(w_cur, d, factors, learning_rate, off_subspace, overwrite_d=True)
-    if transposed:
-        result = result.T
+        result = _step(cur_tensor, d, plan.factors[0], plan.transposed, learning_rate,
+                       off_subspace)
     _check_result(result, group, name, learning_rate, off_subspace,
                   written=narrowest(cur_tensor.dtype, written_dtype()))
     return result.to(dtype=cur_tensor.dtype).contiguous()
 
 
-def _check_weight(stats: ActivationStatistics, name: str, entry: TensorEntry) -> None:
-    """``stats.check_weight``; a probe mismatch caused by NaN/Inf weights is reported as such."""
+def _step(w_cur: torch.Tensor, d: torch.Tensor, factors: UpdateFactors | None, transposed: bool,
+          learning_rate: float, off_subspace: float) -> torch.Tensor:
+    """``W_cur + eta d_A`` of one 2-D matrix, written into ``d`` where the fused step runs."""
+    w_cur, d = (w_cur.T, d.T) if transposed else (w_cur, d)
+    if step_overflows(learning_rate, off_subspace):  # eta beyond float32: unfused, overflows
+        direction = apply_update(torch.zeros_like(d), d, factors, 1.0, off_subspace)
+        result = w_cur.to(torch.float32) + float(learning_rate) * direction
+    else:
+        result = apply_update(w_cur, d, factors, learning_rate, off_subspace, overwrite_d=True)
+    return result.T if transposed else result
+
+
+def _check_weight(stats: ActivationStatistics, name: str, entry: TensorEntry,
+                  matrix: torch.Tensor | None = None, described: str | None = None) -> None:
+    """``stats.check_weight`` of entry ``name`` against ``matrix`` (default: the input's
+    tensor; an expert's slice for stacked experts), the weight named as ``described`` (see
+    :func:`_described`); a probe mismatch caused by NaN/Inf weights is reported as such."""
     try:
-        stats.check_weight(name, entry.tensor, _label(entry))
+        stats.check_weight(name, entry.tensor if matrix is None else matrix, _label(entry),
+                           tensor=described)
     except StatisticsError:
-        _check_finite(entry, name)
+        _check_finite(entry, described or name)
         raise
 
 
