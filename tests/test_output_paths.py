@@ -297,6 +297,33 @@ def test_a_read_only_output_is_an_error_not_a_traceback(world, tmp_path, monkeyp
     assert "Traceback" not in result.output
 
 
+# (errno, the failing file relative to tmp_path (None: no file named), converted?)
+WRITE_ERRORS = [
+    (errno.EROFS, "out/.arm-stream/lock", True),
+    (errno.EACCES, "out", True),
+    (errno.EACCES, ".", True),  # a parent of OUT (mkdir -p)
+    (errno.ENOSPC, None, True),
+    (errno.EACCES, "inputs/model.safetensors", False),  # reading an input: its own error
+    (errno.ENOENT, "out/missing", False),
+    (errno.EACCES, None, False),
+]
+
+
+@pytest.mark.parametrize(("code", "name", "converted"), WRITE_ERRORS)
+def test_which_os_errors_become_output_write_errors(tmp_path, code, name, converted):
+    """Only a "cannot write" errno on OUT, inside it or one of its parents (or a read-only
+    or full file system with no file named) is an OUT write error."""
+    from mergekit_arm._io import OutputWriteError
+    from mergekit_arm.paths import output_write_errors
+
+    error = OSError(code, os.strerror(code), *([str(tmp_path / name)] if name else []))
+    with pytest.raises(OSError) as caught, output_write_errors(tmp_path / "out", "After."):
+        raise error
+    assert isinstance(caught.value, OutputWriteError) is converted
+    if converted:
+        assert str(caught.value).startswith(f"cannot write OUT {tmp_path / 'out'}")
+
+
 # -- local paths reach MergeKit absolute --------------------------------------------------
 
 
