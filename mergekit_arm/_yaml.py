@@ -31,12 +31,13 @@ MAX_NODES = 200_000
 """The most YAML nodes a document may hold once every alias is counted as what it names."""
 
 _SHORT = reprlib.Repr()
-_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxstring = 240  # a path in full
+_SHORT.maxother = 60
 _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
 _SHORT.maxlevel = 2
 
 
-def short_repr(value: Any, limit: int = 120) -> str:
+def short_repr(value: Any, limit: int = 300) -> str:
     """``repr(value)`` cut to a few items per level and at most ``limit`` characters, in
     time independent of the size of ``value`` (an error message never expands a big or
     shared structure)."""

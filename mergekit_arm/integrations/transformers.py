@@ -39,6 +39,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from mergekit_arm._yaml import short_repr
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.heldout import quiet_transformers
 from mergekit_arm.stream.config import StreamConfig, parse_config
@@ -74,7 +75,7 @@ def callback_config(
     mode = data.setdefault("mode", "watch")
     if mode != "watch":
         raise ArmConfigError(
-            f"ARMCallback config {source}: `mode` is {mode!r}, but the callback takes its "
+            f"ARMCallback config {source}: `mode` is {short_repr(mode)}, but the callback takes its "
             "checkpoints from the Trainer's saves (mode watch); leave `mode` out, or run "
             "arm-stream for a fixed list of models"
         )

@@ -127,7 +127,7 @@ def validate_learning_rate(value: Any) -> float:
     except ValidationError as error:
         message = str(error.errors()[0].get("msg", "invalid"))
         raise ArmConfigError(
-            f"arm: `learning_rate`: {message} (got {value!r}); eta must be finite and > 0 "
+            f"arm: `learning_rate`: {message} (got {short_repr(value)}); eta must be finite and > 0 "
             "(0 would leave base_model unchanged, a negative rate steps away from the targets)"
         ) from None
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mergekit_arm import __version__
 from mergekit_arm._io import remove_stale_temporaries, write_text_atomic
+from mergekit_arm._yaml import short_repr
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.stream.watch import weight_files
 
@@ -127,7 +128,8 @@ def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
         for index, (a, b) in enumerate(zip(old, new)):
             lines += config_diff(a, b, f"{prefix}[{index}]")
         return lines
-    return [] if old == new else [f"{prefix or '(config)'}: {old!r} -> {new!r}"]
+    return [] if old == new else [
+        f"{prefix or '(config)'}: {short_repr(old)} -> {short_repr(new)}"]
 
 
 def weights_fingerprint(folder: str | Path) -> str | None:
