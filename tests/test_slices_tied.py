@@ -156,6 +156,8 @@ SLICE_CASES = {
     "per-model-layer": [([0, 1], [1, 2])],
     # two output slices in reverse order: output 0 <- layer 1, output 1 <- layer 0
     "reversed": [([1, 2], [1, 2]), ([0, 1], [0, 1])],
+    # layer 1 duplicated (outputs 1 and 2 both read it)
+    "duplicated": [([0, 2], [0, 2]), ([1, 2], [1, 2])],
 }
 
 
