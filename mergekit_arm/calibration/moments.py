@@ -156,8 +156,9 @@ class InputSecondMoments:
             hidden, top_k_index = values[0].detach(), values[1]
             mask = self._mask
             keep = None
-            if mask is not None and hidden.ndim == 2 and hidden.shape[0] == mask.numel():
+            if mask is not None and hidden.shape[:-1].numel() == mask.numel():
                 keep = mask.reshape(-1).to(hidden.device)
+            hidden = hidden.reshape(-1, hidden.shape[-1])
             for entry, x in expert_inputs(spec, hidden, top_k_index, keep):
                 self.add(entry, x)
 
