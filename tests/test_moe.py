@@ -275,3 +275,31 @@ def test_experts_without_statistics_are_refused(moe_worlds, tmp_path):
     name = "model.layers.0.mlp.experts.down_proj"
     plain = cur[name] + LEARNING_RATE * (cur[name] - origin[name])
     assert torch.allclose(got[name], plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", MOE_ARCHITECTURES)
+def test_auto_mode_counts_the_experts(arch):
+    """``mode: auto`` sees a 115M-parameter MoE as 115M (it counted one expert: 23M), so it
+    goes layer-sequential like a dense model of that size; the layer-sequential pass then
+    reads the checkpoint's own expert names (tested above)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    from mergekit_arm.calibration.mode import LARGE_MODEL_PARAMETERS, choose_mode, parameter_count
+
+    from .moe_models import moe_config
+
+    sizes = {"hidden_size": 512, "num_hidden_layers": 5, "num_attention_heads": 8, "head_dim": 64}
+    config = moe_config(arch, 512, **sizes)
+    if arch == "mixtral":
+        config.num_local_experts, config.intermediate_size = 8, 1792
+    else:
+        config.num_experts, config.moe_intermediate_size = 8, 1792
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    actual = sum(p.numel() for p in model.parameters())
+    assert actual > LARGE_MODEL_PARAMETERS
+    assert abs(parameter_count(config) - actual) < 0.01 * actual
+    mode, reason = choose_mode(config, "cpu", weight_bytes=4 * actual, weights_on_device=False,
+                               batch_size=8, max_length=64)
+    assert mode == "layer-sequential", reason
