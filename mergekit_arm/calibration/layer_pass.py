@@ -48,7 +48,12 @@ from tqdm.auto import tqdm
 
 from mergekit_arm.calibration.data import TokenBatches
 from mergekit_arm.calibration.eigen import finalise_moments
-from mergekit_arm.calibration.experts import ExpertsModule, expert_probes, experts_modules
+from mergekit_arm.calibration.experts import (
+    ExpertsModule,
+    expert_probes,
+    experts_modules,
+    require_every_expert_ran,
+)
 from mergekit_arm.calibration.layout import (
     DecoderStack,
     StopForward,
@@ -303,6 +308,7 @@ def collect_statistics_layerwise(
             with placement.place(prefix, layer):
                 run = partial(_run_decoder_layer, layer, index, batches)
                 _run_layer_moments(linears, run, rank, layers, aliases, timings, counts, experts)
+                require_every_expert_ran(experts, layers)  # at this layer, not after the last
                 note_weights(prefix, layer, linears)
                 probes.update(expert_probes(model, experts))
             bar.update(1)
