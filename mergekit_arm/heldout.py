@@ -15,15 +15,20 @@ from typing import Any
 import torch
 
 from mergekit_arm.calibration import TextRole, load_calibration_texts, tokenize_texts
+from mergekit_arm.calibration.limits import effective_max_length
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.evaluation import LossBatch, loss_batches
 
 
 def heldout_batches(section: Any, name: str, tokenizer: Any, device: torch.device,
-                    max_length: int, role: TextRole) -> list[LossBatch]:
+                    max_length: int, role: TextRole, model_config: Any = None) -> list[LossBatch]:
     """Loss batches of a held-out section (a ``ValidationConfig``: texts
     ``offset .. offset + samples`` of ``data``, ``max_length`` tokens unless it sets its own);
-    ``name`` is the section's key in the messages, ``role`` names the file in them."""
+    ``name`` is the section's key in the messages, ``role`` names the file in them.
+
+    With ``model_config`` the length is cut at the positions it states, as calibration
+    cuts it (:func:`~mergekit_arm.calibration.limits.effective_max_length`): a text longer
+    than the model's position table would end the forward in an ``IndexError``."""
     texts = load_calibration_texts(section.data, None, section.text_mode, role)[section.offset:]
     texts = texts[: section.samples]
     source = section.data or "the shipped corpus"
@@ -31,7 +36,12 @@ def heldout_batches(section: Any, name: str, tokenizer: Any, device: torch.devic
         raise ArmConfigError(
             f"`{name}`: {source} has no texts after `{name}.offset` ({section.offset})"
         )
-    tokens = tokenize_texts(tokenizer, texts, section.max_length or max_length)
+    length = section.max_length or max_length
+    tokens = tokenize_texts(tokenizer, texts, length)
+    if model_config is not None:
+        cut = effective_max_length(length, model_config, max((len(t) for t in tokens), default=0))
+        if cut < length:
+            tokens = tokenize_texts(tokenizer, texts, cut)
     if sum(max(len(ids) - 1, 0) for ids in tokens) == 0:
         raise ArmConfigError(
             f"`{name}.data`: {source} yields no tokens to predict with this tokenizer "

@@ -261,3 +261,30 @@ def test_a_tokenizer_given_with_a_loaded_model(folders, tmp_path, text, refused)
     else:
         calibrate(module, out, CalibrationOptions(), tokenizer=big, texts=[text], progress=False)
         assert ActivationStatistics(out).num_tokens > 0
+
+
+def test_held_out_texts_are_cut_at_the_model_positions(folders, demo_tokenizer, caplog):
+    """arm-stream's validation and arm-choose's scoring build their batches with the
+    model's config: long held-out texts on the 64-position GPT-2 score instead of ending in
+    ``IndexError: index out of range in self`` (the default max_length is 512)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from mergekit_arm.calibration import TextRole
+    from mergekit_arm.evaluation import heldout_loss
+    from mergekit_arm.heldout import heldout_batches
+    from mergekit_arm.stream.config import ValidationConfig
+
+    section = ValidationConfig(data=str(folders["long"]), samples=4)
+    config = AutoConfig.from_pretrained(folders["gpt2"])
+    model = AutoModelForCausalLM.from_pretrained(folders["gpt2"])
+    role = TextRole("validation data", "validation.data")
+    uncut = heldout_batches(section, "validation", demo_tokenizer, torch.device("cpu"), 512, role)
+    assert max(b.input_ids.shape[1] for b in uncut) > POSITIONS  # the texts are long enough
+    with pytest.raises(IndexError):
+        heldout_loss(model, uncut)
+    with caplog.at_level(logging.WARNING, logger=LIMITS):
+        cut = heldout_batches(section, "validation", demo_tokenizer, torch.device("cpu"), 512,
+                              role, config)
+    assert max(b.input_ids.shape[1] for b in cut) == POSITIONS
+    assert any("64 positions" in m for m in _warnings(caplog, LIMITS))
+    assert torch.isfinite(torch.tensor(heldout_loss(model, cut)))

@@ -41,7 +41,7 @@ from mergekit_arm.choose.report import CandidateScore, leaderboard_markdown, mod
 from mergekit_arm.errors import ArmError, ModelLoadError
 from mergekit_arm.evaluation import heldout_loss
 from mergekit_arm.heldout import heldout_batches, quiet_transformers
-from mergekit_arm.models import load_causal_lm, load_tokenizer, resolve_device
+from mergekit_arm.models import load_causal_lm, load_model_config, load_tokenizer, resolve_device
 from mergekit_arm.paths import PathRole, check_outputs_apart, writes_output
 
 logger = logging.getLogger("mergekit_arm.choose")
@@ -155,8 +155,9 @@ def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os
         device = resolve_device(cfg.device)
         tokenizer = load_tokenizer(cfg.tokenizer or built[0][1].folder, cfg.trust_remote_code,
                                    fix="set `tokenizer:` in the arm-choose config")
+        positions = load_model_config(built[0][1].folder, cfg.trust_remote_code)
         batches = heldout_batches(cfg.validation, "validation", tokenizer, device,
-                                  cfg.max_length, VALIDATION_ROLE)
+                                  cfg.max_length, VALIDATION_ROLE, positions)
         with quiet_transformers():
             rows = [_scored(entry, made, batches, tokenizer, cfg, device)
                     for entry, made in built]

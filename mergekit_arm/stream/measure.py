@@ -105,14 +105,14 @@ class StatisticsStore:
 
 
 def validation_batches(config: StreamConfig, tokenizer: Any, device: torch.device,
-                       section: str = "validation") -> list[LossBatch] | None:
+                       section: str = "validation", model_config: Any = None) -> list[LossBatch] | None:
     """The held-out batches of ``config.validation`` (or of the ``selection`` section;
-    None without it)."""
+    None without it), cut at the positions ``model_config`` states."""
     held_out = getattr(config, section)
     if held_out is None:
         return None
     return heldout_batches(held_out, section, tokenizer, device, config.calibration.max_length,
-                           VALIDATION_ROLE)
+                           VALIDATION_ROLE, model_config)
 
 
 __all__ = ["StatisticsStore", "validation_batches"]

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from mergekit_arm._io import atomic_file
 from mergekit_arm.errors import ArmError
 from mergekit_arm.evaluation import heldout_loss
-from mergekit_arm.models import DTYPES, load_tokenizer, resolve_device
+from mergekit_arm.models import DTYPES, load_model_config, load_tokenizer, resolve_device
 from mergekit_arm.stream.config import StreamConfig
 from mergekit_arm.stream.folders import save_model_folder
 from mergekit_arm.stream.inputs import ModelLoader, saved_dtype
@@ -65,8 +65,9 @@ class StreamRunner:
         )
         self.store = StatisticsStore(cfg, self.tokenizer, self.device, self.layout.cache_dir,
                                      self.progress)
-        self.validation = validation_batches(cfg, self.tokenizer, self.device)
-        self.selection = validation_batches(cfg, self.tokenizer, self.device, "selection")
+        positions = load_model_config(Path(cfg.origin), cfg.trust_remote_code)
+        self.validation = validation_batches(cfg, self.tokenizer, self.device, model_config=positions)
+        self.selection = validation_batches(cfg, self.tokenizer, self.device, "selection", positions)
         self.inputs = StepInputs(cfg, self.state, self.store,
                                  ModelLoader(Path(cfg.origin), self.device, cfg.trust_remote_code))
         self.inputs.prepare()
