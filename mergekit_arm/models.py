@@ -41,16 +41,20 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
         raise ModelLoadError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(DTYPES)}") from None
 
 
-def check_model_folder(path: str | os.PathLike) -> Path:
-    """Raise unless ``path`` is a folder with a ``config.json`` (a Hugging Face model)."""
-    folder = Path(path).expanduser()
+def check_model_folder(path: str | os.PathLike, trust_remote_code: bool = False) -> Path:
+    """The folder of the model ``path`` names (a local folder, or a Hub id / ``base+adapter``
+    resolved by :func:`mergekit_arm.model_refs.resolve_model`); raise unless it is a folder
+    with a ``config.json`` (a Hugging Face model)."""
+    from mergekit_arm.model_refs import adapter_hint, model_folder
+
+    folder = model_folder(path, trust_remote_code=trust_remote_code)
     if not folder.exists():
         raise ModelLoadError(f"model path {folder} does not exist")
     if not folder.is_dir() or not (folder / "config.json").is_file():
-        raise ModelLoadError(
+        hint = adapter_hint(folder) if folder.is_dir() else None
+        raise ModelLoadError(hint or (
             f"{folder} is not a Hugging Face model folder (no config.json); pass the folder "
-            "written by save_pretrained / the Trainer"
-        )
+            "written by save_pretrained / the Trainer"))
     return folder
 
 
@@ -81,7 +85,7 @@ def load_causal_lm(
     """Load a causal LM from a local folder in eval mode, on ``device``."""
     from transformers import AutoModelForCausalLM
 
-    folder = check_model_folder(path)
+    folder = check_model_folder(path, trust_remote_code)
     config = load_model_config(folder, trust_remote_code)
     try:
         model = AutoModelForCausalLM.from_pretrained(

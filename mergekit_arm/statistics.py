@@ -429,4 +429,6 @@ def metadata_summary(stats: ActivationStatistics) -> Mapping[str, str]:
     keys = ("model", "model_fingerprint", "calibration_fingerprint", "calibration_source",
             "num_samples", "num_tokens", "max_length", "rank", "supported_rank", "probe_dtype",
             "created_by")
-    return {key: stats.metadata.get(key, "") for key in keys}
+    origin = ("model_revision", "adapter", "adapter_revision")  # Hub / base+adapter only
+    return {key: stats.metadata.get(key, "") for key in keys} | {
+        key: stats.metadata[key] for key in origin if key in stats.metadata}

@@ -128,21 +128,29 @@ def calibrate(
 ) -> CalibrationResult:
     """Compute the activation statistics of ``model`` and write them to ``out`` atomically.
 
-    ``model`` is a model folder or an already loaded module (then pass ``tokenizer``).
+    ``model`` is a model folder, a Hub id (``org/name[@revision]``), ``base+adapter``
+    (:mod:`mergekit_arm.model_refs`; the metadata record the resolved revision) or an
+    already loaded module (then pass ``tokenizer``).
     ``texts`` overrides ``options.data``.
     """
+    from mergekit_arm.model_refs import resolve_model
     from mergekit_arm.models import load_tokenizer, resolve_device
 
     options = options or CalibrationOptions()
-    check_out_apart(model, out, options)
     folder = None
+    origin: dict[str, str] = {}
     if isinstance(model, torch.nn.Module):
+        check_out_apart(model, out, options)
         if tokenizer is None:
             raise CalibrationError("calibrate() with a loaded model needs its tokenizer")
         label = model_label or getattr(model.config, "_name_or_path", "in-memory model")
-    else:
-        label = model_label or str(Path(model).expanduser().resolve())
-        folder = model
+    else:  # a folder, Hub id[@revision] or base+adapter (mergekit_arm.model_refs)
+        resolved = resolve_model(model, "MODEL", trust_remote_code=options.trust_remote_code)
+        check_out_apart(resolved.folder, out, options)
+        label = model_label or (str(resolved.folder.resolve()) if resolved.is_local
+                                else resolved.reference)
+        origin = resolved.metadata()
+        folder = resolved.folder
         model, mode = _load_for_mode(folder, options)
         if tokenizer is None:
             tokenizer = load_tokenizer(options.tokenizer or folder, options.trust_remote_code)
@@ -183,6 +191,7 @@ def calibrate(
             "rank": str(options.rank),
             "supported_rank": str(report_supported_ranks(content.layers, options.rank)),
             "created_by": f"mergekit-arm {__version__}",
+            **origin,  # Hub revision, adapter: where MODEL came from
         }
     )
     path = write_statistics(out, content)

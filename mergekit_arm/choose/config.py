@@ -161,15 +161,21 @@ class ChooseConfig(_Section):
     def resolved(self) -> ChooseConfig:
         """The config with every path absolute (relative paths are from the current folder)."""
 
+        from mergekit_arm.model_refs import local_model_path
+
         def absolute(path: str | None) -> str | None:
             return None if path is None else str(Path(path).expanduser().resolve())
+
+        def local(path: str | None, key: str) -> str | None:  # Hub ids, base+adapter too
+            return None if path is None else local_model_path(
+                path, f"`{key}`", trust_remote_code=self.trust_remote_code)
 
         entries = []
         for entry in self.candidates:
             mergekit = entry.mergekit
             stream = entry.stream
             entries.append(entry.model_copy(update={
-                "model": absolute(entry.model),
+                "model": local(entry.model, f"candidates.{entry.name}.model"),
                 "stream": absolute(stream) if isinstance(stream, str) else stream,
                 "mergekit": absolute(mergekit) if isinstance(mergekit, str) else mergekit,
             }))
@@ -180,8 +186,8 @@ class ChooseConfig(_Section):
         return self.model_copy(update={
             "candidates": entries, "validation": held_out(self.validation),
             "tuning": held_out(self.tuning), "tokenizer": absolute(self.tokenizer),
-            "origin": absolute(self.origin),
-            "checkpoints": [absolute(c) for c in self.checkpoints]})
+            "origin": local(self.origin, "origin"),
+            "checkpoints": [local(c, f"checkpoints[{i}]") for i, c in enumerate(self.checkpoints)]})
 
 
 def parse_choose_config(data: Any, source: str = "<config>") -> ChooseConfig:

@@ -295,17 +295,28 @@ class StreamConfig(_Section):
         return self.validation.max_length or self.calibration.max_length
 
     def resolved(self) -> StreamConfig:
-        """A copy with every path made absolute (relative to the current directory)."""
+        """A copy with every path made absolute (relative to the current directory); model
+        references (Hub ids, ``base+adapter``) replaced by their local folders."""
+        from mergekit_arm.model_refs import local_model_path
 
         def absolute(path: str | None) -> str | None:
             return None if path is None else str(Path(path).expanduser().resolve())
 
+        def local(value: Any, key: str) -> Any:  # Hub ids and base+adapter: their folders
+            if isinstance(value, dict) and isinstance(value.get("model"), str):
+                return {**value, "model": local(value["model"], f"{key}.model")}
+            if not isinstance(value, str):
+                return value
+            return local_model_path(value, f"`{key}`", trust_remote_code=self.trust_remote_code)
+
         data = self.model_dump(exclude_unset=True)  # keeps which keys the user set
-        for key in ("origin", "start", "tokenizer"):
+        for key in ("origin", "start"):
             if data.get(key) is not None and not (key == "start" and data[key] == START_AVERAGE):
-                data[key] = absolute(data[key])
-        for entry in data.get("checkpoints", []):
-            entry["model"] = absolute(entry["model"])
+                data[key] = local(data[key], key)
+        if data.get("tokenizer") is not None:
+            data["tokenizer"] = absolute(data["tokenizer"])
+        for index, entry in enumerate(data.get("checkpoints", [])):
+            entry["model"] = local(entry["model"], f"checkpoints[{index}].model")
         for section in ("calibration", "validation", "selection", "watch"):
             key = "dir" if section == "watch" else "data"
             if isinstance(data.get(section), dict) and data[section].get(key) is not None:
