@@ -6,7 +6,8 @@ document is composed or constructed, before anything is expanded:
 * a bound on the *expanded* size: every node counts once per place it appears, so an
   alias counts as the whole structure it names. An alias bomb (``&a [*b, *b, ...]``
   nested) is refused after a few hundred nodes, in milliseconds, without building it;
-* an alias to a node that is still being composed (a recursive structure) is refused;
+* an alias to a node that is still being composed (a recursive structure) is refused, and
+  so is nesting deeper than :data:`MAX_DEPTH`;
 * a key given twice in one mapping is refused, naming the key and both lines
   (``<<`` merge keys may still be overridden, as YAML intends).
 
@@ -25,10 +26,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mergekit_arm.errors import ArmConfigError
 
-MAX_BYTES = 4 * 1024 * 1024
+MAX_BYTES = 1024 * 1024
 """A config file larger than this is refused (ours are a few kilobytes)."""
-MAX_NODES = 200_000
+MAX_NODES = 100_000
 """The most YAML nodes a document may hold once every alias is counted as what it names."""
+
+MAX_DEPTH = 64
+"""The deepest nesting of mappings and sequences a document may have (Python's recursion
+limit would otherwise end a deeper one with a ``RecursionError``)."""
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = 240  # a path in full
@@ -55,12 +60,24 @@ class ArmSafeLoader(yaml.SafeLoader):
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self._weights: dict[int, int] = {}  # id(node) -> expanded node count
+        self._depth = 0
+        self._total = 0
+        self._aliased = False
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         alias = self.check_event(yaml.AliasEvent)
         mark = self.peek_event().start_mark
-        node = super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise ConfigYamlError(
+                f"line {mark.line + 1}: values nested more than {MAX_DEPTH} deep; a config "
+                "needs a few levels: check the brackets")
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
         if alias:
+            self._aliased = True
             if id(node) not in self._weights:
                 raise ConfigYamlError(
                     f"line {mark.line + 1}: the alias refers to a structure that contains "
@@ -73,12 +90,16 @@ class ArmSafeLoader(yaml.SafeLoader):
                              for key, value in node.value)
         else:
             weight = 1
-        if weight > MAX_NODES:
+        self._weights[id(node)] = weight
+        self._total += weight if alias else 1  # the expanded size of what is composed so far
+        if self._total > MAX_NODES:
             raise ConfigYamlError(
                 f"line {mark.line + 1}: the document expands to more than {MAX_NODES} values "
                 "(aliases `*name` repeat what `&name` marks; nested ones multiply): refused "
-                "without expanding it; write the config without nested aliases")
-        self._weights[id(node)] = weight
+                "without expanding it; write the config without nested aliases"
+                if self._aliased else
+                f"line {mark.line + 1}: the document holds more than {MAX_NODES} values; a "
+                "config holds a few hundred: is it the right file?")
         return node
 
     def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
@@ -109,8 +130,9 @@ def _one_line(error: yaml.YAMLError) -> str:
 def load_yaml_text(text: str, source: str, what: str) -> Any:
     """The parsed YAML ``text`` of the ``what`` at ``source``; any problem is one
     :class:`ArmConfigError` naming it."""
-    loader = ArmSafeLoader(text)
+    loader = None
     try:
+        loader = ArmSafeLoader(text)  # the reader already refuses control characters
         return loader.get_single_data()
     except yaml.YAMLError as error:
         detail = _one_line(error)
@@ -118,7 +140,8 @@ def load_yaml_text(text: str, source: str, what: str) -> Any:
             detail = detail[:597] + "..."
         raise ArmConfigError(f"{what} {source} is not valid YAML: {detail}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml_file(path: str | os.PathLike, what: str) -> Any:
@@ -146,5 +169,5 @@ def load_yaml_file(path: str | os.PathLike, what: str) -> Any:
     return load_yaml_text(text, str(file), what)
 
 
-__all__ = ["MAX_BYTES", "MAX_NODES", "ArmSafeLoader", "ConfigYamlError", "load_yaml_file",
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "ArmSafeLoader", "ConfigYamlError", "load_yaml_file",
            "load_yaml_text", "short_repr"]

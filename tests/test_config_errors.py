@@ -130,9 +130,24 @@ def test_a_wide_config_within_the_bound_is_read():
         return ("rows: &r [" + ", ".join(["1"] * 1000) + "]\nmore: ["
                 + ", ".join(["*r"] * aliases) + "]\n")
 
-    assert len(load_yaml_text(wide(150), "f", "config")["more"]) == 150
+    assert MAX_NODES == 100_000
+    assert len(load_yaml_text(wide(90), "f", "config")["more"]) == 90
     with pytest.raises(ArmConfigError, match="expands to more than"):
-        load_yaml_text(wide(250), "f", "config")
+        load_yaml_text(wide(110), "f", "config")
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("[" * 100_000, ["nested more than 64 deep"]),  # was a RecursionError
+    ("{a: " * 70 + "1" + "}" * 70, ["nested more than 64 deep"]),
+    ("".join(f"k{i}: {i}\n" for i in range(600)), ["holds more than 1000 values"]),
+    ("a: 1\x00\n", ["unacceptable character #x0000"]),
+], ids=["deep-sequence", "deep-mapping", "too-many-values", "control-character"])
+def test_deep_or_huge_documents_are_refused_early(monkeypatch, text, words):
+    monkeypatch.setattr("mergekit_arm._yaml.MAX_NODES", 1000)  # the same check, fewer values
+    with pytest.raises(ArmConfigError) as error:
+        load_yaml_text(text, "f.yml", "stream config")
+    message = str(error.value)
+    assert "\n" not in message and all(word in message for word in words), message
 
 
 def test_shipped_arm_recipes_pass_the_parameter_check():
