@@ -242,3 +242,55 @@ def test_stream_on_hub_and_adapter_equals_local(offline_hub, tiny_llama, lora,
     assert wa.keys() == wb.keys()
     for name in wa:
         assert torch.equal(wa[name], wb[name]), name
+
+
+def test_callback_streams_a_peft_run(offline_hub, tiny_llama, math_texts, calibration_jsonl,
+                                     tmp_path):
+    """ARMCallback on a PEFT (LoRA) Trainer: each save's adapter is folded into origin and
+    that full model is the stream's checkpoint; the stream equals arm-stream over
+    origin+checkpoint-N, bit for bit, and only the last folded checkpoint stays."""
+    import peft
+    from datasets import Dataset
+    from stream_helpers import stream_config
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    from mergekit_arm.demo.tiny_models import load_model_dir
+    from mergekit_arm.demo.tokenizer import encode_texts
+    from mergekit_arm.demo.training import PadRight
+    from mergekit_arm.integrations.transformers import ADAPTER_FOLDS, ARMCallback
+    from mergekit_arm.stream import run_stream
+
+    model, tokenizer = load_model_dir(tiny_llama)
+    model = peft.get_peft_model(model, peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"]))
+    config = stream_config(tiny_llama, [], calibration_jsonl)
+    for key in ("checkpoints", "steps"):
+        del config[key]
+    callback = ARMCallback(config)
+    run = tmp_path / "run"
+    args = TrainingArguments(
+        output_dir=str(run), max_steps=4, per_device_train_batch_size=4, learning_rate=3e-2,
+        save_strategy="steps", save_steps=2, report_to=[], disable_tqdm=True,
+        log_level="error", use_cpu=True, dataloader_pin_memory=False, seed=0)
+    data = Dataset.from_dict({"input_ids": encode_texts(tokenizer, math_texts[:16], 32)})
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[callback],
+                      data_collator=PadRight(tokenizer.pad_token_id), processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    assert not (run / "checkpoint-2" / "config.json").exists()  # adapter-only checkpoints
+    result = callback.result
+    assert result is not None and len(result.records) == 2
+    assert sorted(callback.fold_seconds) == [2, 4]
+    folds = result.out / ".arm-stream" / ADAPTER_FOLDS
+    assert sorted(p.name for p in folds.iterdir()) == ["checkpoint-4"]
+    replay = stream_config(tiny_llama, [f"{tiny_llama}+{run / f'checkpoint-{n}'}" for n in (2, 4)],
+                           calibration_jsonl, mode="checkpoints")
+    del replay["steps"]
+    expected = run_stream(replay, tmp_path / "replay", progress=False)
+    assert [r["learning_rate"] for r in result.records] == \
+        [r["learning_rate"] for r in expected.records]
+    wa = load_file(result.model / "model.safetensors")
+    wb = load_file(expected.model / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -42,6 +43,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from mergekit_arm._yaml import short_repr
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.heldout import quiet_transformers
+from mergekit_arm.models import safetensors_shapes
 from mergekit_arm.stream.config import StreamConfig, parse_config
 from mergekit_arm.stream.driver import config_data, open_stream
 from mergekit_arm.stream.result import StreamResult
@@ -56,7 +58,29 @@ from mergekit_arm.stream.watch import (
 logger = logging.getLogger("mergekit_arm.stream.callback")
 
 DEFAULT_OUT = "arm-stream"  # under the Trainer's output_dir
+ADAPTER_FOLDS = "adapters"  # under OUT/.arm-stream: a PEFT run's checkpoints, folded
 OPEN_STREAMS: dict[Path, StreamSession] = {}  # this process's open streams, by OUT
+
+
+def is_adapter_checkpoint(folder: Path) -> bool:
+    """A PEFT run's checkpoint: ``adapter_config.json`` and no ``config.json``."""
+    return (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file()
+
+
+def adapter_complete(folder: Path) -> bool:
+    """Whether an adapter checkpoint's weights are all there (non-empty, readable header)."""
+    files = [f for f in folder.glob("adapter_model.*") if f.suffix in (".safetensors", ".bin")]
+    if not files:
+        return False
+    for file in files:
+        if file.stat().st_size == 0:
+            return False
+        if file.suffix == ".safetensors":
+            try:
+                safetensors_shapes(file)
+            except Exception:  # noqa: BLE001 - a half-written file
+                return False
+    return True
 
 
 def callback_config(
@@ -95,13 +119,16 @@ def callback_config(
 
 
 def _model_origin(model: Any, source: str) -> str:
-    """The trained model's ``name_or_path`` when it is a local model folder."""
+    """The trained model's ``name_or_path`` when it is a local model folder or a Hub id
+    (resolved as every model reference, :mod:`mergekit_arm.model_refs`)."""
+    from mergekit_arm.model_refs import is_reference
+
     name = str(getattr(getattr(model, "config", None), "name_or_path", "") or "")
-    if name and (Path(name) / "config.json").is_file():
+    if name and ((Path(name) / "config.json").is_file() or is_reference(name)):
         return name
     raise ArmConfigError(
-        f"ARMCallback config {source}: set `origin:` (the model folder training started "
-        f"from); the trained model's name_or_path {name!r} is not a local model folder"
+        f"ARMCallback config {source}: set `origin:` (the model folder or Hub id training "
+        f"started from); the trained model's name_or_path {name!r} is neither"
     )
 
 
@@ -205,9 +232,12 @@ class ARMCallback(TrainerCallback):
     taken from the Trainer). ``out``: the stream's folder (default
     ``<output_dir>/arm-stream``), laid out as ``arm-stream``'s OUT. ``restart``: discard
     a previous stream in ``out``. ``progress``: show the stream's progress bars.
-    Full-model checkpoints only (a PEFT adapter run is refused).
-    After training, :attr:`result` is the :class:`StreamResult` and
-    :attr:`step_seconds` maps each merged checkpoint's number to its wall time.
+    A PEFT (LoRA) run's checkpoints hold the adapter only: at each save the adapter is
+    folded into a CPU copy of ``origin`` (``OUT/.arm-stream/adapters/checkpoint-N``, the
+    last one kept) and that full model is the stream's checkpoint.
+    After training, :attr:`result` is the :class:`StreamResult`,
+    :attr:`step_seconds` maps each merged checkpoint's number to its wall time and
+    :attr:`fold_seconds` (PEFT runs) to the part of it spent folding the adapter.
     """
 
     def __init__(
@@ -227,6 +257,7 @@ class ARMCallback(TrainerCallback):
         self.session: StreamSession | None = None
         self.result: StreamResult | None = None
         self.step_seconds: dict[int, float] = {}
+        self.fold_seconds: dict[int, float] = {}
 
     # -- Trainer events -------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -237,11 +268,8 @@ class ARMCallback(TrainerCallback):
             logger.warning("the previous train() of this ARMCallback ended without "
                            "on_train_end (an error?); resuming its stream")
             self._close()
-        if getattr(model, "peft_config", None):
-            raise ArmConfigError(
-                "ARMCallback merges full model checkpoints, but this Trainer trains a PEFT "
-                "adapter (its checkpoints hold the adapter only); train the full model, or "
-                "merge the adapter into each checkpoint and run arm-stream on those folders")
+        if getattr(model, "peft_config", None) and hasattr(model, "get_base_model"):
+            model = model.get_base_model()  # a PEFT run: its adapter is folded at each save
         output_dir = Path(args.output_dir).expanduser().resolve()
         config = callback_config(self.data, self.source, output_dir, model)
         if state.global_step == 0 and model is not None:  # resumed: the model moved on
@@ -311,6 +339,30 @@ class ARMCallback(TrainerCallback):
             self.session.close()
             self.session = None
 
+    def _fold(self, checkpoint: Path) -> Path:
+        """``origin+checkpoint`` as a full model: the adapter folded into a CPU copy of the
+        origin (:func:`~mergekit_arm.model_refs.fold_adapter`), written to
+        ``OUT/.arm-stream/adapters/checkpoint-N`` (the stream's checkpoint)."""
+        from mergekit_arm.model_refs import fold_adapter
+
+        assert self.session is not None
+        runner = self.session.runner
+        return fold_adapter(Path(runner.config.origin), checkpoint, f"origin+{checkpoint}",
+                            cache=runner.layout.internal / ADAPTER_FOLDS,
+                            trust_remote_code=runner.config.trust_remote_code,
+                            name=checkpoint.name)
+
+    @staticmethod
+    def _prune_folds(runner: StreamRunner) -> None:
+        """Remove folded checkpoints the stream no longer reads (all but the last consumed,
+        the ``from`` of the next step)."""
+        consumed = runner.state.consumed
+        keep = Path(consumed[-1]).name if consumed else None
+        folds = runner.layout.internal / ADAPTER_FOLDS
+        for folder in folds.iterdir() if folds.is_dir() else []:
+            if folder.name != keep and not folder.name.startswith("."):
+                shutil.rmtree(folder, ignore_errors=True)
+
     def _catch_up(self, output_dir: Path, global_step: int) -> None:
         """Merge complete checkpoints after the last consumed one, up to ``global_step``
         (a resumed Trainer: the ones saved before the stream could take them)."""
@@ -339,14 +391,22 @@ class ARMCallback(TrainerCallback):
             logger.info("skipping %s: the stream already merged up to %s", folder.name,
                         Path(consumed[-1]).name if consumed else "-")
             return
-        if not (is_complete(folder) and has_trainer_marker(folder)):
+        adapter = is_adapter_checkpoint(folder)
+        if not ((adapter_complete(folder) if adapter else is_complete(folder))
+                and has_trainer_marker(folder)):
             logger.warning("skipping %s: not a complete checkpoint (config.json, whole weight "
                            "files and trainer_state.json); the stream does not read it", folder)
             return
         started = time.perf_counter()
         try:
+            if adapter:  # a PEFT run: the full model is the base with this adapter folded
+                with training_rng_preserved():  # PEFT initialises LoRA layers before loading
+                    folder = self._fold(folder)
+                self.fold_seconds[number] = time.perf_counter() - started
             with self.session.turn():
                 runner.advance([folder])
+                if adapter:
+                    self._prune_folds(runner)
         except BaseException:
             self._close()
             raise
@@ -359,5 +419,6 @@ class ARMCallback(TrainerCallback):
                     "-" if loss is None else f"{loss:.4f}")
 
 
-__all__ = ["ARMCallback", "DEFAULT_OUT", "ORIGIN_PROBES", "StreamSession", "callback_config",
-           "check_starts_at_origin", "training_rng_preserved"]
+__all__ = ["ADAPTER_FOLDS", "ARMCallback", "DEFAULT_OUT", "ORIGIN_PROBES", "StreamSession",
+           "adapter_complete", "callback_config", "check_starts_at_origin",
+           "is_adapter_checkpoint", "training_rng_preserved"]
