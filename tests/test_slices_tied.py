@@ -51,10 +51,11 @@ def _perturbed_copy(source: Path, out: Path, seed: int, scale: float = 0.05,
     return save_model_dir(model, tokenizer, out, torch.float32)
 
 
-def _calibrate(folder: Path, out: Path, texts: list[str]) -> Path:
+def _calibrate(folder: Path, out: Path, texts: list[str], mode: str = "auto") -> Path:
     from mergekit_arm.calibration import CalibrationOptions, calibrate
 
-    options = CalibrationOptions(samples=12, max_length=32, rank=8, batch_size=4, device="cpu")
+    options = CalibrationOptions(samples=12, max_length=32, rank=8, batch_size=4, device="cpu",
+                                 mode=mode)
     return calibrate(folder, out, options, texts=texts, progress=False).path
 
 
@@ -230,22 +231,23 @@ def _save_tiny(arch: str, out: Path, tokenizer) -> Path:
     return save_model_dir(model, tokenizer, out, torch.float32)
 
 
-TIES = {  # architecture -> the tie its statistics file must declare
-    "llama-tied": {"model.embed_tokens.weight": "lm_head.weight"},
-    "llama": {},
-    "gpt2": {"transformer.wte.weight": "lm_head.weight"},
-    "gemma": {"model.embed_tokens.weight": "lm_head.weight"},
+TIES = {  # (architecture, calibration mode) -> the tie its statistics file must declare
+    ("llama-tied", "all-at-once"): {"model.embed_tokens.weight": "lm_head.weight"},
+    ("llama-tied", "layer-sequential"): {"model.embed_tokens.weight": "lm_head.weight"},
+    ("llama", "layer-sequential"): {},
+    ("gpt2", "all-at-once"): {"transformer.wte.weight": "lm_head.weight"},
+    ("gemma", "layer-sequential"): {"model.embed_tokens.weight": "lm_head.weight"},
 }
 
 
-@pytest.mark.parametrize("arch", sorted(TIES))
+@pytest.mark.parametrize(("arch", "mode"), sorted(TIES))
 def test_statistics_declare_the_tied_embedding(tmp_path, demo_tokenizer, calibration_texts,
-                                               arch):
+                                               arch, mode):
     from mergekit_arm.statistics import load_statistics
 
     folder = _save_tiny(arch, tmp_path / arch, demo_tokenizer)
-    stats = load_statistics(_calibrate(folder, tmp_path / "stats.st", calibration_texts))
-    assert stats.tied_weights == TIES[arch]
+    stats = load_statistics(_calibrate(folder, tmp_path / "stats.st", calibration_texts, mode))
+    assert stats.tied_weights == TIES[arch, mode]
     for embedding, head in stats.tied_weights.items():
         assert embedding in stats.other_2d_weights and head in stats
 
