@@ -1,6 +1,7 @@
 """Fine-tune the demo model with ``transformers.Trainer`` and stream ARM merges at every save.
 
     python examples/train_with_arm_callback.py            # CPU, about a minute
+    python examples/train_with_arm_callback.py --lora     # a PEFT LoRA run instead
 
 Builds the quick-start models (``arm-demo-models ./arm-demo``) if they are missing, then
 fine-tunes ``./arm-demo/models/base`` on the demo's math texts for 40 steps, saving a
@@ -10,6 +11,11 @@ step when the Trainer has written it; at the end of training
 ``./arm-demo/callback-run/arm-stream/model`` is the kept model (the lowest held-out loss),
 next to ``trajectory.jsonl``, ``trajectory.png`` and the replay YAMLs in ``steps/``.
 Every run starts over (training and stream) in ``./arm-demo/callback-run``.
+
+``--lora`` trains a PEFT LoRA adapter (rank 8 on every linear layer) instead of the full
+model: at each save the callback folds the adapter into a CPU copy of the base, and that
+full model is the stream's checkpoint; the script prints the folding time and the
+process's peak memory above its level before each save.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ import argparse
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import PrinterCallback, Trainer, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging as hf_logging
 
 from mergekit_arm.demo import make_demo
@@ -36,11 +43,49 @@ from mergekit_arm.integrations.transformers import ARMCallback
 REPO = Path(__file__).resolve().parent.parent
 
 
+class SaveMemory:
+    """Peak resident memory of the process during each save, above its level before it
+    (sampled every 5 ms): ``start`` runs before ARMCallback's ``on_save``, ``stop`` after."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.peaks: dict[int, float] = {}  # global step -> MiB
+        self.start, self.stop = self._Start(self), self._Stop(self)
+
+    def _sample(self, before: int, done: threading.Event, step: int) -> None:
+        peak = before
+        while not done.wait(0.005):
+            peak = max(peak, self.process.memory_info().rss)
+        self.peaks[step] = (max(peak, self.process.memory_info().rss) - before) / 2**20
+
+    class _Start(TrainerCallback):
+        def __init__(self, owner: SaveMemory) -> None:
+            self.owner = owner
+
+        def on_save(self, args, state, control, **kwargs):
+            owner = self.owner
+            owner.done = threading.Event()
+            owner.thread = threading.Thread(target=owner._sample, daemon=True, args=(
+                owner.process.memory_info().rss, owner.done, state.global_step))
+            owner.thread.start()
+
+    class _Stop(TrainerCallback):
+        def __init__(self, owner: SaveMemory) -> None:
+            self.owner = owner
+
+        def on_save(self, args, state, control, **kwargs):
+            self.owner.done.set()
+            self.owner.thread.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="examples/arm-callback.yml")
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps")
     parser.add_argument("--save-steps", type=int, default=10, help="steps between checkpoints")
+    parser.add_argument("--lora", action="store_true", help="train a PEFT LoRA adapter")
     args = parser.parse_args()
     os.chdir(REPO)  # the config's paths are relative to the repository root
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -54,6 +99,11 @@ def main() -> None:
     output_dir = Path("./arm-demo/callback-run")
     shutil.rmtree(output_dir, ignore_errors=True)  # a fresh run (and stream) every time
     model, tokenizer = load_model_dir(paths["base"])
+    if args.lora:
+        import peft
+
+        model = peft.get_peft_model(model, peft.LoraConfig(
+            r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
     data = Dataset.from_dict(
         {"input_ids": encode_texts(tokenizer, demo_sft_texts(), DEMO_MAX_LENGTH)})
     training = TrainingArguments(
@@ -63,9 +113,11 @@ def main() -> None:
         report_to=[], disable_tqdm=True, use_cpu=True, dataloader_pin_memory=False, seed=1,
     )
     callback = ARMCallback(args.config)  # out: <output_dir>/arm-stream
+    memory = SaveMemory()
     trainer = Trainer(model=model, args=training, train_dataset=data,
                       data_collator=PadRight(tokenizer.pad_token_id),
-                      processing_class=tokenizer, callbacks=[callback])
+                      processing_class=tokenizer,
+                      callbacks=[memory.start, callback, memory.stop])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
 
@@ -74,6 +126,11 @@ def main() -> None:
         raise SystemExit("the stream wrote no model (see the log above)")
     print(f"\ntraining + streaming took {time.perf_counter() - started:.0f} s; merge time per "
           f"save: {', '.join(f'{s:.1f}' for s in callback.step_seconds.values()) or '-'} s")
+    if callback.fold_seconds:
+        print("of which folding the adapter into the base: "
+              f"{', '.join(f'{s:.2f}' for s in callback.fold_seconds.values())} s")
+    print("peak memory above the level before each save: "
+          f"{', '.join(f'{m:.0f}' for m in memory.peaks.values()) or '-'} MiB")
     print(f"held-out loss: base {result.start_loss:.4f}")
     for record in result.records:
         print(f"  step {record['step']} ({record['leg']}): eta {record['learning_rate']:g}, "
