@@ -116,6 +116,20 @@ def input_roles(pairs: Iterable[tuple[str, str | os.PathLike | None]],
     return [PathRole(label, path, kind) for label, path in pairs if path is not None]
 
 
+def reference_roles(label: str, value: object) -> list[PathRole]:
+    """The local folders of a ``base+adapter`` model reference (``path[@rev]+path[@rev]``,
+    :mod:`mergekit_arm.model_refs`): a resolved config keeps only the folded folder, but
+    both parts are read. Empty for anything else."""
+    if not isinstance(value, str) or "+" not in value or Path(value).expanduser().exists():
+        return []
+    roles = []
+    for part, name in zip(value.split("+"), ("base", "adapter"), strict=False):
+        path = part.partition("@")[0]
+        if path and Path(path).expanduser().exists():
+            roles.append(PathRole(f"{label} ({name})", path))
+    return roles
+
+
 def _within(path: str | os.PathLike, folder: Path) -> bool:
     """``path`` is ``folder``, lies inside it, or is one of its parents (a ``mkdir -p``)."""
     try:
@@ -174,4 +188,4 @@ def writes_output(after: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 
 __all__ = ["OutputOverlapError", "PathRole", "check_outputs_apart", "input_roles",
-           "output_write_errors", "writes_output"]
+           "output_write_errors", "reference_roles", "writes_output"]

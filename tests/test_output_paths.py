@@ -198,6 +198,36 @@ def test_callback_out_may_sit_in_the_run_but_not_in_a_checkpoint(world, tmp_path
     assert _tree(tmp_path) == before
 
 
+REFERENCE_PARTS = [
+    ("models/base+run/checkpoint-1", ["models/base", "run/checkpoint-1"]),
+    ("models/base@main+run/checkpoint-1@v1", ["models/base", "run/checkpoint-1"]),
+    ("org/base+run/checkpoint-1", ["run/checkpoint-1"]),  # a Hub base, a local adapter
+    ("models/base", []),  # a plain folder is its own input
+    ("org/base+org/adapter", []),
+]
+
+
+@pytest.mark.parametrize(("reference", "parts"), REFERENCE_PARTS)
+def test_base_and_adapter_folders_are_inputs(world, monkeypatch, reference, parts):
+    """A ``base+adapter`` model resolves to a folded folder elsewhere; its local base and
+    adapter folders are inputs too, in arm-calibrate, arm-stream and arm-choose configs."""
+    from mergekit_arm.choose.references import _raw_references
+    from mergekit_arm.paths import reference_roles
+    from mergekit_arm.stream.inputs import reference_inputs
+
+    monkeypatch.chdir(world)
+    expected = [str((world / part).resolve()) for part in parts]
+    assert [str(r.resolved) for r in reference_roles("MODEL", reference)] == expected
+    stream = {"origin": reference, "checkpoints": [{"model": reference}, reference]}
+    assert [str(r.resolved) for r in reference_inputs(stream)] == expected * 3
+    choose = {"origin": reference, "candidates": [{"name": "a", "model": reference}]}
+    assert [str(r.resolved) for r in _raw_references(choose)] == expected * 2
+    if parts:
+        with pytest.raises(Exception, match="adapter"):
+            check_outputs_apart([PathRole("OUT", f"{parts[-1]}/stats.safetensors", "file")],
+                                reference_roles("MODEL", reference))
+
+
 def test_check_reads_a_statistics_file_inside_its_model_folder(world, tmp_path, monkeypatch):
     """Reading is not writing: ``--check`` accepts the file stored in the folder it
     describes (it used to count the file as a weight shard and refuse)."""

@@ -101,11 +101,11 @@ def _load_for_mode(folder: str | os.PathLike, options: CalibrationOptions) -> tu
 
 
 def check_out_apart(model: str | os.PathLike | torch.nn.Module, out: str | os.PathLike,
-                    options: CalibrationOptions) -> None:
+                    options: CalibrationOptions, reference: object = None) -> None:
     """Refuse an ``out`` that is, or lies inside, an input: the model folder (of a loaded
-    model too, when it came from one), ``--tokenizer`` or ``--data``
-    (:func:`~mergekit_arm.paths.check_outputs_apart`)."""
-    from mergekit_arm.paths import PathRole, check_outputs_apart, input_roles
+    model too, when it came from one), ``--tokenizer``, ``--data``, and the base and adapter
+    folders of a ``reference`` ``base+adapter`` (:func:`~mergekit_arm.paths.check_outputs_apart`)."""
+    from mergekit_arm.paths import PathRole, check_outputs_apart, input_roles, reference_roles
 
     if isinstance(model, torch.nn.Module):
         origin = getattr(getattr(model, "config", None), "_name_or_path", None)
@@ -113,7 +113,8 @@ def check_out_apart(model: str | os.PathLike | torch.nn.Module, out: str | os.Pa
     else:
         folder = model
     check_outputs_apart([PathRole("OUT", out, "file")], input_roles(
-        [("MODEL", folder), ("--tokenizer", options.tokenizer), ("--data", options.data)]))
+        [("MODEL", folder), ("--tokenizer", options.tokenizer), ("--data", options.data)])
+        + reference_roles("MODEL", reference))
 
 
 def calibrate(
@@ -146,7 +147,7 @@ def calibrate(
         label = model_label or getattr(model.config, "_name_or_path", "in-memory model")
     else:  # a folder, Hub id[@revision] or base+adapter (mergekit_arm.model_refs)
         resolved = resolve_model(model, "MODEL", trust_remote_code=options.trust_remote_code)
-        check_out_apart(resolved.folder, out, options)
+        check_out_apart(resolved.folder, out, options, reference=model)
         label = model_label or (str(resolved.folder.resolve()) if resolved.is_local
                                 else resolved.reference)
         origin = resolved.metadata()

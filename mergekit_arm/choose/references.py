@@ -9,13 +9,14 @@ local path is therefore made absolute before MergeKit sees it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from mergekit_arm.choose.config import CandidateEntry, ChooseConfig
 from mergekit_arm.errors import ArmError
-from mergekit_arm.paths import PathRole, input_roles
+from mergekit_arm.model_refs import absolute_reference
+from mergekit_arm.paths import PathRole, input_roles, reference_roles
 
 #: Keys of a MergeKit config whose string values are model references (or model paths).
 REFERENCE_KEYS = ("model", "base_model", "tokenizer_source", "source", "lora", "path")
@@ -25,30 +26,13 @@ FILE_KEYS = ("activations",)
 KEYWORDS = ("union", "base")
 
 
-def _absolute_path(text: str) -> str:
-    """``path[@revision]`` with ``path`` absolute when it exists locally."""
-    path, at, revision = text.partition("@")
-    local = Path(path).expanduser()
-    if path and local.exists():
-        return str(local.resolve()) + at + revision
-    return text
-
-
-def absolute_reference(text: str) -> str:
-    """A MergeKit model reference string (``path[@rev][+lora[@rev]]``) with its local paths
-    absolute; anything else unchanged (MergeKit refuses a malformed one itself)."""
-    parts = text.split("+")
-    if len(parts) > 2:
-        return text
-    return "+".join(_absolute_path(part) for part in parts)
-
-
 def _walk(node: Any, where: str, found: list[tuple[str, str]]) -> Any:
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
             here = f"{where}.{key}" if where else str(key)
-            if key in REFERENCE_KEYS and isinstance(value, str) and value not in KEYWORDS:
+            if key in REFERENCE_KEYS and isinstance(value, str) and value \
+                    and value not in KEYWORDS:
                 out[key] = absolute_reference(value)
                 found += [(here, part.partition("@")[0]) for part in out[key].split("+")
                           if part.startswith("/")]
@@ -105,10 +89,31 @@ def _candidate_inputs(entry: CandidateEntry) -> Iterator[PathRole]:
         return
 
 
-def choose_inputs(config: ChooseConfig) -> list[PathRole]:
+def _raw_references(given: Any) -> list[PathRole]:
+    """The base and adapter folders of ``base+adapter`` models in the config as given
+    (``origin``, ``checkpoints``, ``model`` candidates): resolved, only the folded
+    folder is left."""
+    from mergekit_arm._yaml import load_yaml_file
+
+    try:
+        data = (given.model_dump() if isinstance(given, ChooseConfig) else dict(given)
+                if isinstance(given, Mapping) else load_yaml_file(given, "arm-choose config"))
+    except ArmError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    pairs = [("`origin`", data.get("origin"))]
+    pairs += [(f"`checkpoints[{i}]`", c) for i, c in enumerate(data.get("checkpoints") or [])]
+    pairs += [(f"candidate `{c.get('name')}` (`model`)", c.get("model"))
+              for c in data.get("candidates") or [] if isinstance(c, dict)]
+    return [role for label, value in pairs for role in reference_roles(label, value)]
+
+
+def choose_inputs(config: ChooseConfig, given: Any = None) -> list[PathRole]:
     """Every path an ``arm-choose`` run reads: each candidate's models, texts and
     tokenizer (those of its MergeKit or stream config too), the held-out texts, the
-    scoring tokenizer, ``origin`` and ``checkpoints``."""
+    scoring tokenizer, ``origin`` and ``checkpoints``; with ``given`` (the config as
+    passed: a path, mapping or config object) the parts of ``base+adapter`` models too."""
     roles = input_roles([("`validation.data`", config.validation.data),
                          ("`tuning.data`", config.tuning.data if config.tuning else None),
                          ("`tokenizer`", config.tokenizer), ("`origin`", config.origin)])
@@ -116,7 +121,7 @@ def choose_inputs(config: ChooseConfig) -> list[PathRole]:
                          for i, path in enumerate(config.checkpoints))
     for entry in config.candidates:
         roles += list(_candidate_inputs(entry))
-    return roles
+    return roles + (_raw_references(given) if given is not None else [])
 
 
-__all__ = ["absolute_model_paths", "absolute_reference", "choose_inputs", "local_references"]
+__all__ = ["absolute_model_paths", "choose_inputs", "local_references"]

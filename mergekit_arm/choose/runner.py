@@ -138,7 +138,7 @@ def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os
     ``refuse_changed_inputs`` (:mod:`~mergekit_arm.choose.builds`)."""
     cfg = _as_config(config)
     root = Path(out).expanduser().resolve()
-    check_outputs_apart([PathRole("OUT", out, "folder")], choose_inputs(cfg))
+    check_outputs_apart([PathRole("OUT", out, "folder")], choose_inputs(cfg, config))
     _open_out(root)
     lock = FileLock(str(root / INTERNAL / "lock"))
     try:

@@ -25,7 +25,7 @@ from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.heldout import quiet_transformers
 from mergekit_arm.paths import PathRole, check_outputs_apart, output_write_errors
 from mergekit_arm.stream.config import StreamConfig, parse_config, read_config_file
-from mergekit_arm.stream.inputs import check_paths, input_paths
+from mergekit_arm.stream.inputs import check_paths, input_paths, reference_inputs
 from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.runner import StreamRunner
 from mergekit_arm.stream.state import OutLayout, open_state, remove_partial_writes, save_state
@@ -101,7 +101,8 @@ def open_stream(
     register()
     resolved = _as_config(config, watch)
     check_paths(resolved)
-    check_outputs_apart([PathRole("OUT", out, "folder")], input_paths(resolved))
+    check_outputs_apart([PathRole("OUT", out, "folder")],
+                        input_paths(resolved) + reference_inputs(config_data(config)[1]))
     with output_write_errors(out, AFTER_WRITE_ERROR), \
             _locked_stream(resolved, OutLayout(out), restart, progress) as runner:
         yield runner

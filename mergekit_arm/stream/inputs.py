@@ -10,13 +10,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from mergekit_arm.checks import check_finite_state
 from mergekit_arm.errors import ArmConfigError, ModelLoadError
 from mergekit_arm.models import DTYPES, load_causal_lm, safetensors_shapes
-from mergekit_arm.paths import PathRole, input_roles
+from mergekit_arm.paths import PathRole, input_roles, reference_roles
 from mergekit_arm.stream.config import StreamConfig
 from mergekit_arm.stream.watch import weight_files
 
@@ -75,6 +76,19 @@ def input_paths(config: StreamConfig, prefix: str = "") -> list[PathRole]:
     if config.mode == "watch":
         roles += input_roles([(f"{prefix}`watch.dir`", config.watch.dir)], kind="run")
     return roles
+
+
+def reference_inputs(data: Any) -> list[PathRole]:
+    """The base and adapter folders of the ``base+adapter`` models of an unresolved config
+    mapping (``origin``, ``start``, ``checkpoints``): the resolved config names only their
+    folded folder."""
+    if not isinstance(data, dict):
+        return []
+    pairs = [("origin", data.get("origin")), ("start", data.get("start"))]
+    for index, entry in enumerate(data.get("checkpoints") or []):
+        model = entry.get("model") if isinstance(entry, dict) else entry
+        pairs.append((f"checkpoints[{index}].model", model))
+    return [role for key, value in pairs for role in reference_roles(f"`{key}`", value)]
 
 
 def saved_dtype(folder: Path) -> torch.dtype:
@@ -177,4 +191,4 @@ class ModelLoader:
 
 
 __all__ = ["InputModel", "ModelLoader", "check_paths", "file_shapes", "input_paths",
-           "saved_dtype"]
+           "reference_inputs", "saved_dtype"]
