@@ -294,3 +294,22 @@ def test_callback_streams_a_peft_run(offline_hub, tiny_llama, math_texts, calibr
     assert wa.keys() == wb.keys()
     for name in wa:
         assert torch.equal(wa[name], wb[name]), name
+
+
+def test_choose_scores_hub_and_adapter_candidates(offline_hub, tiny_llama, lora,
+                                                   validation_jsonl, tmp_path):
+    """arm-choose: a `model` candidate named org/tiny+org/tiny-lora and a mergekit
+    candidate reading BASE+ADAPTER score exactly as PEFT's merged save does."""
+    from mergekit_arm.choose.runner import run_choose
+
+    linear = {"merge_method": "linear", "dtype": "float32",
+              "models": [{"model": f"{tiny_llama}+{lora.adapter}", "parameters": {"weight": 1.0}}]}
+    config = {
+        "validation": {"data": str(validation_jsonl), "samples": 4, "max_length": 32},
+        "candidates": [{"name": "merged", "model": str(lora.merged)},
+                       {"name": "hub", "model": "org/tiny+org/tiny-lora"},
+                       {"name": "mergekit", "mergekit": linear}],
+        "device": "cpu"}
+    result = run_choose(config, tmp_path / "out", progress=False)
+    losses = {row.name: row.val_loss for row in result.rows}
+    assert losses["hub"] == losses["merged"] == losses["mergekit"], losses

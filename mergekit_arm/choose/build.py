@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,11 @@ def _forget_loaded_models() -> None:
     cache.loaders.clear()
 
 
+#: Per-build folder where MergeKit folds a candidate's ``base+adapter`` models (its
+#: cache is keyed by path, so a fresh one per build never serves a stale merge).
+LORA_CACHE = ".lora-merge-cache"
+
+
 def build_mergekit(entry: CandidateEntry, folder: Path, config: ChooseConfig) -> Path:
     """Run the candidate's mergekit config into ``folder/model`` (atomically) and check it."""
     from mergekit.merge import run_merge
@@ -108,8 +114,10 @@ def build_mergekit(entry: CandidateEntry, folder: Path, config: ChooseConfig) ->
     register()
     merge_config = mergekit_configuration(entry)
     target = folder / "model"
+    lora_cache = folder / LORA_CACHE  # MergeKit folds `base+adapter` references here, anew
     options = MergeOptions(copy_tokenizer=True, lazy_unpickle=True, quiet=True,
-                           trust_remote_code=config.trust_remote_code)
+                           trust_remote_code=config.trust_remote_code,
+                           lora_merge_cache=str(lora_cache))
     try:
         with atomic_directory(target) as partial:
             run_merge(merge_config, str(partial), options=options)
@@ -123,6 +131,7 @@ def build_mergekit(entry: CandidateEntry, folder: Path, config: ChooseConfig) ->
                        f"{type(error).__name__}: {error}") from error
     finally:
         _forget_loaded_models()
+        shutil.rmtree(lora_cache, ignore_errors=True)
     # a merge of models without a tokenizer is complete when the config names one to score with
     require_valid_output(target, tokenizer=config.tokenizer is None)
     return target
