@@ -68,6 +68,10 @@ CASES = [
      STREAM_OK.replace("constant, learning_rate: 0.5}",
                        "linear, learning_rate: 0.5, final_learning_rate: 1.0e300}"),
      ["`schedule.final_learning_rate`", "at most 1e+45"]),
+    ("candidate-multiplier-1e300", "arm-stream",
+     STREAM_OK.replace("{kind: constant, learning_rate: 0.5}",
+                       "{kind: line_search, learning_rate: 0.5, candidates: [1.0e300, 1.0]}")
+     + "validation: {data: v.jsonl}\n", ["`schedule.candidates`", "at most 1e+06"]),
     ("mergekit-learning-rate-misspelt", "arm-choose",
      "validation: {data: VALIDATION}\ncandidates:\n  - name: typo\n    mergekit:\n"
      "      merge_method: arm\n      base_model: ./sft\n      models:\n"

@@ -13,14 +13,18 @@ BlockGroups = Literal["kind", "depth"]
 START_AVERAGE = "average"  # `start: average`: the weighted average of the checkpoints
 
 
+MAX_MULTIPLIER = 1e6
+"""The largest rate multiplier: with rates at most 1e45, every product stays finite."""
+
+
 def check_multipliers(values: list[float]) -> list[float]:
     """Rate multipliers (line-search candidates, per-block tries): distinct, finite and > 0,
     so every rate they make follows the learning-rate rule."""
-    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    bad = [v for v in values if not (math.isfinite(v) and 0 < v <= MAX_MULTIPLIER)]
     if bad:
         raise ValueError(
-            f"multipliers must be finite and > 0, got {bad} (every rate they make follows "
-            "the learning-rate rule: finite and > 0)"
+            f"multipliers must be finite, > 0 and at most {MAX_MULTIPLIER:.0e}, got {bad} "
+            "(every rate they make follows the learning-rate rule: finite and > 0)"
         )
     if len(set(values)) != len(values):
         raise ValueError(f"multipliers must be distinct, got {values}")
