@@ -162,8 +162,9 @@ def output_write_errors(out: str | os.PathLike, after: str, what: str = "OUT") -
             raise
         hint = ("the disk is full: free space or choose an output folder on another disk"
                 if error.errno in (errno.ENOSPC, errno.EDQUOT) else
-                "the file system is read-only or you may not write there: choose an output "
-                "folder you can write to")
+                "the file system is read-only: choose an output folder you can write to"
+                if error.errno == errno.EROFS else
+                "you may not write there: choose an output folder you can write to")
         where = names[0] if names else folder
         raise OutputWriteError(
             f"cannot write {what} {folder}: {os.strerror(error.errno)} ({where}); {hint}. "
