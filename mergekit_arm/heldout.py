@@ -1,4 +1,5 @@
-"""Held-out texts as loss batches, shared by ``arm-stream`` and ``arm-choose``.
+"""Held-out texts as loss batches, shared by ``arm-stream`` and ``arm-choose``
+(``quiet_transformers`` is re-exported from :mod:`mergekit_arm.quiet`).
 
 Both commands score models on a section of held-out texts (a ``ValidationConfig``: texts
 ``offset .. offset + samples`` of ``data``); the loss itself is
@@ -8,8 +9,6 @@ Both commands score models on a section of held-out texts (a ``ValidationConfig`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ from mergekit_arm.calibration import TextRole, load_calibration_texts, tokenize_
 from mergekit_arm.calibration.limits import effective_max_length
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.evaluation import LossBatch, loss_batches
+from mergekit_arm.quiet import quiet_transformers
 
 
 def heldout_batches(section: Any, name: str, tokenizer: Any, device: torch.device,
@@ -49,20 +49,6 @@ def heldout_batches(section: Any, name: str, tokenizer: Any, device: torch.devic
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return loss_batches(tokens, section.batch_size, pad, device=device)
-
-
-@contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Hide transformers' per-file loading/saving bars (the commands show their own)."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 __all__ = ["heldout_batches", "quiet_transformers"]

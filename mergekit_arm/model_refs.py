@@ -263,7 +263,7 @@ def fold_adapter(base: Path, adapter: Path, shown: str, cache: Path | None = Non
     anew, replacing a folder of that name)."""
     from mergekit.common import ModelPath, ModelReference
 
-    from mergekit_arm.heldout import quiet_transformers
+    from mergekit_arm.quiet import quiet_transformers
 
     check_adapter_folder(adapter, shown)
     root = Path(cache) if cache is not None else merge_cache_root()
