@@ -78,4 +78,21 @@ def source_names(group: TensorGroup) -> dict[Hashable, str]:
     return names
 
 
-__all__ = ["source_names"]
+def vocabulary_realigned(group: TensorGroup) -> bool:
+    """Whether MergeKit re-indexed this tensor's vocabulary axis before the kernel got it
+    (``tokenizer_source`` / ``tokenizer:``: ``PermutedVocabulary``;
+    ``--unsafe-truncate-embeddings``: ``TruncatedVocabulary``): its rows are then no longer
+    the checkpoint's, so values recorded from the checkpoint (statistics probes) cannot be
+    compared with it. Its input (hidden) axis, which the statistics describe, is unchanged."""
+    from mergekit.io.tasks import GatherTensors
+
+    if group.metadata.vocabulary_axis is None:
+        return False
+    task = _running_task()
+    if task is None or getattr(task.output_weight, "name", None) != group.metadata.name:
+        return False
+    inputs = task.gather_tensors
+    return hasattr(inputs, "gather_tensors") and not isinstance(inputs, GatherTensors)
+
+
+__all__ = ["source_names", "vocabulary_realigned"]
