@@ -14,7 +14,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mergekit_arm._yaml import load_yaml_file, short_repr
 from mergekit_arm.calibration.options import CalibrationSettings
@@ -46,10 +53,20 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ACTIVATIONS_HELP = ("statistics file of this model (`arm-calibrate MODEL FILE` with the "
+                    "stream's calibration settings): used instead of calibrating the model")
+ORIGIN_KEYS = ("activations", "model")
+INTERNAL_KEYS = frozenset({"origin_activations"})
+"""Fields written through another key's form (``origin: {model, activations}``; dumps and
+saved states hold them flat), left out of the keys an error lists."""
+
+
 class CheckpointEntry(_Section):
-    """One checkpoint: a model folder and its weight ``w_j`` in the displacement."""
+    """One checkpoint: a model folder, its weight ``w_j`` in the displacement and,
+    optionally, its statistics file (not recalibrated then)."""
 
     model: str = Field(description="model folder (Hugging Face format)")
+    activations: str | None = Field(None, description=ACTIVATIONS_HELP)
     weight: float = Field(1.0, description="w_j in d = sum_j w_j (c_j - from) / sum_j w_j")
 
     @field_validator("weight")
@@ -150,7 +167,10 @@ class StreamConfig(_Section):
     """A Streaming Merging run: which models, how many steps, which step sizes."""
 
     mode: Mode = Field("fixed", description="fixed | checkpoints | watch | toward")
-    origin: str = Field(description="the model SFT started from (W_from of the first step)")
+    origin: str = Field(description="the model SFT started from (W_from of the first step); "
+                        "or {model: PATH, activations: FILE}")
+    origin_activations: str | None = Field(
+        None, description="set by `origin: {model, activations}`: the origin's statistics file")
     checkpoints: list[CheckpointEntry] = Field(default_factory=list)
     start: str | None = Field(
         None, description="model the trajectory starts from; null = mode's default"
@@ -183,6 +203,27 @@ class StreamConfig(_Section):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="torch RNG seed of the run, 0 to 2^32-1")
     trust_remote_code: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _origin_entry(cls, data: Any) -> Any:
+        """``origin: {model: PATH, activations: FILE}`` -> ``origin`` and its statistics file."""
+        if not isinstance(data, dict):
+            return data
+        origin = data.get("origin")
+        if not isinstance(origin, dict):
+            return data
+        unknown = sorted(str(key) for key in origin if key not in ORIGIN_KEYS)
+        if unknown:
+            raise ValueError(f"unknown key `origin.{unknown[0]}` (allowed here: "
+                             f"{', '.join(ORIGIN_KEYS)})")
+        if not isinstance(origin.get("model"), str):
+            raise ValueError("`origin` as a mapping needs `model: PATH` (and optionally "
+                             "`activations: FILE`)")
+        data = {**data, "origin": origin["model"]}
+        if origin.get("activations") is not None:
+            data["origin_activations"] = origin["activations"]
+        return data
 
     @field_validator("checkpoints", mode="before")
     @classmethod
@@ -294,6 +335,12 @@ class StreamConfig(_Section):
         assert self.validation is not None
         return self.validation.max_length or self.calibration.max_length
 
+    def given_statistics(self) -> list[tuple[str, str, str]]:
+        """``(config key, model, statistics file)`` of every model given with ``activations``."""
+        given = [("origin", self.origin, self.origin_activations)]
+        given += [(f"checkpoints[{i}]", c.model, c.activations) for i, c in enumerate(self.checkpoints)]
+        return [(key, model, file) for key, model, file in given if file is not None]
+
     def resolved(self) -> StreamConfig:
         """A copy with every path made absolute (relative to the current directory); model
         references (Hub ids, ``base+adapter``) replaced by their local folders."""
@@ -315,8 +362,12 @@ class StreamConfig(_Section):
                 data[key] = local(data[key], key)
         if data.get("tokenizer") is not None:
             data["tokenizer"] = absolute(data["tokenizer"])
+        if data.get("origin_activations") is not None:  # from origin: {model, activations}
+            data["origin_activations"] = absolute(data["origin_activations"])
         for index, entry in enumerate(data.get("checkpoints", [])):
             entry["model"] = local(entry["model"], f"checkpoints[{index}].model")
+            if entry.get("activations") is not None:
+                entry["activations"] = absolute(entry["activations"])
         for section in ("calibration", "validation", "selection", "watch"):
             key = "dir" if section == "watch" else "data"
             if isinstance(data.get(section), dict) and data[section].get(key) is not None:
@@ -359,7 +410,7 @@ def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
         model = _section_model(field.annotation) if field is not None else None
         if model is None:
             return []
-    return sorted(model.model_fields) if model is not None else []
+    return sorted(set(model.model_fields) - INTERNAL_KEYS) if model is not None else []
 
 
 def describe_validation_error(error: ValidationError, source: str,

@@ -69,6 +69,7 @@ def input_paths(config: StreamConfig, prefix: str = "") -> list[PathRole]:
     pairs = [("origin", config.origin), ("start", start), ("tokenizer", config.tokenizer),
              ("calibration.data", config.calibration.data)]
     pairs += [(f"checkpoints[{i}].model", c.model) for i, c in enumerate(config.checkpoints)]
+    pairs += [(f"{key}.activations", file) for key, _, file in config.given_statistics()]
     for section in ("validation", "selection"):
         if getattr(config, section) is not None:
             pairs.append((f"{section}.data", getattr(config, section).data))
@@ -84,7 +85,9 @@ def reference_inputs(data: Any) -> list[PathRole]:
     folded folder."""
     if not isinstance(data, dict):
         return []
-    pairs = [("origin", data.get("origin")), ("start", data.get("start"))]
+    origin = data.get("origin")  # or {model, activations}
+    pairs = [("origin", origin.get("model") if isinstance(origin, dict) else origin),
+             ("start", data.get("start"))]
     for index, entry in enumerate(data.get("checkpoints") or []):
         model = entry.get("model") if isinstance(entry, dict) else entry
         pairs.append((f"checkpoints[{index}].model", model))

@@ -2,18 +2,23 @@
 
 Statistics of the inputs (origin, checkpoints) are cached under
 ``OUT/.arm-stream/stats/cache/<key>.safetensors``, keyed by the model's fingerprint, the
-calibration tokens and the settings, so a resumed or restarted run reuses them.
+calibration tokens and the settings, so a resumed or restarted run reuses them. A model
+given with ``activations`` (:mod:`~mergekit_arm.stream.given`) is not calibrated: once its
+file is checked, any request for the statistics of a model with its fingerprint (the model
+itself, or the current model of step 1 when it starts there) copies that file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mergekit_arm._io import atomic_file
 from mergekit_arm.calibration import (
     CalibrationOptions,
     TextRole,
@@ -27,8 +32,11 @@ from mergekit_arm.calibration.limits import position_limit
 from mergekit_arm.errors import ArmConfigError, StatisticsError
 from mergekit_arm.evaluation import LossBatch
 from mergekit_arm.heldout import heldout_batches
+from mergekit_arm.models import load_model_config
 from mergekit_arm.statistics import clear_cache, load_statistics
 from mergekit_arm.stream.config import StreamConfig
+from mergekit_arm.stream.given import check_given_file, fingerprint_mismatch
+from mergekit_arm.stream.inputs import saved_dtype
 
 logger = logging.getLogger("mergekit_arm.stream")
 
@@ -58,11 +66,43 @@ class StatisticsStore:
             trust_remote_code=config.trust_remote_code,
         )
         self.cache_key = f"rank={cal.rank}|batch={cal.batch_size}|mode={cal.mode}|float32"
+        self.settings = cal
+        self.tokenizer_path = config.tokenizer
+        self.trust_remote_code = config.trust_remote_code
+        self._checked: dict[str, tuple[str, str, str, str]] = {}  # key -> (model, file,
+        # model fingerprint, dtype of its pass)
+        self._given: dict[str, tuple[Path, str]] = {}  # model fingerprint -> (file, key)
+
+    def check_given(self, key: str, model: str, file: str) -> None:
+        """Check the statistics ``file`` config entry ``key`` gives for ``model`` (a local
+        folder) against it and the calibration settings, before anything is loaded."""
+        tokens = self.fingerprint_for_config(load_model_config(Path(model), self.trust_remote_code))
+        stats = check_given_file(key, model, file, self.settings, tokens,
+                                 tokenizer=self.tokenizer_path,
+                                 trust_remote_code=self.trust_remote_code)
+        self._checked[key] = (model, file, stats.model_fingerprint,
+                              stats.metadata.get("probe_dtype", "float32"))
+
+    def use_given(self, key: str, module: torch.nn.Module) -> None:
+        """After loading the model of entry ``key``: its statistics come from the checked
+        file (when ``key`` gave one), whose model fingerprint must be the module's."""
+        if key not in self._checked:
+            return
+        model, file, fingerprint, pass_dtype = self._checked[key]
+        if model_fingerprint(module) != fingerprint:
+            raise fingerprint_mismatch(key, model, file, self.settings, self.tokenizer_path,
+                                       pass_dtype,
+                                       str(saved_dtype(Path(model))).removeprefix("torch."))
+        self._given[fingerprint] = (Path(file), key)
 
     def fingerprint_for(self, module: torch.nn.Module) -> str:
         """Fingerprint of the tokens :func:`calibrate` feeds ``module``: cut at its positions
         when its config states fewer than ``calibration.max_length``."""
-        stated = position_limit(module.config)
+        return self.fingerprint_for_config(module.config)
+
+    def fingerprint_for_config(self, model_config: Any) -> str:
+        """:meth:`fingerprint_for` a model of config ``model_config``."""
+        stated = position_limit(model_config)
         if stated is None or stated[0] >= self.max_length:
             return self.fingerprint
         if stated[0] not in self._cut:
@@ -78,6 +118,14 @@ class StatisticsStore:
         the label) is what the log says is being calibrated.
         """
         fingerprint = model_fingerprint(module)
+        given = self._given.get(fingerprint)
+        if given is not None:  # the user's file, checked: copied, not recalibrated
+            logger.info("statistics of %s: `%s.activations` %s (not recalibrated)",
+                        description or label, given[1], given[0])
+            if path != given[0]:
+                with atomic_file(path) as tmp:
+                    shutil.copyfile(given[0], tmp)
+            return path
         if path.is_file():
             try:
                 existing = load_statistics(path)

@@ -40,13 +40,18 @@ class StepInputs:
         self.of_step: tuple[InputModel | None, list[tuple[InputModel, float]]] | None = None
         self.went_idle = False
         self.arrivals: Iterator[Path] | None = None  # watch mode fed from outside (advance)
+        self.given: dict[Path, str] = {}  # model folder -> config key that gave its statistics
 
     def prepare(self) -> None:
         """Load the origin (and a fixed stream's targets), check every input against it,
         and get the statistics of `from` models; on resume, the last consumed checkpoint."""
         cfg = self.config
+        for key, model, file in cfg.given_statistics():  # the user's files: checked first
+            self.store.check_given(key, model, file)
+        self.given = {Path(model): key for key, model, _ in reversed(cfg.given_statistics())}
         logger.info("loading origin %s", cfg.origin)
         origin_module = self.loader.load_origin()
+        self.store.use_given("origin", origin_module)
         # Every input is checked against the origin before anything is calibrated.
         fixed: list[tuple[Path, str, torch.nn.Module, float]] = []
         if cfg.mode in ("checkpoints", "toward"):
@@ -57,6 +62,7 @@ class StepInputs:
                 label = f"checkpoints[{index}]"
                 logger.info("loading %s %s", label, entry.model)
                 module = self.loader.load_checked(Path(entry.model), label)
+                self.store.use_given(label, module)
                 fixed.append((Path(entry.model), label, module, entry.weight))
         origin_stats = None if cfg.mode == "toward" else self.store.cached(
             origin_module, str(cfg.origin), f"the origin {cfg.origin}")
@@ -84,6 +90,8 @@ class StepInputs:
         (not for a toward leg's target, which is never a `from`)."""
         logger.info("loading %s %s", label, path)
         module = self.loader.load_checked(path, label)
+        if path in self.given:  # a checkpoint given with `activations` (also on resume)
+            self.store.use_given(self.given[path], module)
         return InputModel(path, label, module, self.store.cached(
             module, str(path), f"{label} {path}") if statistics else None)
 
