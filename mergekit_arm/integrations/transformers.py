@@ -17,6 +17,10 @@ calibration.
   skipped;
 * ``on_train_end``: write the kept model ``out/model`` (model card, tokenizer).
 
+``stop_training=True`` also ends training once the stream's ``patience`` has run out
+(:mod:`~mergekit_arm.integrations.early_stop`): no later checkpoint could change the kept
+model, so the steps left are saved compute.
+
 Training is not disturbed: the stream reads the saved files only (never ``model``),
 runs on the CPU unless the config sets ``device:``, and the torch (CPU and CUDA), NumPy
 and ``random`` RNG states are restored around every call. Only the main process
@@ -43,6 +47,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from mergekit_arm._yaml import short_repr
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.heldout import quiet_transformers
+from mergekit_arm.integrations.early_stop import (
+    agree_across_ranks,
+    check_stop_config,
+    patience_exhausted,
+    record_stop,
+    saved_compute,
+)
 from mergekit_arm.models import safetensors_shapes
 from mergekit_arm.stream.config import StreamConfig, parse_config
 from mergekit_arm.stream.driver import config_data, open_stream
@@ -238,6 +249,10 @@ class ARMCallback(TrainerCallback):
     After training, :attr:`result` is the :class:`StreamResult`,
     :attr:`step_seconds` maps each merged checkpoint's number to its wall time and
     :attr:`fold_seconds` (PEFT runs) to the part of it spent folding the adapter.
+    ``stop_training``: stop the Trainer once the stream's ``patience`` has run out (the
+    config must set it; :mod:`~mergekit_arm.integrations.early_stop`); then
+    :attr:`training_stop` holds the steps trained, the steps asked and the fraction saved,
+    also written as ``training_stop`` on the last record of ``trajectory.jsonl``.
     """
 
     def __init__(
@@ -247,10 +262,16 @@ class ARMCallback(TrainerCallback):
         *,
         restart: bool = False,
         progress: bool = False,
+        stop_training: bool = False,
     ) -> None:
         self.source, self.data = config_data(config)
         if not isinstance(self.data, dict) or "origin" in self.data:
             callback_config(self.data, self.source, None)  # fail at construction
+        if stop_training:
+            check_stop_config(self.data, self.source)
+        self.stop_training = stop_training
+        self.stopping = False  # patience ran out: the Trainer was told to stop
+        self.training_stop: dict[str, Any] | None = None
         self.out = None if out is None else Path(out)
         self.restart = restart
         self.progress = progress
@@ -261,9 +282,15 @@ class ARMCallback(TrainerCallback):
 
     # -- Trainer events -------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        """Open (or resume) the stream; merge checkpoints it missed up to the resume point."""
-        if not state.is_world_process_zero:
-            return
+        """Open (or resume) the stream; merge checkpoints it missed up to the resume point.
+        With ``stop_training``, a stream whose patience already ran out stops the Trainer
+        (after the one step it runs before it first looks)."""
+        self.stopping = False
+        if state.is_world_process_zero:
+            self._begin(args, state, model)
+        self._stop_if_done(args, control)
+
+    def _begin(self, args, state, model) -> None:
         if self.session is not None:
             logger.warning("the previous train() of this ARMCallback ended without "
                            "on_train_end (an error?); resuming its stream")
@@ -300,6 +327,7 @@ class ARMCallback(TrainerCallback):
                         "the ARM stream in %s is already %s: nothing more is merged (pass "
                         "restart=True or another out to stream again)", out, runner.state.status)
                     self.result = runner.result()
+                    self.stopping = self.stop_training and patience_exhausted(runner)
                     session.close()
                     return
                 runner.open()
@@ -311,15 +339,22 @@ class ARMCallback(TrainerCallback):
             raise
 
     def on_save(self, args, state, control, **kwargs):
-        """Merge the checkpoint the Trainer has just written."""
-        if not state.is_world_process_zero or self.session is None:
-            return
-        output_dir = Path(args.output_dir).expanduser().resolve()
-        self._merge(output_dir / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        """Merge the checkpoint the Trainer has just written (``stop_training``: then stop
+        the Trainer if the stream's patience ran out)."""
+        if state.is_world_process_zero and self.session is not None:
+            output_dir = Path(args.output_dir).expanduser().resolve()
+            self._merge(output_dir / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        self._stop_if_done(args, control)
 
     def on_train_end(self, args, state, control, **kwargs):
         """Write the kept model (``out/model``) and close the stream."""
-        if not state.is_world_process_zero or self.session is None:
+        if not state.is_world_process_zero:
+            return
+        if self.session is None:
+            if self.stopping:  # the stream had ended before this train(): nothing to write
+                self.training_stop = saved_compute(state.global_step, state.max_steps)
+                logger.info("ARMCallback stopped training at step %d: the stream in its out "
+                            "folder had already run out of patience", state.global_step)
             return
         try:
             runner = self.session.runner
@@ -327,6 +362,8 @@ class ARMCallback(TrainerCallback):
                 logger.warning("the ARM stream in %s merged no checkpoint, so it has no final "
                                "model (did the Trainer save any?)", self.session.out)
                 return
+            if self.stopping:
+                self.training_stop = record_stop(runner, state.global_step, state.max_steps)
             with self.session.turn():
                 runner.finish()
             self.result = runner.result()
@@ -334,6 +371,17 @@ class ARMCallback(TrainerCallback):
             self._close()
 
     # -- helpers --------------------------------------------------------------------------
+    def _stop_if_done(self, args, control) -> None:
+        """``stop_training``: set ``control.should_training_stop`` once rank 0's stream has
+        exhausted its patience (every rank agrees, see :func:`agree_across_ranks`)."""
+        if not self.stop_training:
+            return
+        done = self.stopping or (self.session is not None
+                                 and patience_exhausted(self.session.runner))
+        if agree_across_ranks(done, getattr(args, "device", "cpu")):
+            self.stopping = True
+            control.should_training_stop = True
+
     def _close(self) -> None:
         if self.session is not None:
             self.session.close()
