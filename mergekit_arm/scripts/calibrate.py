@@ -12,9 +12,10 @@ import logging
 import click
 
 from mergekit_arm.calibration.options import CalibrationOptions, add_calibration_options
-from mergekit_arm.scripts.console import exit_on_failure
+from mergekit_arm.scripts.console import exit_on_failure, version_option
 
 
+@version_option
 @click.command("arm-calibrate", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", type=click.Path(file_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))

@@ -9,7 +9,14 @@ from collections.abc import Iterator
 
 import click
 
+from mergekit_arm import __version__
 from mergekit_arm.errors import ArmError
+
+
+def version_option(command: click.Command) -> click.Command:
+    """``--version``: print ``COMMAND (mergekit-arm) VERSION`` and exit."""
+    return click.version_option(__version__, "--version", package_name="mergekit-arm",
+                                message="%(prog)s (mergekit-arm) %(version)s")(command)
 
 
 def configure_logging(verbose: bool, quiet: bool, progress_loggers: tuple[str, ...] = ()) -> None:

@@ -6,7 +6,10 @@ import time
 
 import click
 
+from mergekit_arm.scripts.console import version_option
 
+
+@version_option
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("root", type=click.Path(file_okay=False, writable=True))
 @click.option("--arch", type=click.Choice(["llama", "qwen3"]), default="llama", show_default=True,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from mergekit_arm.scripts.console import configure_logging, exit_on_failure
+from mergekit_arm.scripts.console import configure_logging, exit_on_failure, version_option
 
 
+@version_option
 @click.command("arm-stream", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))

@@ -6,10 +6,13 @@ import sys
 
 import click
 
+from mergekit_arm.scripts.console import version_option
+
 KIND_NAMES = {"merge": "MergeKit merge", "trainer": "Trainer checkpoint",
               "adapter": "PEFT adapter", "model": "saved model"}
 
 
+@version_option
 @click.command("arm-verify", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("out_dir", type=click.Path())
 @click.option("--no-finite", is_flag=True, help="Skip the NaN/Inf check of every tensor.")
