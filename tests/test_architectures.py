@@ -442,15 +442,9 @@ def arm_config(world: World, cur_stats: Path, from_stats: Path, **parameters) ->
 
 # -- the tests ---------------------------------------------------------------------------
 
-MOE_REASON = "issue 22 (1): mergekit-yaml does not rotate MoE experts and routers yet"
-TIED_REASON = "issue 22 (3): the stream and mergekit-yaml treat the tied matrix differently"
-TIED_MERGE_REASON = ("issue 22 (3): mergekit-yaml takes the plain step on a tied embedding, "
-                     "which is the head's weight and should turn with the head's input")
 NEOX_REASON = ("transformers 5 loads GPT-NeoX's embed_out as lm_head: calibration keys the head "
                "lm_head.weight, MergeKit hands embed_out.weight (the merge refuses it as having "
                "no statistics; --check refuses the model's own file)")
-MERGE_XFAIL = {"mixtral": MOE_REASON, "qwen3-moe": MOE_REASON, "gpt-neox": NEOX_REASON,
-               **{n: TIED_MERGE_REASON for n, a in ARCHITECTURES.items() if a.tied}}
 
 
 @pytest.mark.parametrize("name", _rows({"gpt-neox": NEOX_REASON}))
@@ -479,7 +473,7 @@ def test_calibration_modes_agree_with_measured_inputs(worlds, name):
                                  world.arch)
 
 
-@pytest.mark.parametrize("name", _rows(MERGE_XFAIL))
+@pytest.mark.parametrize("name", _rows({"gpt-neox": NEOX_REASON}))
 def test_merge_matches_float64_reference(worlds, name):
     """``mergekit-yaml`` with ``merge_method: arm`` equals the float64 reference on every
     tensor (1e-4 relative), and every linear map was really rotated (it differs from the
@@ -512,8 +506,7 @@ def _replay(step_yml: Path, out: Path) -> None:
     assert result.exit_code == 0, f"replaying {step_yml} failed:\n{result.output[-3000:]}"
 
 
-@pytest.mark.parametrize("name", _rows({n: TIED_REASON for n, a in ARCHITECTURES.items()
-                                        if a.tied}, only=lambda a: a.tied))
+@pytest.mark.parametrize("name", _rows(only=lambda a: a.tied))
 def test_tied_stream_steps_replay_exactly(worlds, name, calibration_jsonl):
     """On a tied-embedding model every ``steps/step-K.yml`` of a 2-step ``arm-stream``
     reproduces ``steps/step-K`` bit for bit under ``mergekit-yaml``."""
