@@ -45,7 +45,6 @@ class Arch:
     buffers: Callable[[object], dict[str, torch.Tensor]] | None = None  # stored as real ones are
 
 
-
 def _common(ids: dict) -> dict:
     return dict(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, **ids)
@@ -161,7 +160,7 @@ class World:
     origin: Path
     sibling: Path
     tokens: list[list[int]]
-    stats: dict[tuple[str, str], Path]  # (model, mode) -> file; mode "refused": the error
+    stats: dict[tuple[str, str], Path]  # ("origin" | "sibling", mode) -> statistics file
 
 
 def _build(arch: Arch, root: Path, tokenizer, texts: list[str]) -> World:
@@ -175,6 +174,9 @@ def _build(arch: Arch, root: Path, tokenizer, texts: list[str]) -> World:
     with quiet_runtime(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(arch.config(ids)).eval()
+        # the row's columns describe the model that is built
+        assert (_tied_embedding(model) is not None) == arch.tied, arch.name
+        assert ("experts" in _linear_maps(model).values()) == arch.moe, arch.name
         folders = {}
         for label, seed in (("origin", None), ("sibling", 1)):
             if seed is not None:
