@@ -1,9 +1,48 @@
-"""Quiet transformers: the commands show their own progress, not its per-file bars."""
+"""Quiet transformers: the commands show their own progress, not its per-file bars; and
+MergeKit's use of transformers' deprecated ``torch_dtype`` is not reported to the user."""
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+#: transformers' deprecation that MergeKit 0.1.5 triggers on every merge with ``dtype`` or
+#: ``out_dtype`` (``merge._model_out_config`` sets ``config.torch_dtype``) and when it folds
+#: a LoRA adapter (``from_pretrained(torch_dtype=...)``).
+TORCH_DTYPE_DEPRECATED = "`torch_dtype` is deprecated"
+_LOGGERS = ("transformers.configuration_utils", "transformers.modeling_utils")
+_MERGEKIT_DIR = f"{os.sep}mergekit{os.sep}"
+
+
+def _called_from_mergekit() -> bool:
+    """Whether MergeKit's own code (not the user's, not ours) is on the calling stack."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if _MERGEKIT_DIR in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class MergeKitDtypeFilter(logging.Filter):
+    """Drops :data:`TORCH_DTYPE_DEPRECATED` when MergeKit's code triggered it: the user
+    wrote ``dtype:`` as MergeKit documents it and cannot act on the message. The same
+    warning from anyone else's code passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (TORCH_DTYPE_DEPRECATED in str(record.msg) and _called_from_mergekit())
+
+
+def silence_mergekit_dtype_deprecation() -> None:
+    """Install :class:`MergeKitDtypeFilter` on the transformers loggers that emit the
+    warning (idempotent; imports nothing)."""
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, MergeKitDtypeFilter) for f in logger.filters):
+            logger.addFilter(MergeKitDtypeFilter())
 
 
 @contextmanager
@@ -20,4 +59,5 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-__all__ = ["quiet_transformers"]
+__all__ = ["MergeKitDtypeFilter", "TORCH_DTYPE_DEPRECATED", "quiet_transformers",
+           "silence_mergekit_dtype_deprecation"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -35,3 +37,41 @@ def test_help_imports_neither_torch_nor_transformers(script):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_callback_prints_one_line_per_save_unless_logging_shows_it(capsys):
+    """ARMCallback's line per merged save reaches the user without any logging set up
+    (printed, as the Trainer prints its logs), and only once when a console handler shows
+    the INFO record."""
+    import logging
+
+    from mergekit_arm.integrations.transformers import announce, console_shows, logger
+
+    assert not console_shows(logger)  # nothing configured: WARNING and above only
+    announce("ARM stream step %d (%s) took %.2f s", 3, "a -> b", 1.5)
+    assert capsys.readouterr().out == "ARM stream step 3 (a -> b) took 1.50 s\n"
+
+    handler = logging.StreamHandler()
+    owner = logging.getLogger("mergekit_arm")
+    level = owner.level
+    owner.addHandler(handler)
+    owner.setLevel(logging.INFO)
+    try:
+        assert console_shows(logger)
+        announce("step %d", 4)
+        captured = capsys.readouterr()
+        assert captured.out == "" and "step 4" in captured.err  # the handler's line only
+    finally:
+        owner.removeHandler(handler)
+        owner.setLevel(level)
+    file_only = logging.FileHandler(Path(tempfile.mkdtemp()) / "log.txt")
+    owner.addHandler(file_only)
+    owner.setLevel(logging.INFO)
+    owner.propagate = False  # (pytest's own capture handlers sit on the root logger)
+    try:
+        assert not console_shows(logger)  # a log file is no console: still printed
+    finally:
+        owner.propagate = True
+        owner.removeHandler(file_only)
+        file_only.close()
+        owner.setLevel(level)

@@ -73,6 +73,32 @@ ADAPTER_FOLDS = "adapters"  # under OUT/.arm-stream: a PEFT run's checkpoints, f
 OPEN_STREAMS: dict[Path, StreamSession] = {}  # this process's open streams, by OUT
 
 
+def console_shows(log: logging.Logger, level: int = logging.INFO) -> bool:
+    """Whether a record of ``level`` on ``log`` reaches a console handler the user set up
+    (a stream handler other than a file's, on ``log`` or an ancestor it propagates to)."""
+    if not log.isEnabledFor(level):
+        return False
+    current: logging.Logger | None = log
+    while current is not None:
+        for handler in current.handlers:
+            if (isinstance(handler, logging.StreamHandler)
+                    and not isinstance(handler, logging.FileHandler) and handler.level <= level):
+                return True
+        current = current.parent if current.propagate else None
+    return False
+
+
+def announce(message: str, *args: Any) -> None:
+    """One line per save: logged at INFO (``OUT/arm-stream.log``, the user's logging), and
+    printed above the Trainer's progress bar when no console handler would show it, as the
+    Trainer prints its own logs. Called on the main process only."""
+    logger.info(message, *args)
+    if not console_shows(logger):
+        from tqdm.auto import tqdm
+
+        tqdm.write(message % args)
+
+
 def is_adapter_checkpoint(folder: Path) -> bool:
     """A PEFT run's checkpoint: ``adapter_config.json`` and no ``config.json``."""
     return (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file()
@@ -462,9 +488,9 @@ class ARMCallback(TrainerCallback):
         self.step_seconds[number] = seconds
         record = runner.state.records[-1]
         loss = record.get("val_loss")
-        logger.info("ARM stream step %d (%s) took %.2f s: learning rate %s, held-out loss %s",
-                    record["step"], record["leg"], seconds, record.get("learning_rate"),
-                    "-" if loss is None else f"{loss:.4f}")
+        announce("ARM stream step %d (%s) took %.2f s: learning rate %s, held-out loss %s",
+                 record["step"], record["leg"], seconds, record.get("learning_rate"),
+                 "-" if loss is None else f"{loss:.4f}")
 
 
 __all__ = ["ADAPTER_FOLDS", "ARMCallback", "DEFAULT_OUT", "ORIGIN_PROBES", "StreamSession",

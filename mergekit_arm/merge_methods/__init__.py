@@ -23,6 +23,9 @@ def register_all() -> None:
     """
     from mergekit.merge_methods import registry
 
+    from mergekit_arm.quiet import silence_mergekit_dtype_deprecation
+
+    silence_mergekit_dtype_deprecation()  # MergeKit's own torch_dtype use, on every merge
     ours = methods()  # imports our modules before the lock: an import may register too
     with _LOCK:
         known = {method.spec.name: method for method in registry.registered_methods()}
