@@ -203,6 +203,7 @@ def test_folded_adapter_is_cached_and_redone_on_change(offline_hub, tiny_llama, 
 def test_configs_resolve_references(offline_hub, tiny_llama, lora, tmp_path):
     """The stream's origin/start/checkpoints and arm-choose's origin, checkpoints and
     model candidates become local folders; local paths stay as before."""
+    from mergekit_arm.choose.build import candidate_model
     from mergekit_arm.choose.config import parse_choose_config
     from mergekit_arm.stream.config import parse_config
 
@@ -222,7 +223,8 @@ def test_configs_resolve_references(offline_hub, tiny_llama, lora, tmp_path):
         "candidates": [{"name": "hub", "model": "org/tiny+org/tiny-lora"}]}).resolved()
     assert choose.origin == str(snapshot / SHA_MAIN)
     assert choose.checkpoints == [str(snapshot / SHA_V1)]
-    assert Path(choose.candidates[0].model).parent.name == "merged-adapters"
+    assert choose.candidates[0].model == "org/tiny+org/tiny-lora"  # resolved when built
+    assert candidate_model(choose.candidates[0]).parent.name == "merged-adapters"
 
 
 def test_stream_on_hub_and_adapter_equals_local(offline_hub, tiny_llama, lora,

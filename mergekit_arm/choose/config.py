@@ -161,7 +161,7 @@ class ChooseConfig(_Section):
     def resolved(self) -> ChooseConfig:
         """The config with every path absolute (relative paths are from the current folder)."""
 
-        from mergekit_arm.model_refs import local_model_path
+        from mergekit_arm.model_refs import absolute_reference, local_model_path
 
         def absolute(path: str | None) -> str | None:
             return None if path is None else str(Path(path).expanduser().resolve())
@@ -175,7 +175,8 @@ class ChooseConfig(_Section):
             mergekit = entry.mergekit
             stream = entry.stream
             entries.append(entry.model_copy(update={
-                "model": local(entry.model, f"candidates.{entry.name}.model"),
+                # resolved when built (candidate_model), after the config's own checks
+                "model": None if entry.model is None else absolute_reference(entry.model),
                 "stream": absolute(stream) if isinstance(stream, str) else stream,
                 "mergekit": absolute(mergekit) if isinstance(mergekit, str) else mergekit,
             }))
