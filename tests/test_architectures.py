@@ -6,14 +6,14 @@ independent float64 reference; on tied-embedding models a short ``arm-stream`` i
 every ``steps/step-K.yml`` is replayed with ``mergekit-yaml`` and must give ``steps/step-K``
 bit for bit. This table backs the README's "Supported architectures" table.
 
-Independent of the package: which weights are linear maps is read off the modules
-(``nn.Linear``, GPT-2 ``Conv1D``, stacked experts, routers), their inputs are measured here
-with forward hooks in float64, and the step is :func:`tests.reference.reference_arm_step`.
+Independent of the package (tests/arch_reference.py): which weights are linear maps is read
+off the modules (``nn.Linear``, GPT-2 ``Conv1D``, stacked experts, routers), their inputs are
+measured with forward hooks in float64, and the step is
+:func:`tests.reference.reference_arm_step`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +21,18 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .reference import reference_arm_step
+from .arch_reference import (
+    assert_files_agree,
+    assert_statistics_match,
+    linear_maps,
+    measured_inputs,
+    reference_merge,
+    rotated_weights,
+    runtime_state,
+    tied_embedding,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -175,8 +183,8 @@ def _build(arch: Arch, root: Path, tokenizer, texts: list[str]) -> World:
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(arch.config(ids)).eval()
         # the row's columns describe the model that is built
-        assert (_tied_embedding(model) is not None) == arch.tied, arch.name
-        assert ("experts" in _linear_maps(model).values()) == arch.moe, arch.name
+        assert (tied_embedding(model) is not None) == arch.tied, arch.name
+        assert ("experts" in linear_maps(model).values()) == arch.moe, arch.name
         folders = {}
         for label, seed in (("origin", None), ("sibling", 1)):
             if seed is not None:
@@ -224,192 +232,6 @@ def _calibrate(world: World, which: str, mode: str, texts: list[str]) -> Path:
         calibrate(folder, out, options, texts=texts, progress=False)
         world.stats[key] = out
     return world.stats[key]
-
-
-# -- independent reading of the statistics and the float64 reference -------------------
-
-
-def _read_entry(path: Path, entry: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(basis, eigenvalues, trace)`` of ``entry``, read with safetensors (aliases followed)."""
-    with safe_open(str(path), "pt") as f:
-        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
-        stored = aliases.get(entry, entry)
-        return tuple(f.get_tensor(f"{stored}::{part}") for part in ("basis", "eigenvalues",
-                                                                       "trace"))
-
-
-def _entries(path: Path) -> set[str]:
-    with safe_open(str(path), "pt") as f:
-        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
-        stored = {key.split("::")[0] for key in f.keys() if key.endswith("::basis")}  # noqa: SIM118
-        return stored | set(aliases)
-
-
-def _linear_maps(model: torch.nn.Module) -> dict[str, str]:
-    """``parameter name -> kind`` of every weight that is a linear map of an input:
-    ``linear`` (``y = W x``), ``conv1d`` (GPT-2, ``y = x W``), ``experts`` (stacked
-    ``(E, out, in)``), ``router`` (an MoE gate that is not an ``nn.Linear``)."""
-    from transformers.pytorch_utils import Conv1D
-
-    found = {}
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        if isinstance(module, torch.nn.Linear):
-            found[prefix + "weight"] = "linear"
-        elif isinstance(module, Conv1D):
-            found[prefix + "weight"] = "conv1d"
-        elif type(module).__name__.endswith("Experts"):
-            for attr in ("gate_up_proj", "down_proj"):
-                if isinstance(getattr(module, attr, None), torch.nn.Parameter):
-                    found[prefix + attr] = "experts"
-        elif type(module).__name__.endswith("Router") and isinstance(
-                getattr(module, "weight", None), torch.nn.Parameter):
-            found[prefix + "weight"] = "router"
-    return found
-
-
-def _runtime_state(folder: Path, eager_experts: bool = False
-                   ) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
-    """The model of ``folder`` in float32 and its parameters under the runtime names
-    (``eager_experts``: MoE experts run as the plain per-expert loop, which float64 allows)."""
-    from transformers import AutoModelForCausalLM
-
-    from mergekit_arm.demo.runtime import quiet_runtime
-
-    kwargs = {"experts_implementation": "eager"} if eager_experts else {}
-    with quiet_runtime():
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs).eval()
-    return model, {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
-def _tied_embedding(model: torch.nn.Module) -> tuple[str, str] | None:
-    """``(input embedding name, head weight name)`` when the two are one tensor."""
-    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
-    if head is None or head.weight is not embedding.weight:
-        return None
-    names = {id(m): n for n, m in model.named_modules()}
-    return f"{names[id(embedding)]}.weight", f"{names[id(head)]}.weight"
-
-
-def _rotated_weights(model: torch.nn.Module) -> dict[str, str]:
-    """:func:`_linear_maps` under the parameter names: a tied head is its input embedding
-    (one matrix, the head's weight, so the head's input statistics rotate it)."""
-    maps, tied = _linear_maps(model), _tied_embedding(model)
-    if tied is not None:
-        maps[tied[0]] = maps.pop(tied[1])
-    return maps
-
-
-def _subspace(path: Path, entry: str) -> torch.Tensor:
-    basis, eigenvalues, _ = _read_entry(path, entry)
-    return basis[:, : min(RANK_MERGED, eigenvalues.shape[0])]
-
-
-def reference_merge(world: World, cur_stats: Path, from_stats: Path) -> dict[str, torch.Tensor]:
-    """``W_cur + eta * rotate(W_cur - W_origin)`` for every parameter, in float64: linear
-    maps rotated on their input side with their own statistics entry (stacked experts
-    expert by expert, ``name[e]``; Conv1D on ``W^T``), everything else the plain step."""
-    model, cur = _runtime_state(world.sibling)
-    _, origin = _runtime_state(world.origin)
-    maps, tied = _rotated_weights(model), _tied_embedding(model)
-    entries = _entries(cur_stats)
-    out = {}
-    for name, w_cur in cur.items():
-        kind = maps.get(name)
-
-        def step(wc, wf, entry):
-            if entry is None:
-                return reference_arm_step(wc, wf, [wc], [1.0], None, None, LEARNING_RATE)
-            assert entry in entries, f"{world.arch.name}: no statistics for {entry}"
-            return reference_arm_step(wc, wf, [wc], [1.0], _subspace(from_stats, entry),
-                                      _subspace(cur_stats, entry), LEARNING_RATE)
-
-        if tied is not None and name == tied[0]:
-            out[name] = step(w_cur, origin[name], tied[1])
-        elif kind == "experts":
-            out[name] = torch.stack([step(w_cur[e], origin[name][e], f"{name}[{e}]")
-                                     for e in range(w_cur.shape[0])])
-        elif kind == "conv1d":
-            out[name] = step(w_cur.T, origin[name].T, name).T
-        else:
-            out[name] = step(w_cur, origin[name], name if kind else None)
-    return out
-
-
-# -- inputs measured here (float64 forward hooks, one unpadded text at a time) ---------
-
-
-def _measured_inputs(folder: Path, tokens: list[list[int]], moe: bool) -> dict[str, torch.Tensor]:
-    """``entry -> E[x x^T]`` (float64) of the input of every linear map of the model in
-    ``folder``: ``nn.Linear``/``Conv1D``/router inputs, and per expert ``e`` of a stacked
-    ``gate_up_proj`` / ``down_proj`` the input of the tokens routed to it (``name[e]``)."""
-    model, _ = _runtime_state(folder, eager_experts=moe)
-    model = model.double()
-    maps = _linear_maps(model)
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-
-    def add(entry: str, x: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1]).double()
-        sums[entry] = sums.get(entry, 0) + x.T @ x
-        counts[entry] = counts.get(entry, 0) + x.shape[0]
-
-    hooks = []
-    for module_name, module in model.named_modules():
-        prefix = f"{module_name}." if module_name else ""
-        kinds = {n[len(prefix):]: k for n, k in maps.items()
-                 if n.startswith(prefix) and "." not in n[len(prefix):]}
-        if kinds.get("weight") in ("linear", "conv1d", "router"):
-            hooks.append(module.register_forward_pre_hook(
-                lambda m, args, name=prefix + "weight": add(name, args[0])))
-        elif "gate_up_proj" in kinds:
-            def experts_hook(m, args, prefix=prefix):
-                hidden, top_k_index = args[0], args[1]
-                for e in range(m.gate_up_proj.shape[0]):
-                    rows = (top_k_index == e).any(dim=-1)
-                    if not rows.any():
-                        continue
-                    x = hidden[rows]
-                    add(f"{prefix}gate_up_proj[{e}]", x)
-                    gate, up = torch.nn.functional.linear(x, m.gate_up_proj[e]).chunk(2, dim=-1)
-                    add(f"{prefix}down_proj[{e}]", m.act_fn(gate) * up)
-
-            hooks.append(module.register_forward_pre_hook(experts_hook))
-    with torch.no_grad():
-        for ids in tokens:
-            model(input_ids=torch.tensor([ids]), use_cache=False)
-    for hook in hooks:
-        hook.remove()
-    return {entry: sums[entry] / counts[entry] for entry in sums}
-
-
-def _assert_statistics_match(path: Path, measured: dict[str, torch.Tensor], arch: Arch) -> None:
-    """Every linear map's entry holds the top eigenpairs of its measured input moment:
-    eigenvalues and trace to 1e-3 (relative), ``|C B - B diag(l)| <= 1e-3 |C|``."""
-    entries = _entries(path)
-    missing = sorted(set(measured) - entries)
-    assert not missing, f"{arch.name}: no statistics for {len(missing)} linear maps: {missing[:4]}"
-    for entry, moment in measured.items():
-        basis, eigenvalues, trace = (t.double() for t in _read_entry(path, entry))
-        want = torch.linalg.eigvalsh(moment).flip(0)[: eigenvalues.shape[0]]
-        scale = float(want[0])
-        assert torch.allclose(eigenvalues, want, rtol=1e-3, atol=1e-6 * scale), (
-            f"{arch.name}: {entry}: eigenvalues {eigenvalues[:4].tolist()} measured "
-            f"{want[:4].tolist()}")
-        assert abs(float(trace) - float(moment.trace())) <= 1e-3 * float(moment.trace()), entry
-        residual = (moment @ basis - basis * eigenvalues).norm() / moment.norm()
-        assert residual < 1e-3, f"{arch.name}: {entry}: basis is not an eigenbasis ({residual:.1e})"
-
-
-def _assert_files_agree(a: Path, b: Path) -> None:
-    """Two statistics files of one model: same entries, eigenpairs to 1e-4."""
-    assert _entries(a) == _entries(b)
-    for entry in sorted(_entries(a)):
-        (ba, la, ta), (bb, lb, tb) = _read_entry(a, entry), _read_entry(b, entry)
-        assert torch.allclose(la, lb, rtol=1e-4, atol=1e-6 * float(la[0])), entry
-        assert torch.allclose(ta, tb, rtol=1e-4), entry
-        overlap = torch.linalg.svdvals(ba.double().T @ bb.double())
-        assert float(overlap.min()) > 1 - 1e-4, f"{entry}: subspaces differ ({overlap.min():.6f})"
 
 
 # -- MergeKit ----------------------------------------------------------------------------
@@ -465,14 +287,13 @@ def test_calibration_modes_agree_with_measured_inputs(worlds, name):
         with pytest.raises(StatisticsError, match="computed from"):
             check_statistics(whole, getattr(world, other))
         if world.arch.layer_sequential:
-            _assert_files_agree(whole, _calibrate(world, which, "layer-sequential",
+            assert_files_agree(whole, _calibrate(world, which, "layer-sequential",
                                                   worlds.texts))
         else:
             with pytest.raises(CalibrationError, match="all-at-once"):
                 _calibrate(world, which, "layer-sequential", worlds.texts)
-        _assert_statistics_match(whole, _measured_inputs(getattr(world, which), world.tokens,
-                                                   world.arch.moe),
-                                 world.arch)
+        measured = measured_inputs(getattr(world, which), world.tokens, world.arch.moe)
+        assert_statistics_match(whole, measured, name)
 
 
 @pytest.mark.parametrize("name", _rows({"gpt-neox": NEOX_REASON}))
@@ -485,15 +306,16 @@ def test_merge_matches_float64_reference(worlds, name):
     origin = _calibrate(world, "origin", "all-at-once", worlds.texts)
     out = world.root / "merged"
     mergekit_yaml(arm_config(world, cur, origin), world.root / "merge.yml", out)
-    model, merged = _runtime_state(out)
-    want = reference_merge(world, cur, origin)
+    model, merged = runtime_state(out)
+    want = reference_merge(world.sibling, world.origin, cur, origin, RANK_MERGED,
+                           LEARNING_RATE)
     assert sorted(merged) == sorted(want)
     for tensor_name, expected in want.items():
         error = float((merged[tensor_name].double() - expected).norm() / expected.norm())
         assert error < 1e-4, f"{name}: {tensor_name}: relative error {error:.2e}"
-    _, sibling = _runtime_state(world.sibling)
-    _, origin_state = _runtime_state(world.origin)
-    for tensor_name in _rotated_weights(model):
+    _, sibling = runtime_state(world.sibling)
+    _, origin_state = runtime_state(world.origin)
+    for tensor_name in rotated_weights(model):
         plain = sibling[tensor_name].double() * (1 + LEARNING_RATE) - LEARNING_RATE * (
             origin_state[tensor_name].double())
         moved = float((merged[tensor_name].double() - plain).norm() / plain.norm())
