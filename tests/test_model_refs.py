@@ -315,3 +315,30 @@ def test_choose_scores_hub_and_adapter_candidates(offline_hub, tiny_llama, lora,
     result = run_choose(config, tmp_path / "out", progress=False)
     losses = {row.name: row.val_loss for row in result.rows}
     assert losses["hub"] == losses["merged"] == losses["mergekit"], losses
+
+
+NO_NETWORK_CLI = ("import socket, sys\n"
+                  "def refuse(self, address, *a, **k):\n"
+                  "    raise SystemExit(f'network touched: {address}')\n"
+                  "socket.socket.connect = refuse\n"
+                  "from mergekit_arm.scripts.calibrate import main\n"
+                  "sys.argv[0] = 'arm-calibrate'\n"
+                  "main()\n")
+
+
+def test_cli_in_a_fresh_process_with_hf_env(offline_hub, calibration_jsonl, tmp_path):
+    """The command as a user runs it: HF_HOME and HF_HUB_OFFLINE=1 in the environment (read
+    by huggingface_hub at import), sockets refused; the revision is recorded."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "stats.st"
+    env = {**os.environ, "HF_HOME": str(offline_hub.home), "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    env.pop("HF_HUB_CACHE", None)
+    done = subprocess.run([sys.executable, "-c", NO_NETWORK_CLI, "org/tiny@v1", str(out),
+                           "--data", str(calibration_jsonl), *CALIBRATION],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert load_statistics(out).metadata["model_revision"] == SHA_V1
