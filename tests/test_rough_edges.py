@@ -75,3 +75,56 @@ def test_callback_prints_one_line_per_save_unless_logging_shows_it(capsys):
         owner.removeHandler(file_only)
         file_only.close()
         owner.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory, tiny_llama, tiny_llama_sft, calibration_jsonl):
+    """``arm-calibrate -q`` of the tiny base and its checkpoint-10: (folder, outputs)."""
+    from mergekit_arm.scripts.calibrate import main
+
+    root = tmp_path_factory.mktemp("rough")
+    outputs = []
+    for name, model in (("base", tiny_llama), ("sft", tiny_llama_sft[10])):
+        result = CliRunner().invoke(main, [str(model), str(root / f"{name}.safetensors"), "-q",
+                                           "--data", str(calibration_jsonl), "--samples", "8",
+                                           "--max-length", "32", "--rank", "8"])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    return root, outputs
+
+
+def test_calibrate_shows_no_weight_loading_bars(calibrated):
+    for output in calibrated[1]:
+        assert "Loading weights" not in output and "it/s" not in output, output
+        assert output.startswith("wrote ")
+
+
+def test_arm_merge_does_not_print_mergekits_torch_dtype_deprecation(
+        calibrated, tiny_llama, tiny_llama_sft):
+    root, _ = calibrated
+    config = root / "arm.yml"
+    config.write_text(
+        f"merge_method: arm\nbase_model: {tiny_llama_sft[10]}\nmodels:\n"
+        f"  - model: {tiny_llama}\n    parameters:\n      origin: true\n"
+        f"      activations: {root / 'base.safetensors'}\n"
+        f"parameters:\n  learning_rate: 0.5\n  activations: {root / 'sft.safetensors'}\n"
+        "  rank: 4\ndtype: float32\nout_dtype: float32\n")
+    done = subprocess.run([str(Path(sys.executable).parent / "mergekit-yaml"), str(config),
+                           str(root / "merged"), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (root / "merged" / "config.json").is_file()
+    assert "torch_dtype" not in done.stdout + done.stderr
+
+
+def test_dtype_filter_drops_only_mergekits_warning():
+    """The same deprecation from anyone else's code still reaches the user."""
+    import logging
+
+    from mergekit_arm.quiet import TORCH_DTYPE_DEPRECATED, MergeKitDtypeFilter
+
+    record = logging.LogRecord("transformers.configuration_utils", logging.WARNING, __file__,
+                               1, f"{TORCH_DTYPE_DEPRECATED}! Use `dtype` instead!", None, None)
+    assert MergeKitDtypeFilter().filter(record)  # called from this test: kept
+    other = logging.LogRecord("transformers.configuration_utils", logging.WARNING, __file__,
+                              1, "something else", None, None)
+    assert MergeKitDtypeFilter().filter(other)

@@ -33,8 +33,11 @@ def main(model: str, out: str, calibration_options: CalibrationOptions, check: b
     its inputs on the calibration text. It is written atomically.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
+    from mergekit_arm.quiet import quiet_transformers  # no per-file loading bars
+
     with exit_on_failure("arm-calibrate", "nothing was written (OUT is written only when "
-                                          "complete); run the same command again"):
+                                          "complete); run the same command again"), \
+            quiet_transformers():
         if check:
             from mergekit_arm.calibration import check_statistics
             from mergekit_arm.statistics import metadata_summary
