@@ -74,8 +74,21 @@ class CandidateEntry(_Section):
         return next(k for k in ("model", "mergekit", "stream") if getattr(self, k) is not None)
 
 
+class GuardConfig(ValidationConfig):
+    """A held-out set the choice must not regress on (``guards.NAME``): its texts (the keys
+    of ``validation``) and how far a candidate's loss there may exceed the reference's."""
+
+    max_regression: float = Field(
+        ge=0, description="how much higher than the reference's a candidate's loss on this "
+        "set may be: nats (absolute), or a fraction of the reference's loss (`relative`)")
+    relative: bool = Field(False, description="`max_regression` is a fraction of the "
+                           "reference's loss (0.02 = 2 %)")
+    against: str = Field("origin", description="the reference: `origin`, or a candidate's name")
+
+
 class ChooseConfig(_Section):
-    """Build every candidate, score each on ``validation``, keep the lowest loss."""
+    """Build every candidate, score each on ``validation``, keep the lowest loss (among the
+    candidates within every guard, when ``guards`` are set)."""
 
     validation: ValidationConfig = Field(
         description="held-out text that scores the candidates (mean token loss); "
@@ -100,6 +113,20 @@ class ChooseConfig(_Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="dtype the candidates are scored in")
     trust_remote_code: bool = False
+    primary: str = Field("validation", description="the name of the `validation` set (the "
+                         "one that decides) in the leaderboard")
+    guards: dict[str, GuardConfig] = Field(
+        default_factory=dict, description="named held-out sets no chosen candidate may "
+        "regress on by more than their `max_regression`")
+
+    @field_validator("guards")
+    @classmethod
+    def _guard_names(cls, values: dict[str, GuardConfig]) -> dict[str, GuardConfig]:
+        for name in values:
+            if not _NAME.match(name):
+                raise ValueError(f"guard name {name!r} must be a plain name (letters, digits, "
+                                 "'.', '_', '-')")
+        return values
 
     @field_validator("candidates")
     @classmethod
@@ -109,6 +136,18 @@ class ChooseConfig(_Section):
         if repeated:
             raise ValueError(f"candidate names must be distinct; repeated: {', '.join(repeated)}")
         return values
+
+    @model_validator(mode="after")
+    def _guards_apart(self) -> ChooseConfig:
+        if self.primary in self.guards:
+            raise ValueError(f"guard `{self.primary}` has the name of the primary set "
+                             "(`primary`); name the guard otherwise")
+        for name, guard in self.guards.items():
+            if guard.against == "origin" and self.origin is None:
+                raise ValueError(f"guard `{name}` is against the origin (`against` "
+                                 "defaults to origin): set `origin:` to the model SFT "
+                                 "started from, or `against:` to a candidate's name")
+        return self
 
     @model_validator(mode="after")
     def _recipes_have_models(self) -> ChooseConfig:
@@ -153,6 +192,16 @@ class ChooseConfig(_Section):
             raise ArmConfigError(describe_validation_error(
                 error, "(with the standard candidates)", ChooseConfig, "arm-choose config")) from None
 
+    def check_guard_references(self) -> None:
+        """Every guard's ``against`` is ``origin`` or a candidate (after :meth:`expanded`)."""
+        names = [entry.name for entry in self.candidates]
+        for name, guard in self.guards.items():
+            if guard.against != "origin" and guard.against not in names:
+                raise ArmConfigError(
+                    f"arm-choose config: `guards.{name}.against` is {guard.against!r}, which "
+                    f"is neither `origin` nor a candidate; the candidates are "
+                    f"{', '.join(names)}")
+
     @property
     def max_length(self) -> int:
         """Tokens per held-out text."""
@@ -187,6 +236,7 @@ class ChooseConfig(_Section):
         return self.model_copy(update={
             "candidates": entries, "validation": held_out(self.validation),
             "tuning": held_out(self.tuning), "tokenizer": absolute(self.tokenizer),
+            "guards": {name: held_out(guard) for name, guard in self.guards.items()},
             "origin": local(self.origin, "origin"),
             "checkpoints": [local(c, f"checkpoints[{i}]") for i, c in enumerate(self.checkpoints)]})
 
@@ -203,5 +253,5 @@ def load_choose_config(path: str | os.PathLike) -> ChooseConfig:
     return parse_choose_config(load_yaml_file(file, "arm-choose config"), str(file))
 
 
-__all__ = ["DEFAULT_MAX_LENGTH", "CandidateEntry", "CandidateKind", "ChooseConfig",
+__all__ = ["DEFAULT_MAX_LENGTH", "CandidateEntry", "CandidateKind", "ChooseConfig", "GuardConfig",
            "load_choose_config", "parse_choose_config"]

@@ -119,6 +119,8 @@ def choose_inputs(config: ChooseConfig, given: Any = None) -> list[PathRole]:
                          ("`tokenizer`", config.tokenizer), ("`origin`", config.origin)])
     roles += input_roles((f"`checkpoints[{i}]`", path)
                          for i, path in enumerate(config.checkpoints))
+    roles += input_roles((f"`guards.{name}.data`", guard.data)
+                         for name, guard in config.guards.items())
     for entry in config.candidates:
         roles += list(_candidate_inputs(entry))
     return roles + (_raw_references(given) if given is not None else [])

@@ -34,6 +34,12 @@ from mergekit_arm.choose.config import (
     load_choose_config,
     parse_choose_config,
 )
+from mergekit_arm.choose.guards import (
+    apply_guards,
+    guard_batches,
+    guards_record,
+    origin_guard_losses,
+)
 from mergekit_arm.choose.output import write_model_folder
 from mergekit_arm.choose.pick import lowest_loss
 from mergekit_arm.choose.references import choose_inputs
@@ -49,6 +55,7 @@ logger = logging.getLogger("mergekit_arm.choose")
 INTERNAL = ".arm-choose"
 LEADERBOARD = "leaderboard.json"
 VALIDATION_ROLE = TextRole("validation data", "`validation.data` in the arm-choose config")
+PRIMARY = "\0primary"  # the key of the primary set among the scored sets (not a guard name)
 
 
 @dataclass(frozen=True)
@@ -75,10 +82,10 @@ def _source(entry: CandidateEntry) -> str:
     return value if isinstance(value, str) else f"inline {entry.kind} config"
 
 
-def _score(folder: Path, name: str, batches, tokenizer, config: ChooseConfig,
-           device: torch.device) -> float:
-    """Held-out loss of the model in ``folder`` (finite weights and a fitting vocabulary
-    checked first)."""
+def _score(folder: Path, name: str, sets: Mapping[str, list], tokenizer, config: ChooseConfig,
+           device: torch.device) -> dict[str, float]:
+    """Held-out loss of the model in ``folder`` on each set of batches (finite weights and a
+    fitting vocabulary checked first; the model is loaded once)."""
     model = load_causal_lm(folder, dtype=config.dtype, device=str(device),
                            trust_remote_code=config.trust_remote_code)
     try:
@@ -90,23 +97,26 @@ def _score(folder: Path, name: str, batches, tokenizer, config: ChooseConfig,
                 "tokenizer (set `tokenizer:` to the right one)"
             )
         check_finite_state(model, f"candidate `{name}` ({folder})")
-        return heldout_loss(model, batches)
+        return {key: heldout_loss(model, batches) for key, batches in sets.items()}
     finally:
         del model
         gc.collect()
 
 
-def _scored(entry: CandidateEntry, built: Built, batches, tokenizer, config: ChooseConfig,
-            device: torch.device) -> CandidateScore:
-    """The leaderboard row of one built candidate."""
+def _scored(entry: CandidateEntry, built: Built, sets: Mapping[str, list], tokenizer,
+            config: ChooseConfig, device: torch.device) -> CandidateScore:
+    """The leaderboard row of one built candidate (``sets``: the primary's batches under
+    :data:`PRIMARY`, then each guard's)."""
     started = time.perf_counter()
-    loss = _score(built.folder, entry.name, batches, tokenizer, config, device)
-    logger.info("candidate %s: held-out loss %.4f", entry.name, loss)
+    losses = _score(built.folder, entry.name, sets, tokenizer, config, device)
+    loss = losses.pop(PRIMARY)
+    logger.info("candidate %s: held-out loss %.4f%s", entry.name, loss,
+                "".join(f", {key} {value:.4f}" for key, value in losses.items()))
     return CandidateScore(
         name=entry.name, kind=entry.kind, source=_source(entry), model=str(built.folder),
         val_loss=loss, build_seconds=round(built.seconds, 2),
         score_seconds=round(time.perf_counter() - started, 2), reused=built.reused,
-        tuned_on_validation=tuned_on(entry, config), build=built.status)
+        tuned_on_validation=tuned_on(entry, config), build=built.status, guard_losses=losses)
 
 
 def _write_model(best: CandidateScore, rows: list[CandidateScore], out: Path,
@@ -137,6 +147,7 @@ def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os
     weights changed since it was made is made again, or refused with
     ``refuse_changed_inputs`` (:mod:`~mergekit_arm.choose.builds`)."""
     cfg = _as_config(config)
+    cfg.check_guard_references()
     root = Path(out).expanduser().resolve()
     check_outputs_apart([PathRole("OUT", out, "folder")], choose_inputs(cfg, config))
     _open_out(root)
@@ -156,12 +167,17 @@ def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os
         tokenizer = load_tokenizer(cfg.tokenizer or built[0][1].folder, cfg.trust_remote_code,
                                    fix="set `tokenizer:` in the arm-choose config")
         positions = load_model_config(built[0][1].folder, cfg.trust_remote_code)
-        batches = heldout_batches(cfg.validation, "validation", tokenizer, device,
-                                  cfg.max_length, VALIDATION_ROLE, positions)
+        sets = {PRIMARY: heldout_batches(cfg.validation, "validation", tokenizer, device,
+                                         cfg.max_length, VALIDATION_ROLE, positions)}
+        sets |= guard_batches(cfg, tokenizer, device, positions)
         with quiet_transformers():
-            rows = [_scored(entry, made, batches, tokenizer, cfg, device)
+            rows = [_scored(entry, made, sets, tokenizer, cfg, device)
                     for entry, made in built]
-        chosen = lowest_loss({row.name: row.val_loss for row in rows})
+            origin = origin_guard_losses(cfg, sets, lambda folder, name, subset: _score(
+                folder, name, subset, tokenizer, cfg, device))
+        guarded = apply_guards(cfg, rows, origin)  # raises when none is within every guard
+        chosen = (lowest_loss({row.name: row.val_loss for row in rows}) if guarded is None
+                  else guarded.chosen)
         if chosen is None:
             raise ArmError("every candidate has a non-finite held-out loss; check the models "
                            "and the `validation` texts")
@@ -175,7 +191,9 @@ def run_choose(config: ChooseConfig | str | os.PathLike | Mapping, out: str | os
         record = {"chosen": best.name, "model": str(model),
                   "validation": cfg.validation.model_dump(mode="json"),
                   "max_length": cfg.max_length, "rows": [asdict(row) for row in rows]}
-        write_text_atomic(root / "leaderboard.md", leaderboard_markdown(rows, cfg))
+        if guarded is not None:
+            record |= guards_record(cfg, guarded)
+        write_text_atomic(root / "leaderboard.md", leaderboard_markdown(rows, cfg, guarded))
         write_text_atomic(root / LEADERBOARD, json.dumps(record, indent=2))
         return ChooseResult(out=root, model=model, chosen=best.name, rows=rows)
     finally:

@@ -23,7 +23,8 @@ from mergekit_arm.scripts.console import configure_logging, exit_on_failure, ver
 def main(config: str, out: str, restart: bool, refuse_changed_inputs: bool, verbose: bool,
          quiet: bool) -> None:
     """Build every candidate of CONFIG (YAML), score each on its `validation` texts and write
-    the lowest-loss one to OUT/model.
+    the lowest-loss one to OUT/model (with `guards:`, the lowest among the candidates that
+    stay within every guard set's `max_regression`; none within: exit status 2).
 
     OUT also receives candidates/NAME/ (each build), leaderboard.md and leaderboard.json.
     Re-running continues: unchanged builds are reused and an interrupted stream resumes;
@@ -37,10 +38,12 @@ def main(config: str, out: str, restart: bool, refuse_changed_inputs: bool, verb
                                        "builds are reused)"):
         result = run_choose(config, out, restart=restart, progress=not quiet,
                             refuse_changed_inputs=refuse_changed_inputs)
-    for row in sorted(result.rows, key=lambda row: row.val_loss):
+    for row in sorted(result.rows, key=lambda row: (bool(row.excluded), row.val_loss)):
         mark = "  <- chosen" if row.chosen else ""
         how = f", {row.build}" if row.kind != "model" else ""
-        click.echo(f"{row.val_loss:.4f}  {row.name} ({row.kind}{how}){mark}")
+        guards = "".join(f"  {name} {loss:.4f}" for name, loss in row.guard_losses.items())
+        excluded = f"  excluded: {'; '.join(row.excluded)}" if row.excluded else ""
+        click.echo(f"{row.val_loss:.4f}  {row.name} ({row.kind}{how}){guards}{mark}{excluded}")
     click.echo(f"{result.model} is candidate {result.chosen} "
                f"(leaderboard: {result.out / 'leaderboard.md'})")
     if any(row.tuned_on_validation for row in result.rows):
