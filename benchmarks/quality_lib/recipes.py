@@ -12,6 +12,12 @@ split (arm-choose's ``tuning``), and :func:`mergekit_arm.choose.pick.lowest_loss
 lowest loss on the odd half (arm-choose's ``validation``) among c10, c20, c30, their
 average, ``model_stock`` and that stream.
 
+``choose-guarded`` is ``arm-choose`` with a guard, in memory, over the same candidates
+(the same tuned stream): :func:`mergekit_arm.choose.pick.guarded_choice` keeps the lowest
+loss on the second task's problems of the odd half (the primary set) among the candidates
+whose loss on its gsm problems (the guard) is at most that of sft-30%, the latest
+checkpoint (``max_regression: 0``, ``against`` the checkpoint a user would otherwise ship).
+
 Selection: every choice is made on the validation split; the per-block searches score on
 its even-indexed half (the *selection* set) and keep/report steps on the odd half (the
 stream's ``validation``), as ``arm-stream`` requires the two to differ. The test splits
@@ -20,18 +26,23 @@ are read once per candidate by :meth:`Run.test`.
 
 from __future__ import annotations
 
-from mergekit_arm.choose.pick import lowest_loss
+from mergekit_arm.choose.pick import Guard, guarded_choice, lowest_loss
 from mergekit_arm.choose.standard import STANDARD_RECIPES
 from mergekit_arm.stream.recipe_config import BlockSearchConfig
 from mergekit_arm.stream.recipes import weighted_average
 
 from . import merges
+from .data import GSM
 from .pipeline import Run
+from .train import load_state
 
 BASELINE_EXTRAS = ("greedy-soup", "ema")
 CHOOSE_STANDARD = "choose-standard"
+CHOOSE_GUARDED = "choose-guarded"
+GUARD = Guard("gsm", 0.0, against="sft-30%")  # choose-guarded's guard
 RECIPES = ("stream-average", "stream-toward-line-search", "stream-average-blocks",
-           "stream-from-average", "stream-from-average-blocks", CHOOSE_STANDARD)
+           "stream-from-average", "stream-from-average-blocks", CHOOSE_STANDARD,
+           CHOOSE_GUARDED)
 # what a new recipe must beat: the best of these per split and seed (issue 11's goal)
 BASELINES = ("sft-10%", "sft-20%", "sft-30%", "avg-early", "model-stock", "greedy-soup",
              "expo-20%", "expo-30%", "ema")
@@ -149,6 +160,37 @@ def run_choose_standard(run: Run) -> None:
         else:
             run.test(CHOOSE_STANDARD, menu[picked], selected)
         run.diagnostics[CHOOSE_STANDARD] = tuned.trajectory
+    with run.stage(CHOOSE_GUARDED):
+        run_choose_guarded(run, menu)
+
+
+def _task_and_gsm_losses(run: Run, state) -> tuple[float, float]:
+    """Losses on the second task's and on gsm's problems of the odd half of validation."""
+    odd = run.splits.val[1::2]
+    load_state(run.model, state)
+    return (run.evaluator.loss([e for e in odd if e.task != GSM]),
+            run.evaluator.loss([e for e in odd if e.task == GSM]))
+
+
+def run_choose_guarded(run: Run, menu: dict) -> None:
+    """``choose-guarded`` (see the module docstring) over ``menu``, choose-standard's
+    candidates (after choose-standard's row: a tuned stream it picked is tested there)."""
+    losses = {name: _task_and_gsm_losses(run, state) for name, state in menu.items()}
+    primary = {name: task for name, (task, _) in losses.items()}
+    guard = {name: gsm for name, (_, gsm) in losses.items()}
+    choice = guarded_choice(primary, {GUARD.name: guard}, [GUARD])
+    picked = choice.chosen or choice.closest
+    selected = {"picked": picked, "primary: task2 losses (odd half)": primary,
+                "guard: gsm losses (odd half)": guard, "guard": GUARD.describe(
+                    choice.references[GUARD.name]), "limit": choice.limits[GUARD.name],
+                "excluded": choice.excluded, "none within the guard": choice.chosen is None}
+    source = picked if picked in run.results else (
+        CHOOSE_STANDARD if run.results[CHOOSE_STANDARD]["selected"].get("picked") == picked
+        else None)
+    if source is not None:
+        run.copy_result(CHOOSE_GUARDED, source, selected)
+    else:
+        run.test(CHOOSE_GUARDED, menu[picked], selected)
 
 
 def _block_selected(res: merges.StreamRun) -> dict:
@@ -158,5 +200,6 @@ def _block_selected(res: merges.StreamRun) -> dict:
             "selection": "even half of the validation split"}
 
 
-__all__ = ["BASELINES", "BASELINE_EXTRAS", "CHOOSE_STANDARD", "RECIPES", "run_baseline_extras",
-           "run_choose_standard", "run_recipes"]
+__all__ = ["BASELINES", "BASELINE_EXTRAS", "CHOOSE_GUARDED", "CHOOSE_STANDARD", "GUARD",
+           "RECIPES", "run_baseline_extras", "run_choose_guarded", "run_choose_standard",
+           "run_recipes"]
