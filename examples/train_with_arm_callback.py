@@ -16,6 +16,16 @@ Every run starts over (training and stream) in ``./arm-demo/callback-run``.
 model: at each save the callback folds the adapter into a CPU copy of the base, and that
 full model is the stream's checkpoint; the script prints the folding time and the
 process's peak memory above its level before each save.
+
+``--stop-training`` stops training once the stream's held-out loss has not improved for
+``--patience`` saves (``ARMCallback(..., stop_training=True)``; ``--steps`` is then an
+upper bound) and prints the steps trained of those asked; ``trajectory.jsonl`` records
+them as ``training_stop`` on its last step::
+
+    python examples/train_with_arm_callback.py --stop-training --steps 600 --save-steps 20
+
+(measured: stopped at step 300 of 600, the held-out loss having risen for 2 saves after
+checkpoint-260; docs/streaming.md).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from datasets import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging as hf_logging
 
+from mergekit_arm._yaml import load_yaml_file
 from mergekit_arm.demo import make_demo
 from mergekit_arm.demo.corpus import demo_sft_texts
 from mergekit_arm.demo.tiny_models import load_model_dir
@@ -86,6 +97,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps")
     parser.add_argument("--save-steps", type=int, default=10, help="steps between checkpoints")
     parser.add_argument("--lora", action="store_true", help="train a PEFT LoRA adapter")
+    parser.add_argument("--stop-training", action="store_true",
+                        help="stop training when merging stops helping (--steps: at most)")
+    parser.add_argument("--patience", type=int, default=2,
+                        help="with --stop-training, when the config sets no `patience`: saves "
+                             "without a lower held-out loss before training stops")
     args = parser.parse_args()
     os.chdir(REPO)  # the config's paths are relative to the repository root
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -112,7 +128,12 @@ def main() -> None:
         save_strategy="steps", save_steps=args.save_steps, logging_steps=args.save_steps,
         report_to=[], disable_tqdm=True, use_cpu=True, dataloader_pin_memory=False, seed=1,
     )
-    callback = ARMCallback(args.config)  # out: <output_dir>/arm-stream
+    config = args.config
+    if args.stop_training:  # patience is what stops training: set it if the file has none
+        config = load_yaml_file(args.config, "stream config")
+        if isinstance(config, dict):
+            config.setdefault("patience", args.patience)
+    callback = ARMCallback(config, stop_training=args.stop_training)  # <output_dir>/arm-stream
     memory = SaveMemory()
     trainer = Trainer(model=model, args=training, train_dataset=data,
                       data_collator=PadRight(tokenizer.pad_token_id),
@@ -137,6 +158,11 @@ def main() -> None:
               f"held-out loss {record['val_loss']:.4f}" + ("  <- kept" if record["kept"] else ""))
     print(f"{result.model} is step {result.kept_step} (held-out loss {result.final_loss:.4f}); "
           f"see {result.out / 'trajectory.png'}")
+    if args.stop_training:
+        stop = callback.training_stop
+        print(f"trained {trainer.state.global_step} of {args.steps} steps asked" + (
+            f": stopped early, {100 * stop['fraction_saved']:.0f}% of the steps saved"
+            if stop else ": the stream's patience never ran out"))
 
 
 if __name__ == "__main__":
