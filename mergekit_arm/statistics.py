@@ -409,7 +409,8 @@ def load_statistics(path: str | os.PathLike) -> ActivationStatistics:
     with _OPEN_LOCK:
         reader = _OPEN.get(key)
         if reader is None:
-            reader = ActivationStatistics(resolved)
+            # absolute: the shared reader's path must not depend on the current directory
+            reader = ActivationStatistics(resolved.absolute())
             _OPEN[key] = reader
             while len(_OPEN) > _MAX_OPEN:
                 _OPEN.popitem(last=False)

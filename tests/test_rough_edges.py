@@ -128,3 +128,70 @@ def test_dtype_filter_drops_only_mergekits_warning():
     other = logging.LogRecord("transformers.configuration_utils", logging.WARNING, __file__,
                               1, "something else", None, None)
     assert MergeKitDtypeFilter().filter(other)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def python_api_blocks() -> list[str]:
+    """The ```python blocks of the README's "Python API" section."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    return [block.split("\n```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory, tiny_llama, tiny_llama_sft, validation_jsonl):
+    """A quick-start-like ``arm-demo`` of the tiny fixtures (models linked, two statistics
+    files), beside a link to the repository's yaml_examples."""
+    from mergekit_arm.calibration import CalibrationOptions, calibrate
+
+    root = tmp_path_factory.mktemp("readme")
+    models = root / "arm-demo" / "models"
+    models.mkdir(parents=True)
+    links = {"base": tiny_llama, "sft-step-10": tiny_llama_sft[5],
+             "sft-step-20": tiny_llama_sft[5], "sft-step-40": tiny_llama_sft[10]}
+    for name, target in links.items():
+        (models / name).symlink_to(target, target_is_directory=True)
+    (root / "yaml_examples").symlink_to(REPO / "yaml_examples", target_is_directory=True)
+    (root / "arm-demo" / "heldout-math.jsonl").symlink_to(validation_jsonl)
+    options = CalibrationOptions(samples=16, max_length=64, rank=32, device="cpu")
+    for name in ("base", "sft-step-20"):
+        calibrate(str(models / name), root / "arm-demo" / "stats" / f"{name}.safetensors",
+                  options, progress=False)
+    return root
+
+
+def test_readme_python_api_runs_as_written(demo_folder, monkeypatch):
+    """The calibrate/load_statistics block and the stream_step block run as written (from
+    a folder laid out as after the quick start); the run_stream/run_choose block compiles
+    and names configs that exist (the quick start's models make it a minutes-long run)."""
+    blocks = python_api_blocks()
+    assert len(blocks) == 3, blocks
+    calibration, streams, one_step = blocks
+    monkeypatch.chdir(demo_folder)
+    namespace: dict = {}
+    exec(compile(calibration, "README.md (Python API, block 1)", "exec"), namespace)
+    assert (demo_folder / "arm-demo" / "stats" / "sft-step-40.safetensors").is_file()
+    compile(streams, "README.md (Python API, block 2)", "exec")
+    for config in ("yaml_examples/stream-fixed-set.yml", "yaml_examples/choose.yml"):
+        assert f'"{config}"' in streams and (REPO / config).is_file()
+    assert '"out' not in streams  # nothing written into the repository
+    exec(compile(one_step, "README.md (Python API, block 3)", "exec"), namespace)
+    step = namespace["step"]
+    assert step.chosen is not None and step.chosen.learning_rate == 0.5
+    assert set(step.chosen.weights) == set(namespace["current"])
+
+
+def test_stream_step_takes_paths_or_loaded_statistics_and_refuses_others(demo_folder):
+    from mergekit_arm.errors import ArmConfigError
+    from mergekit_arm.statistics import load_statistics
+    from mergekit_arm.stream.step import statistics_file
+
+    path = demo_folder / "arm-demo" / "stats" / "base.safetensors"
+    assert statistics_file(path, "x") == str(path)
+    assert Path(statistics_file(load_statistics(path), "x")).resolve() == path.resolve()
+    assert statistics_file(None, "x") is None
+    with pytest.raises(ArmConfigError, match="Leg.source_statistics must be a statistics file: "
+                                             "its path .* or the object load_statistics"):
+        statistics_file({"basis": 1}, "Leg.source_statistics")

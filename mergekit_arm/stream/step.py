@@ -16,18 +16,18 @@ A *toward* leg (``source=None``) starts at the current model itself:
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from mergekit_arm.errors import NonFiniteError
+from mergekit_arm.errors import ArmConfigError, NonFiniteError
 from mergekit_arm.merge_methods.arm_checks import check_representable
 from mergekit_arm.rotation import principal_angles, select_subspace
-from mergekit_arm.statistics import load_statistics
+from mergekit_arm.statistics import ActivationStatistics, load_statistics
 
 StateDict = Mapping[str, torch.Tensor]
 Score = Callable[[dict[str, torch.Tensor]], float]
@@ -36,6 +36,23 @@ CURRENT, FROM = "current", "from"
 
 
 Rate = float | Mapping[str, float]  # one eta, or one per tensor name (per-block steps)
+Statistics = str | os.PathLike | ActivationStatistics | None
+"""A statistics file: its path (as ``arm-calibrate`` writes it) or the object
+:func:`~mergekit_arm.statistics.load_statistics` returns; None: none."""
+
+
+def statistics_file(value: Any, what: str) -> str | None:
+    """The path of the statistics ``value`` (a path, or a loaded
+    :class:`~mergekit_arm.statistics.ActivationStatistics`); ``what`` names it in errors."""
+    if value is None:
+        return None
+    if isinstance(value, ActivationStatistics):
+        return str(value.path)
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise ArmConfigError(
+        f"{what} must be a statistics file: its path (as arm-calibrate writes it) or the object "
+        f"load_statistics(path) returns, not a {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -44,7 +61,7 @@ class Leg:
     and the weighted targets ``W_to_j``."""
 
     source: StateDict | None
-    source_statistics: Path | None
+    source_statistics: Statistics  # path or load_statistics(path)
     targets: tuple[tuple[StateDict, float], ...]
     label: str = ""
 
@@ -61,7 +78,7 @@ def per_tensor_rates(names: Sequence[str], learning_rate: Rate) -> Any:
 
 def merge_candidate(
     current: StateDict,
-    current_statistics: Path | None,
+    current_statistics: Statistics,
     leg: Leg,
     learning_rate: Rate,
     parameters: Mapping[str, Any],
@@ -81,12 +98,12 @@ def merge_candidate(
 
     models: dict[str, StateDict] = {CURRENT: current}
     weights = {CURRENT: 1.0}
-    cur_stats = None if current_statistics is None else str(current_statistics)
+    cur_stats = statistics_file(current_statistics, "the current model's statistics")
     activations: dict[str, str | None] = {CURRENT: cur_stats}
     if leg.source is not None:
         models[FROM] = leg.source
         weights[FROM] = 1.0
-        activations[FROM] = None if leg.source_statistics is None else str(leg.source_statistics)
+        activations[FROM] = statistics_file(leg.source_statistics, "Leg.source_statistics")
     for index, (target, weight) in enumerate(leg.targets):
         key = f"to-{index}"
         models[key] = target
@@ -145,7 +162,7 @@ class StepResult:
 
 def stream_step(
     current: StateDict,
-    current_statistics: Path | None,
+    current_statistics: Statistics,
     leg: Leg,
     rates: Sequence[tuple[float, float]],
     parameters: Mapping[str, Any],
@@ -153,6 +170,10 @@ def stream_step(
     written_dtype: torch.dtype = torch.float32,
 ) -> StepResult:
     """Merge one candidate per ``(multiplier, eta)`` of ``rates`` and score each.
+
+    ``current`` and the leg's models are state dicts; ``current_statistics`` and
+    ``leg.source_statistics`` are statistics files: paths (``arm-calibrate MODEL FILE``) or
+    what :func:`~mergekit_arm.statistics.load_statistics` returns.
 
     The chosen candidate has the lowest finite held-out loss ``score(W')`` (without
     ``score``: the first finite merge). A merge with NaN/Inf weights or loss is recorded
@@ -195,7 +216,8 @@ def stream_step(
 
 
 def angle_summary(
-    from_statistics: Path, current_statistics: Path, rank: int, energy: float | None = None,
+    from_statistics: Statistics, current_statistics: Statistics, rank: int,
+    energy: float | None = None,
     eigengap: bool = False,
 ) -> dict[str, float]:
     """Principal angles (degrees) between the ``from`` and current subspaces of every linear
@@ -204,7 +226,8 @@ def angle_summary(
     Returns ``n`` (angles), ``mean``, ``max``, ``p10``, ``median``, ``p90`` and the
     fractions above 45 and 80 degrees; ``{"n": 0}`` when no input has both statistics.
     """
-    before, after = load_statistics(from_statistics), load_statistics(current_statistics)
+    before, after = (load_statistics(statistics_file(s, "statistics"))
+                     for s in (from_statistics, current_statistics))
     angles = []
     for name in sorted(after.weight_names):
         if name in after.aliases or name not in before:
@@ -224,4 +247,5 @@ def angle_summary(
             "frac_gt_80": float((deg > 80).double().mean())}
 
 
-__all__ = ["Candidate", "Leg", "Rate", "StepResult", "angle_summary", "merge_candidate", "per_tensor_rates", "stream_step"]
+__all__ = ["Candidate", "Leg", "Rate", "Statistics", "StepResult", "angle_summary", "merge_candidate",
+           "per_tensor_rates", "statistics_file", "stream_step"]
