@@ -195,3 +195,13 @@ def test_stream_step_takes_paths_or_loaded_statistics_and_refuses_others(demo_fo
     with pytest.raises(ArmConfigError, match="Leg.source_statistics must be a statistics file: "
                                              "its path .* or the object load_statistics"):
         statistics_file({"basis": 1}, "Leg.source_statistics")
+
+
+def test_leaderboard_header_says_max_length_is_a_cap():
+    from mergekit_arm.choose.config import parse_choose_config
+    from mergekit_arm.choose.report import _validation_line
+
+    config = parse_choose_config({"validation": {"data": "v.jsonl", "samples": 4},
+                                  "candidates": [{"name": "a", "model": "m"}]})
+    line = _validation_line(config)
+    assert f"at most {config.max_length} tokens each (longer texts are cut)" in line

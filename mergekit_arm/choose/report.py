@@ -35,8 +35,8 @@ class CandidateScore:
 def _validation_line(config: ChooseConfig) -> str:
     val = config.validation
     return (f"{val.samples} texts of {val.data or 'the shipped corpus'} from offset "
-            f"{val.offset}, {config.max_length} tokens each, mean token loss "
-            f"(nats, lower is better)")
+            f"{val.offset}, at most {config.max_length} tokens each (longer texts are cut), mean "
+            "token loss (nats, lower is better)")
 
 
 def _build_cell(row: CandidateScore) -> str:
