@@ -205,3 +205,27 @@ def test_leaderboard_header_says_max_length_is_a_cap():
                                   "candidates": [{"name": "a", "model": "m"}]})
     line = _validation_line(config)
     assert f"at most {config.max_length} tokens each (longer texts are cut)" in line
+
+
+STOPS = [
+    # (stop_reason, status, what the last line ends with)
+    ("no lower held-out loss in the 2 step(s) after step 1: stopped early (patience)",
+     "finished", "(held-out loss 4.0000 -> 3.5000); no lower held-out loss in the 2 step(s) "
+                 "after step 1: stopped early (patience)"),
+    (None, "finished", "(held-out loss 4.0000 -> 3.5000)"),
+    ("step 3 produced no finite result", "stopped", "(held-out loss 4.0000 -> 3.5000)"),
+]
+
+
+@pytest.mark.parametrize("reason,status,ending", STOPS)
+def test_stream_last_line_says_why_it_ended(reason, status, ending):
+    from mergekit_arm.scripts.stream import summary_line
+    from mergekit_arm.stream.result import StreamResult
+
+    records = [{"step": 1, "accepted": True, "val_loss": 3.5},
+               {"step": 2, "accepted": True, "val_loss": 3.6},
+               {"step": 3, "accepted": status == "finished", "val_loss": 3.7}]
+    result = StreamResult(Path("out"), Path("out/model"), records, status, reason, 4.0, 1)
+    line = summary_line(result)
+    assert line.startswith(f"{status} after ") and " is step 1 " in line
+    assert line.endswith(ending), line

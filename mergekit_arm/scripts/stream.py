@@ -32,14 +32,22 @@ def main(config: str, out: str, restart: bool, watch: str | None, verbose: bool,
     with exit_on_failure("arm-stream", "run the same command again to resume after the "
                                        "last completed step"):
         result = run_stream(config, out, restart=restart, watch=watch, progress=not quiet)
+    click.echo(summary_line(result))
+    if result.status == "stopped":
+        click.echo(f"arm-stream: stopped early: {result.stop_reason}", err=True)
+
+
+def summary_line(result) -> str:
+    """The last line of a run: status, steps, the kept step, the held-out losses, and why a
+    stream that finished early ended (patience ran out, the watch went idle)."""
     loss = result.final_loss
     kept = "the start model" if result.kept_step == 0 else f"step {result.kept_step}"
     summary = f"{result.status} after {result.steps} step(s): {result.model} is {kept}"
     if loss is not None and result.start_loss is not None:
         summary += f" (held-out loss {result.start_loss:.4f} -> {loss:.4f})"
-    click.echo(summary)
-    if result.status == "stopped":
-        click.echo(f"arm-stream: stopped early: {result.stop_reason}", err=True)
+    if result.status == "finished" and result.stop_reason:
+        summary += f"; {result.stop_reason}"
+    return summary
 
 
 if __name__ == "__main__":  # pragma: no cover
