@@ -354,3 +354,22 @@ def test_rewritten_checkpoint_rebuilds_the_builds_that_read_it(
     with pytest.raises(ArmError, match=rf"candidate `average`: .*inputs changed \({c10}\)"):
         run_choose(config, out, progress=False, refuse_changed_inputs=True)
     assert not (out / "leaderboard.json").exists()
+
+
+def test_checkpoint_replaced_by_a_symlink_rebuilds(tmp_path, run_checkpoints, tiny_llama,
+                                                   validation_jsonl):
+    """The recipe's path now resolves to other weights, every recorded input intact."""
+    from mergekit_arm.choose import run_choose
+
+    c5, c10 = run_checkpoints
+    link = tmp_path / "latest"
+    link.symlink_to(c5)
+    config = {"validation": _validation(validation_jsonl), "device": "cpu", "candidates": [
+        {"name": "average", "mergekit": {"merge_method": "linear", "dtype": "float32", "models": [
+            {"model": str(p), "parameters": {"weight": 1.0}} for p in (link, c10)]}}]}
+    out = tmp_path / "out"
+    assert run_choose(config, out, progress=False).rows[0].build == "built"
+    link.unlink()
+    link.symlink_to(tiny_llama)
+    row = run_choose(config, out, progress=False).rows[0]
+    assert row.build == f"rebuilt: inputs changed ({tiny_llama.resolve()})", row.build

@@ -115,14 +115,18 @@ class Builds:
     def _changed(self, entry: CandidateEntry) -> str | None:
         """Why the existing build of ``entry`` read other weights than the current ones
         (None: the same)."""
+        new: list[str] = []
         if entry.kind == "mergekit":
             recorded = self.inputs.get(entry.name)
             if recorded is None:
                 return NOT_RECORDED
+            # a model path of the recipe now resolving elsewhere (a checkpoint replaced by
+            # a symlink to other weights) is a new input, though every recorded one is intact
+            new = [path for path in mergekit_inputs(entry) if path not in recorded]
         else:
             state = read_state(OutLayout(self.folder(entry.name)))
             recorded = state.fingerprints if state is not None else {}
-        changed = changed_inputs(recorded)
+        changed = changed_inputs(recorded) + new
         return f"inputs changed ({_listed(changed)})" if changed else None
 
     def _refuse(self, entry: CandidateEntry, why: str) -> None:
