@@ -11,14 +11,20 @@ Once the model is loaded its fingerprint (every parameter's probe) must be the f
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mergekit_arm.calibration.options import CalibrationSettings
 from mergekit_arm.errors import ArmConfigError, StatisticsError
 from mergekit_arm.statistics import ActivationStatistics
 
-_MERGE_ONLY_HINT = " (or set verify_statistics: false to skip this check)"
-"""The merge's own way out of a probe mismatch, which a stream does not have."""
+_INNER_FIX = re.compile(r"[.;] [Rr]un `arm-calibrate .*$", re.DOTALL)
+"""The fix a model check suggests (a generic command; the merge's `verify_statistics`),
+replaced by the stream's own."""
+
+
+NEW_FILE = "NEW_FILE.safetensors"
+"""Where a fix writes when the given file is another model's (not over the user's file)."""
 
 
 def calibrate_command(model: str, file: str, cal: CalibrationSettings,
@@ -62,8 +68,9 @@ def check_given_file(key: str, model: str, file: str, cal: CalibrationSettings,
     except StatisticsError as error:
         raise StatisticsError(
             f"{where}: {file} is not the statistics of {model}: "
-            f"{str(error).replace(_MERGE_ONLY_HINT, '')}. Run `{fix}` (or remove "
-            "`activations` to let the stream calibrate the model)") from None
+            f"{_INNER_FIX.sub('', str(error))}. Run `{calibrate_command(model, NEW_FILE, cal, tokenizer)}` "
+            f"and point `{key}.activations` at the new file (or remove `activations` to let "
+            "the stream calibrate the model)") from None
     stored = int(stats.metadata.get("rank", "0") or 0)
     if stored < cal.rank:
         raise StatisticsError(
@@ -99,8 +106,9 @@ def fingerprint_mismatch(key: str, model: str, file: str, cal: CalibrationSettin
     return StatisticsError(
         f"`{key}.activations`: {file} was computed from a model whose parameters differ from "
         f"{model} as loaded (the model fingerprint over every parameter's probe values "
-        f"differs: {why}). Re-run `{calibrate_command(model, file, cal, tokenizer)}`, or "
-        "remove `activations` to let the stream calibrate the model")
+        f"differs: {why}). Run `{calibrate_command(model, NEW_FILE, cal, tokenizer)}` and point "
+        f"`{key}.activations` at the new file, or remove `activations` to let the stream "
+        "calibrate the model")
 
 
 __all__ = ["calibrate_command", "check_given_file", "fingerprint_mismatch"]
