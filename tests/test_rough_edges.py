@@ -229,3 +229,13 @@ def test_stream_last_line_says_why_it_ended(reason, status, ending):
     line = summary_line(result)
     assert line.startswith(f"{status} after ") and " is step 1 " in line
     assert line.endswith(ending), line
+
+
+def test_calibrate_api_shows_no_weight_loading_bar(tiny_llama, calibration_jsonl, tmp_path, capfd):
+    from mergekit_arm.calibration import CalibrationOptions, calibrate
+
+    options = CalibrationOptions(data=str(calibration_jsonl), samples=4, max_length=16, rank=4,
+                                 device="cpu")
+    calibrate(str(tiny_llama), tmp_path / "s.safetensors", options, progress=False)
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out

@@ -152,7 +152,10 @@ def calibrate(
                                 else resolved.reference)
         origin = resolved.metadata()
         folder = resolved.folder
-        model, mode = _load_for_mode(folder, options)
+        from mergekit_arm.quiet import quiet_transformers
+
+        with quiet_transformers():  # no per-file loading bar: the pass shows its own
+            model, mode = _load_for_mode(folder, options)
         if tokenizer is None:
             tokenizer = load_tokenizer(options.tokenizer or folder, options.trust_remote_code)
     if texts is None:
