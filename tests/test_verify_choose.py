@@ -373,3 +373,21 @@ def test_checkpoint_replaced_by_a_symlink_rebuilds(tmp_path, run_checkpoints, ti
     link.symlink_to(tiny_llama)
     row = run_choose(config, out, progress=False).rows[0]
     assert row.build == f"rebuilt: inputs changed ({tiny_llama.resolve()})", row.build
+
+
+def test_a_merge_of_weights_summing_to_zero_is_refused_and_removed(tmp_path, tiny_llama_sft,
+                                                                   validation_jsonl):
+    """MergeKit's `linear` divides by the weights' sum: Inf everywhere, blamed on the recipe."""
+    from mergekit_arm.choose import run_choose
+    from mergekit_arm.errors import OutputCheckError
+
+    config = {"validation": _validation(validation_jsonl), "device": "cpu", "candidates": [
+        {"name": "zero", "mergekit": {"merge_method": "linear", "dtype": "float32", "models": [
+            {"model": str(tiny_llama_sft[k]), "parameters": {"weight": w}}
+            for k, w in ((5, -0.5), (10, 0.5))]}}]}
+    out = tmp_path / "out"
+    with pytest.raises(OutputCheckError, match=r"(?s)candidate `zero`: its merge was removed.*"
+                                               r"Inf.*weights summing to 0"):
+        run_choose(config, out, progress=False)
+    assert not (out / "candidates" / "zero" / "model").exists()
+    assert not (out / "leaderboard.json").exists()

@@ -19,7 +19,13 @@ from mergekit_arm._yaml import load_yaml_file
 from mergekit_arm.checks import require_valid_output
 from mergekit_arm.choose.config import CandidateEntry, ChooseConfig
 from mergekit_arm.choose.references import absolute_model_paths
-from mergekit_arm.errors import ArmConfigError, ArmError, ModelLoadError, find_arm_error
+from mergekit_arm.errors import (
+    ArmConfigError,
+    ArmError,
+    ModelLoadError,
+    OutputCheckError,
+    find_arm_error,
+)
 from mergekit_arm.merge_methods.arm_parameters import MergeParameterError, check_merge_parameters
 from mergekit_arm.models import check_model_folder
 from mergekit_arm.stream.config import load_config, parse_config
@@ -133,7 +139,16 @@ def build_mergekit(entry: CandidateEntry, folder: Path, config: ChooseConfig) ->
         _forget_loaded_models()
         shutil.rmtree(lora_cache, ignore_errors=True)
     # a merge of models without a tokenizer is complete when the config names one to score with
-    require_valid_output(target, tokenizer=config.tokenizer is None)
+    try:
+        require_valid_output(target, tokenizer=config.tokenizer is None)
+    except OutputCheckError as error:
+        shutil.rmtree(target, ignore_errors=True)  # no complete-looking folder of a bad merge
+        hint = ("\n(NaN/Inf in a merge come from an input holding them, which `arm-verify "
+                "INPUT` shows, or from the recipe: weights summing to 0 under `normalize: "
+                "true`, the default of `linear`, or huge weights; fix the recipe or the input "
+                "and run again)") if " NaN and " in str(error) else ""
+        raise OutputCheckError(
+            f"candidate `{entry.name}`: its merge was removed, {error}{hint}") from None
     return target
 
 
