@@ -354,3 +354,18 @@ def test_tied_stream_steps_replay_exactly(worlds, name, calibration_jsonl):
         assert sorted(got) == sorted(want)
         differ = [n for n in want if not torch.equal(got[n], want[n])]
         assert not differ, f"{name}: {step_yml.name} replayed differs in {differ}"
+
+
+def test_gpt_neox_is_refused_as_not_supported(worlds, tmp_path):
+    """GPT-NeoX (the expected-failure row) is refused by the merge, and the refusal does not
+    tell the user to run arm-calibrate on a model whose own fresh file it holds (it said
+    "Run arm-calibrate on the model(s)"): it names the renamed head and the README."""
+    world = worlds("gpt-neox")
+    cur = _calibrate(world, "sibling", "all-at-once", worlds.texts)
+    origin = _calibrate(world, "origin", "all-at-once", worlds.texts)
+    with pytest.raises(AssertionError) as refused:
+        mergekit_yaml(arm_config(world, cur, origin), tmp_path / "merge.yml", tmp_path / "out")
+    message = str(refused.value)
+    assert "no activation statistics for the linear weight embed_out.weight" in message, message
+    assert "computed from this very model" in message and "not supported yet" in message, message
+    assert "Run arm-calibrate on the model(s)" not in message, message

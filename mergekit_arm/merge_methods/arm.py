@@ -63,7 +63,12 @@ from mergekit_arm.rotation import (
     combine_displacements,
     select_subspace,
 )
-from mergekit_arm.statistics import ActivationStatistics, LayerStatistics, load_statistics
+from mergekit_arm.statistics import (
+    ActivationStatistics,
+    LayerStatistics,
+    load_statistics,
+    same_model,
+)
 from mergekit_arm.weight_inputs import parse_entry, weight_input
 
 PAPER_URL = "https://arxiv.org/abs/2602.03237"
@@ -237,6 +242,21 @@ def _described(source: str, key: str, output: str) -> str:
     return text if source == output else f"{text}, read for MergeKit's output tensor {output}"
 
 
+def _missing_entry_advice(stats: ActivationStatistics, roles: ArmRoles) -> str:
+    """The fix for a file with no entry for a weight: calibrate the model, unless the file
+    was computed from that very model (then calibration measured no weight of that name:
+    an older mergekit-arm, or a checkpoint name transformers renames at run time)."""
+    model = next((_label(r) for r in (roles.cur, roles.origin)
+                  if same_model(stats.model, _label(r))), None)
+    if model is None:
+        return "Run arm-calibrate on the model(s) and set `activations`"
+    return (f"The file was computed from this very model ({model}), so either an older "
+            "mergekit-arm wrote it (run arm-calibrate again), or the architecture stores "
+            "this weight under a name transformers renames at run time, which calibration "
+            "measures (GPT-NeoX: embed_out is lm_head); such architectures are not "
+            "supported yet (README, Supported architectures)")
+
+
 def _statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[str | None],
                      params: ARMParameters, name: str,
                      sources: Mapping[Hashable, str] | None = None) -> StepPlan:
@@ -291,9 +311,11 @@ def _statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[
                     if target.stacked else "the linear weight")
             raise StatisticsError(
                 f"arm: no activation statistics for {kind} "
-                f"{_described(cur_name, cur_name, name)}: {where}. Run "
-                "arm-calibrate on the model(s) and set `activations`, or set "
-                "`missing_statistics: plain` to take the plain step W_cur + eta*d for it"
+                f"{_described(cur_name, cur_name, name)}: {where}. "
+                + ("Run arm-calibrate on the model(s) and set `activations`" if missing_file
+                   else _missing_entry_advice(lacking[0][0], roles))
+                + ", or set `missing_statistics: plain` to take the plain step W_cur + eta*d "
+                "for it"
             )
         return _plain_plan(cur_tensor)
     if params.strict_calibration and rotates and (
