@@ -359,7 +359,9 @@ def test_tied_stream_steps_replay_exactly(worlds, name, calibration_jsonl):
 def test_gpt_neox_is_refused_as_not_supported(worlds, tmp_path):
     """GPT-NeoX (the expected-failure row) is refused by the merge, and the refusal does not
     tell the user to run arm-calibrate on a model whose own fresh file it holds (it said
-    "Run arm-calibrate on the model(s)"): it names the renamed head and the README."""
+    "Run arm-calibrate on the model(s)"): it names the renamed head and the README; so
+    does ``arm-calibrate --check`` of that file (it said only that lm_head.weight is not in
+    the safetensors files)."""
     world = worlds("gpt-neox")
     cur = _calibrate(world, "sibling", "all-at-once", worlds.texts)
     origin = _calibrate(world, "origin", "all-at-once", worlds.texts)
@@ -369,3 +371,8 @@ def test_gpt_neox_is_refused_as_not_supported(worlds, tmp_path):
     assert "no activation statistics for the linear weight embed_out.weight" in message, message
     assert "computed from this very model" in message and "not supported yet" in message, message
     assert "Run arm-calibrate on the model(s)" not in message, message
+    from mergekit_arm.calibration import check_statistics
+    from mergekit_arm.errors import StatisticsError
+
+    with pytest.raises(StatisticsError, match="renames at run time .*not support"):
+        check_statistics(cur, world.sibling)  # --check: the same cause, not a bare read error

@@ -83,7 +83,10 @@ def check_statistics(
         except ModelLoadError as error:
             raise StatisticsError(
                 f"cannot check {path} against {label}: {name} cannot be read from its "
-                f"safetensors files ({error})"
+                f"safetensors files ({error}); if the file was computed from this model, "
+                "its checkpoint stores the weight under a name transformers renames at run "
+                "time (GPT-NeoX: embed_out is lm_head), which mergekit-arm does not support "
+                "yet (README, Supported architectures)"
             ) from error
         for entry, matrix in target.matrices(tensor):
             stats.check_weight(entry, matrix, label)
