@@ -153,3 +153,32 @@ def test_mismatched_statistics_are_refused(case, broken, message, tmp_path, tiny
         run_stream(config, tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "model").exists()
     assert not list((tmp_path / "out").glob(".arm-stream/stats/**/*.safetensors"))  # none computed
+
+
+def test_arm_callback_reuses_the_origins_statistics(computed, tmp_path, tiny_llama, math_texts,
+                                                    calibration_jsonl, caplog):
+    """``ARMCallback`` with ``origin: {model, activations}``: the origin is not recalibrated
+    and the stream equals ``arm-stream`` computing every statistics over the same saves."""
+    from test_callback import SAVED, _train
+
+    from mergekit_arm.integrations.transformers import ARMCallback
+
+    config = {"schedule": {"kind": "constant", "learning_rate": 0.5},
+              "calibration": {"data": str(calibration_jsonl), **CAL}, "arm": {"rank": 4},
+              "origin": {"model": str(tiny_llama), "activations": str(computed[2]["origin"])}}
+    callback = ARMCallback(config)
+    with caplog.at_level(logging.INFO, logger="mergekit_arm.stream"):
+        _train(tiny_llama, tmp_path / "run", math_texts[:24], [callback])
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("`origin.activations`" in m and "not recalibrated" in m for m in logged)
+    assert not any(m.startswith("calibrating the origin") for m in logged)
+    saves = [tmp_path / "run" / f"checkpoint-{n}" for n in SAVED]
+    plain = {key: value for key, value in config.items() if key != "origin"}
+    reference = run_stream({**plain, "origin": str(tiny_llama), "mode": "checkpoints",
+                            "device": "cpu", "checkpoints": [str(s) for s in saves]},
+                           tmp_path / "reference", progress=False)
+    a = load_state_dict(tmp_path / "run" / "arm-stream" / "model")
+    b = load_state_dict(reference.model)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs"
