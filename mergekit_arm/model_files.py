@@ -83,12 +83,12 @@ def folder_kind(folder: str | Path) -> FolderKind:
     ``model``."""
     folder = Path(folder)
     names = {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+    if "adapter_config.json" in names and not has_full_weights(folder):
+        return "adapter"  # a PEFT Trainer's checkpoint too: training state beside an adapter
     if any(is_training_file(name) for name in names):
         return "trainer"
     if "mergekit_config.yml" in names or "mergekit_version" in _index_metadata(folder):
         return "merge"  # (a card naming mergekit is no sign: arm-stream's card is tagged so)
-    if "adapter_config.json" in names and not has_full_weights(folder):
-        return "adapter"
     return "model"
 
 

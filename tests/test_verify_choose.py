@@ -88,6 +88,12 @@ def _adapter_only(folder: Path) -> None:
     (folder / "model.safetensors").unlink()
 
 
+def _peft_checkpoint(folder: Path) -> None:
+    """A PEFT run's Trainer checkpoint: training state beside an adapter, no config.json."""
+    _adapter_only(folder)
+    (folder / "config.json").unlink()
+
+
 # (case, source, change, kwargs, expected kind, problem text or None for ok)
 VERIFY_CASES = [
     ("trainer-checkpoint", "checkpoint", None, {}, "trainer", None),
@@ -100,6 +106,8 @@ VERIFY_CASES = [
      "model-3.safetensors: is a weight file this model's index does not use"),
     ("adapter-next-to-weights", "checkpoint", _adapter_next_to_weights, {}, "trainer", None),
     ("adapter-only", "base", _adapter_only, {}, "adapter", "holds a PEFT adapter"),
+    ("peft-trainer-checkpoint", "checkpoint", _peft_checkpoint, {}, "adapter",
+     "holds a PEFT adapter"),
     ("statistics-as-weights", "base", _statistics_as_weights, {}, "model",
      "holds ARM activation statistics"),
     ("saved-model", "base", None, {}, "model", None),
@@ -134,6 +142,8 @@ def test_verify_knows_real_folders(tmp_path, tiny_llama, tiny_llama_sft, merges,
         assert report.ok, report.problems
     else:
         assert any(problem in line for line in report.problems), report.problems
+        if kind == "adapter":  # the one problem: no "config.json is missing, re-run the merge"
+            assert len(report.problems) == 1, report.problems
 
 
 def test_verify_cli_names_what_is_missing_and_the_fix(merges, tiny_llama_sft):
