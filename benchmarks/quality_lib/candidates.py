@@ -18,7 +18,8 @@ ARM candidates, all through ``merge_method: arm`` in MergeKit:
   c20 -> c30, each leg scaled by a constant eta (eta = 1 without rotation reproduces c30);
 * ablations: the fixed stream with ``off_subspace: 0``, and (``--diagnostics``) the two
   streams with the rotation off (iterated ExPO);
-* the averaging recipes and the greedy-soup / ema baselines: ``recipes.py``.
+* the averaging recipes and the greedy-soup / ema baselines: ``recipes.py``;
+* ``early-stop``: SFT stopped by its stream's patience (``early_stop.py``).
 
 ``--diagnostics`` (``Preset.diagnostics``) adds the rows three seeds of the full preset
 showed to be ties of another row (the arm-single variants, within 0.005 gsm OOD loss of
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 from mergekit_arm.stream import Leg, angle_summary
 
-from . import merges, recipes
+from . import early_stop, merges, recipes
 from .pipeline import Run
 from .train import StateDict
 
@@ -228,6 +229,7 @@ def run_candidates(run: Run) -> None:
                       "rotation_strength": 0.0}, res_ab.best_val)
             run.diagnostics["ablation-checkpoints-rotation0"] = res_ab.trajectory
     recipes.run_recipes(run, rank)
+    early_stop.run_early_stop(run, rank)
     run.timings["calibration passes (s)"] = cal.seconds
     run.timings["validation evals (s)"] = run.evaluator.seconds
 

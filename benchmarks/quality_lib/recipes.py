@@ -42,7 +42,7 @@ CHOOSE_GUARDED = "choose-guarded"
 GUARD = Guard("gsm", 0.0, against="sft-30%")  # choose-guarded's guard
 RECIPES = ("stream-average", "stream-toward-line-search", "stream-average-blocks",
            "stream-from-average", "stream-from-average-blocks", CHOOSE_STANDARD,
-           CHOOSE_GUARDED)
+           CHOOSE_GUARDED, "early-stop")  # early-stop: early_stop.py
 # what a new recipe must beat: the best of these per split and seed (issue 11's goal)
 BASELINES = ("sft-10%", "sft-20%", "sft-30%", "avg-early", "model-stock", "greedy-soup",
              "expo-20%", "expo-30%", "ema")

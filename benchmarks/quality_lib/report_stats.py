@@ -105,7 +105,7 @@ VAL_PICK_BASELINES = "val-pick (baselines)"
 VAL_PICK_ALL = "val-pick (all early)"
 # never in a pick: converged SFT is what the user does not have; ablations are diagnostics;
 # choose-standard is itself a pick (arm-choose's)
-NOT_PICKABLE = ("sft-100%", "choose-standard", "choose-guarded")
+NOT_PICKABLE = ("sft-100%", "choose-standard", "choose-guarded", "early-stop")
 
 
 def validation_picks(per_seed: list[dict], candidates: tuple[str, ...],
@@ -150,7 +150,7 @@ def pick_summary(per_seed: list[dict], candidates: tuple[str, ...],
 
 def verdicts(per_seed: list[dict], candidates: tuple[str, ...]) -> dict:
     out = {}
-    for cand in (c for c in candidates if c.startswith(("arm", "stream-"))):
+    for cand in (c for c in candidates if c.startswith(("arm", "stream-", "early-stop"))):
         for ref in REFERENCES:
             for key, _ in VERDICT_METRICS:
                 res = compare(per_seed, cand, ref, key)
