@@ -250,7 +250,10 @@ def _check_tokenizer(folder: Path, report: VerifyReport) -> None:
 
         AutoTokenizer.from_pretrained(str(folder))
     except Exception as error:  # noqa: BLE001
-        report.bad(folder, f"the tokenizer does not load ({_first_line(error)})")
+        report.bad(folder, f"the tokenizer does not load ({_first_line(error)}): its files "
+                           f"({', '.join(present)}) are incomplete or corrupt, as a merge or "
+                           "save stopped midway leaves them; re-run the merge into an empty "
+                           "folder, or save the tokenizer again (tokenizer.save_pretrained)")
 
 
 def verify_output(folder: str | os.PathLike, finite: bool = True, tokenizer: bool = True,

@@ -123,6 +123,8 @@ VERIFY_CASES = [
      "without its model card (README.md)"),
     ("merge-card-cut-allowed", "complete", lambda f: (f / "README.md").unlink(),
      {"card": False}, "merge", None),
+    ("merge-tokenizer-cut", "complete", lambda f: (f / "tokenizer.json").unlink(), {}, "merge",
+     "(tokenizer_config.json) are incomplete or corrupt, as a merge or save stopped midway"),
 ]
 
 
