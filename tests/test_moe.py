@@ -303,3 +303,40 @@ def test_auto_mode_counts_the_experts(arch):
     mode, reason = choose_mode(config, "cpu", weight_bytes=4 * actual, weights_on_device=False,
                                batch_size=8, max_length=64)
     assert mode == "layer-sequential", reason
+
+
+def test_moe_with_dense_first_layers_is_refused_before_mergekit_drops_experts(
+        tmp_path, demo_tokenizer, calibration_texts):
+    """A Qwen2-MoE whose layer 0 is dense (``mlp_only_layers``, as DeepSeek-V2/V3's
+    ``first_k_dense_replace``): MergeKit 0.1.5 infers its architecture, marks the stacked
+    experts optional (layer 0 lacks them) and skips them, as the checkpoint stores them one
+    by one; the merge exited 0 without layer 1's experts, which the merged model then
+    initialised at random (any merge method). Now refused while MergeKit plans, naming them;
+    nothing is written."""
+    from transformers import AutoModelForCausalLM, Qwen2MoeConfig
+
+    from mergekit_arm.calibration import CalibrationOptions, calibrate
+    from mergekit_arm.demo.tiny_models import save_model_dir
+
+    config = Qwen2MoeConfig(vocab_size=512, hidden_size=32, intermediate_size=48,
+                            moe_intermediate_size=24, shared_expert_intermediate_size=24,
+                            num_experts=4, num_experts_per_tok=2, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=2,
+                            decoder_sparse_step=1, mlp_only_layers=[0],
+                            pad_token_id=demo_tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config)
+    origin = save_model_dir(model, demo_tokenizer, tmp_path / "origin", torch.float32)
+    sibling = perturbed_copy(origin, tmp_path / "sibling", scale=0.05, seed=1)
+    stats = {}
+    for which, folder in (("origin", origin), ("sibling", sibling)):
+        stats[which] = calibrate(folder, tmp_path / f"{which}.st",
+                                 CalibrationOptions(samples=8, max_length=32, rank=RANK),
+                                 texts=calibration_texts, progress=False).path
+    world = MoeWorld("qwen2_moe", origin, sibling, {("origin", "all-at-once"): stats["origin"],
+                     ("sibling", "layer-sequential"): stats["sibling"]}, tmp_path)
+    with pytest.raises(AssertionError, match=r"MergeKit would leave model\.layers\.1\.mlp\."
+                                             r"experts\.(down|gate_up)_proj"):
+        _mergekit_yaml(_config(world), tmp_path / "refused")
+    assert not (tmp_path / "refused" / "config.json").exists()

@@ -55,6 +55,7 @@ from mergekit_arm.merge_methods.arm_parameters import (
     kernel_parameters,
     validate_learning_rate,
 )
+from mergekit_arm.merge_methods.arm_skipped import check_no_weight_skipped
 from mergekit_arm.merge_methods.arm_sources import source_names, vocabulary_realigned
 from mergekit_arm.rotation import (
     SUPPORTED_EIGENVALUE_FLOOR,
@@ -468,6 +469,7 @@ class ARMMergeMethod(FunctionalGroupMergeMethod):
             check_merge_parameters(config)
         super().validate_inputs(input_ids, base_id, group_name=group_name)
         models = list(input_ids) + ([base_id] if base_id is not None and base_id not in input_ids else [])
+        check_no_weight_skipped(models)  # once per planned merge: tensors MergeKit would drop
         check_input_shapes(models, group_name)
 
 
