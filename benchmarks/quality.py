@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -103,9 +104,11 @@ def _log(message: str) -> None:
               help="override a preset field, e.g. --set n_train_gsm=200 (JSON values)")
 @click.option("--fresh", is_flag=True, help="recompute seeds even if a finished result of the "
               "same code and preset is cached")
-@click.option("--readme", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="also rewrite this README's quality-table block for the preset "
-                   "(between its <!-- quality-table:NAME:start/end --> markers)")
+@click.option("--readme", "--table-file", "readme", default=None,
+              type=click.Path(dir_okay=False, exists=True),
+              help="also rewrite the preset's quality-table block in this Markdown file "
+                   "(between its <!-- quality-table:NAME:start/end --> markers; the full "
+                   "table lives in docs/quality.md)")
 @click.option("--diagnostics", is_flag=True,
               help="also run the arm-single variants (energy pairing, eigengap rank, ...), "
                    "which three seeds showed to be ties of arm-single")
@@ -237,10 +240,7 @@ def main(preset_name: str, seeds: str | None, out_dir: str, cache_dir: str, reco
     if readme:
         final = json.loads(js.read_text(encoding="utf-8"))
         target = Path(readme).resolve()
-        try:
-            link = md.resolve().relative_to(target.parent)
-        except ValueError:
-            link = md.resolve()
+        link = Path(os.path.relpath(md.resolve(), target.parent))  # e.g. ../benchmarks/...
         report.update_readme(target, results_name(preset), final, link)
         _log(f"updated the {results_name(preset)} table in {readme}")
     print(md.read_text(encoding="utf-8").split("## Selected")[0])
