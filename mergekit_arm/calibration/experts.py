@@ -148,7 +148,8 @@ def require_every_expert_ran(experts: dict[str, ExpertsModule], measured) -> Non
                 f"the router of {spec.up_name.rpartition('.')[0]} sent none of the calibration "
                 f"tokens to expert(s) {missing} of {spec.num_experts}, so their inputs cannot be "
                 "measured (each expert is measured on the tokens routed to it); calibrate on "
-                "more or more varied text (--samples, --max-length, --data)"
+                "more or more varied text (arm-calibrate: --samples, --max-length, --data; "
+                "arm-stream: calibration.samples, calibration.max_length, calibration.data)"
             )
 
 
