@@ -115,6 +115,35 @@ def check_out_apart(model: str | os.PathLike | torch.nn.Module, out: str | os.Pa
     check_outputs_apart([PathRole("OUT", out, "file")], input_roles(
         [("MODEL", folder), ("--tokenizer", options.tokenizer), ("--data", options.data)])
         + reference_roles("MODEL", reference))
+    check_out_replaceable(out)
+
+
+def check_out_replaceable(out: str | os.PathLike) -> None:
+    """Refuse an existing, non-empty ``out`` that is not a statistics file: a slip of the
+    tab key (``arm-calibrate A B/model.safetensors``) would replace another model's weights,
+    a config or a data file that this command does not read."""
+    from mergekit_arm.paths import OutputOverlapError, PathRole
+    from mergekit_arm.statistics import FORMAT
+
+    path = Path(out).expanduser()
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            found = (handle.metadata() or {}).get("format")
+        what = "a safetensors file of model weights"
+    except Exception:  # noqa: BLE001 (not a safetensors file, or a broken one)
+        if path.suffix == ".safetensors":
+            return  # an unreadable .safetensors (a cut earlier write) holds nothing to keep
+        found, what = None, "a file"
+    if found != FORMAT:
+        raise OutputOverlapError(
+            f"{PathRole('OUT', out, 'file').named()} already exists and is {what}, not "
+            "statistics written by arm-calibrate: it would be replaced. Choose another "
+            "output path (or delete that file first if it is yours to replace). Nothing was "
+            "written.")
 
 
 def calibrate(
