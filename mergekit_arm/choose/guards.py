@@ -73,7 +73,7 @@ def apply_guards(config: ChooseConfig, rows: list[CandidateScore],
                        "its set (check that model and the guard's texts)") from None
     for row in rows:
         row.excluded = choice.excluded.get(row.name, [])
-    if choice.chosen is None and choice.closest is not None:
+    if choice.chosen is None and choice.closest is not None and len(choice.excluded) == len(rows):
         closest = next(row for row in rows if row.name == choice.closest)
         raise ArmError(
             f"no candidate is within every guard, so nothing was chosen (no OUT/model, no "
