@@ -129,7 +129,9 @@ def _explain(path: Path, error: BaseException, code: int) -> OutputWriteError:
     hint = "check the path and permissions"
     if code in (errno.ENOSPC, errno.EDQUOT):
         hint = "the disk is full: free space or write to another disk"
-    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+    elif code == errno.EROFS:
+        hint = "the file system is read-only: choose an output path you can write to"
+    elif code in (errno.EACCES, errno.EPERM):
         hint = "no permission to write there: choose another output path"
     reason = (os.strerror(code) if code else None) or getattr(error, "strerror", None) or str(error)
     return OutputWriteError(f"could not write {path}: {reason}; {hint}. "

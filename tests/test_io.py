@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 import torch
@@ -16,13 +17,18 @@ def _content() -> StatisticsContent:
     return StatisticsContent(layers={"w": LayerStatistics(basis, torch.ones(3), torch.tensor(4.0))})
 
 
-def test_disk_full_is_explained_and_leaves_no_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("code", "hint"), [
+    (errno.ENOSPC, "disk is full"),
+    (errno.EROFS, "the file system is read-only: choose an output path you can write to"),
+    (errno.EACCES, "no permission to write there"),
+])
+def test_disk_full_is_explained_and_leaves_no_file(tmp_path, monkeypatch, code, hint):
     def full_disk(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr("mergekit_arm.statistics.save_file", full_disk)
     out = tmp_path / "stats.safetensors"
-    with pytest.raises(OutputWriteError, match="disk is full"):
+    with pytest.raises(OutputWriteError, match=hint):
         write_statistics(out, _content())
     assert list(tmp_path.iterdir()) == []
 
