@@ -63,6 +63,32 @@ def mergekit_error_message(error: BaseException | None) -> str | None:
             "e.g. `parameters: {learning_rate: 0.5}` at the top level of the config")
 
 
+def bad_parameter_message(error: BaseException | None, traceback) -> str | None:
+    """What to do about MergeKit's pydantic error for a parameter of ``merge_method: arm``
+    whose value has the wrong type (``learning_rate: abc``): MergeKit's message names
+    neither the parameter nor the tensor; its ``resolve_parameter`` frame does. Else None."""
+    if type(error).__name__ != "ValidationError" or traceback is None:
+        return None
+    name = tensor = method = None
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if frame.f_code.co_name == "run_merge":
+            method = getattr(frame.f_locals.get("merge_config"), "merge_method", None)
+        elif frame.f_code.co_name == "resolve_parameter" and "tensor_name" in frame.f_locals:
+            name = getattr(frame.f_locals.get("parameter"), "name", None)
+            tensor = frame.f_locals.get("tensor_name")
+        traceback = traceback.tb_next
+    if method != "arm" or name is None:
+        return None
+    try:
+        problem = error.errors()[0]  # type: ignore[union-attr]
+        detail = f"{problem.get('msg', 'invalid')} (got {str(problem.get('input'))[:80]!r})"
+    except Exception:  # noqa: BLE001
+        detail = str(error).splitlines()[-1].strip()
+    return (f"merge_method arm: parameter `{name}` (tensor {tensor}): {detail}; write a value "
+            "of its type, e.g. `learning_rate: 0.5`, `rank: 64`, `normalize: true`")
+
+
 def arm_excepthook(kind, value, traceback) -> None:
     """``sys.excepthook`` that states an uncaught mergekit-arm error on one first line.
 
@@ -75,7 +101,8 @@ def arm_excepthook(kind, value, traceback) -> None:
 
     previous = getattr(arm_excepthook, "previous", sys.__excepthook__)
     arm = find_arm_error(value)
-    known = None if arm is not None else mergekit_error_message(value)
+    known = None if arm is not None else (mergekit_error_message(value)
+                                          or bad_parameter_message(value, traceback))
     if arm is None and known is None:
         previous(kind, value, traceback)
         return

@@ -203,6 +203,33 @@ def test_mergekits_missing_learning_rate_error_says_what_to_do(capsys, monkeypat
                             "model.layers.0.mlp.up_proj") and "without a filter" in first
 
 
+@pytest.mark.parametrize(("method", "ours"), [("arm", True), ("linear", False)])
+def test_mergekits_type_error_on_an_arm_parameter_names_it(capsys, monkeypatch, method, ours):
+    """`learning_rate: abc`: MergeKit's pydantic error names no parameter; its frames do."""
+    from types import SimpleNamespace
+
+    from pydantic import TypeAdapter, ValidationError
+
+    monkeypatch.delenv("MERGEKIT_ARM_TRACEBACK", raising=False)
+
+    def resolve_parameter(parameter, settings, *, tensor_name):  # MergeKit's frames, by name
+        TypeAdapter(float).validate_python("abc")
+
+    def run_merge(merge_config):
+        resolve_parameter(SimpleNamespace(name="learning_rate"), [], tensor_name="lm_head.weight")
+
+    with pytest.raises(ValidationError) as caught:
+        run_merge(SimpleNamespace(merge_method=method))
+    arm_excepthook(ValidationError, caught.value, caught.value.__traceback__)
+    err = capsys.readouterr().err
+    if ours:
+        first = err.splitlines()[0]
+        assert first.startswith("mergekit-arm: merge_method arm: parameter `learning_rate` "
+                                "(tensor lm_head.weight)") and "'abc'" in first, err
+    else:  # another method's error goes to the previous hook as it is
+        assert "mergekit-arm:" not in err and "Traceback" in err
+
+
 @pytest.mark.parametrize("rate", [1e308, float("inf")])
 def test_trajectory_plot_survives_rates_it_cannot_draw(tmp_path, rate):
     from mergekit_arm.stream.report import plot_trajectory
