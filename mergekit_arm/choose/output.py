@@ -2,10 +2,13 @@
 
 Only what the model needs is taken (:func:`mergekit_arm.model_files.model_files`: weights,
 ``config.json``, ``generation_config.json``, tokenizer files, the card and custom code),
-never a Trainer's optimizer, scheduler or RNG state. Each file is a hard link to the
-candidate's where the filesystem allows (no second copy of the weights), else a copy; the
-card is a new file (the candidate's card plus the choice section), never written through
-a link. Linked files keep their mode (they may belong to an input).
+never a Trainer's optimizer, scheduler or RNG state. Each ``.safetensors`` file is a hard
+link to the candidate's where the filesystem allows (no second copy of the weights), else a
+copy; every other file (config, tokenizer, ``.bin`` weights) is copied, since its writers
+(``save_pretrained``'s JSON files, ``torch.save``, an editor) rewrite a file in place, which
+through a link would change the candidate, maybe an input (safetensors writes a new file
+and renames it, leaving the link's other name as it was). The card is a new file (the
+candidate's card plus the choice section). Linked files keep their mode.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from mergekit_arm._io import atomic_directory
 from mergekit_arm.model_files import model_files
 
 logger = logging.getLogger("mergekit_arm.choose")
+
+
+#: The files hard-linked into ``OUT/model`` (every writer replaces them by a rename).
+LINKED_SUFFIX = ".safetensors"
 
 
 def link_or_copy(source: Path, destination: Path) -> bool:
@@ -42,7 +49,11 @@ def write_model_folder(source: Path, target: Path, card_section: str) -> list[st
     copied = []
     with atomic_directory(target, overwrite=True) as partial:
         for path in files:
-            if path.name != "README.md" and not link_or_copy(path, partial / path.name):
+            if path.name == "README.md":
+                continue
+            if path.suffix != LINKED_SUFFIX:
+                shutil.copy2(path, partial / path.name)  # written in place by its writers
+            elif not link_or_copy(path, partial / path.name):
                 copied.append(path.name)
         card = source / "README.md"
         text = card.read_text(encoding="utf-8") if card.is_file() else ""
