@@ -26,7 +26,12 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"--device {device} was asked for but no CUDA GPU is available; use cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):  # `tpu`, `gpu`, `cuda0`: torch's long list
+        raise ModelLoadError(
+            f"unknown device {device!r}; use auto, cpu, cuda or cuda:N (N the GPU's index)"
+        ) from None
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:

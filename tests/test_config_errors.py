@@ -62,6 +62,9 @@ CASES = [
     ("seed-huge-int", "arm-stream", STREAM_OK + f"seed: {10 ** 23}\n",
      ["`seed`", "less than or equal to 4294967295"]),
     ("seed-negative", "arm-stream", STREAM_OK + "seed: -1\n", ["`seed`"]),
+    ("device-cpu-0", "arm-stream", STREAM_OK + "device: cpu:0\n",
+     ["`device`", "unknown device 'cpu:0'", "cuda:N"]),
+    ("device-tpu", "arm-stream", STREAM_OK + "device: tpu\n", ["`device`", "unknown device 'tpu'"]),
     ("learning-rate-1e308", "arm-stream", STREAM_OK.replace("0.5}", "1.0e308}"),
      ["`schedule.learning_rate`", "at most 1e+45"]),
     ("final-learning-rate-1e300", "arm-stream",
@@ -201,6 +204,15 @@ def test_mergekits_missing_learning_rate_error_says_what_to_do(capsys, monkeypat
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("mergekit-arm: merge_method arm needs `learning_rate` for tensor "
                             "model.layers.0.mlp.up_proj") and "without a filter" in first
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu", ""])
+def test_an_unknown_device_is_named_not_torchs_list(device):
+    """arm-choose's `device: gpu` reached torch.device: a traceback listing torch's types."""
+    from mergekit_arm.models import resolve_device
+
+    with pytest.raises(ModelLoadError, match=rf"unknown device '{device}'; use auto, cpu, cuda"):
+        resolve_device(device)
 
 
 @pytest.mark.parametrize(("method", "ours"), [("arm", True), ("linear", False)])

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from mergekit_arm._yaml import load_yaml_file, short_repr
+from mergekit_arm.calibration.options import _DEVICE as DEVICE_PATTERN
 from mergekit_arm.calibration.options import CalibrationSettings
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.merge_methods.arm_parameters import ARMParameters
@@ -203,6 +204,14 @@ class StreamConfig(_Section):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="torch RNG seed of the run, 0 to 2^32-1")
     trust_remote_code: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        """The forms calibration takes (``cpu:0`` passed here, then failed in calibration)."""
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N")
+        return value
 
     @model_validator(mode="before")
     @classmethod
