@@ -65,6 +65,8 @@ CASES = [
     ("device-cpu-0", "arm-stream", STREAM_OK + "device: cpu:0\n",
      ["`device`", "unknown device 'cpu:0'", "cuda:N"]),
     ("device-tpu", "arm-stream", STREAM_OK + "device: tpu\n", ["`device`", "unknown device 'tpu'"]),
+    ("learning-rate-0-in-float32", "arm-stream", STREAM_OK.replace("0.5}", "1.0e-320}"),
+     ["`schedule.learning_rate`", "is 0 in float32"]),
     ("learning-rate-1e308", "arm-stream", STREAM_OK.replace("0.5}", "1.0e308}"),
      ["`schedule.learning_rate`", "at most 1e+45"]),
     ("final-learning-rate-1e300", "arm-stream",
@@ -353,3 +355,18 @@ def test_bin_only_model_names_the_conversion(tmp_path, tiny_llama):
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(calibrate_cli, [str(folder), str(stats), "--check"])
     assert result.exit_code == 2 and "save_pretrained" in result.stderr, result.output
+
+
+@pytest.mark.parametrize("rate, refused", [(1e-320, True), (2.0 ** -151, True),
+                                           (2.0 ** -149, False), (1e-30, False)])
+def test_a_learning_rate_that_is_0_in_float32_is_refused(rate, refused):
+    """The step runs in float32: a rate that rounds to 0 there left base_model unchanged
+    with exit 0; the smallest positive float32 still moves a weight."""
+    from mergekit_arm.errors import ArmConfigError
+    from mergekit_arm.merge_methods.arm_parameters import validate_learning_rate
+
+    if refused:
+        with pytest.raises(ArmConfigError, match="is 0 in float32"):
+            validate_learning_rate(rate)
+    else:
+        assert validate_learning_rate(rate) == rate

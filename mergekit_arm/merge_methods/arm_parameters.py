@@ -17,7 +17,15 @@ import math
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from mergekit_arm._yaml import short_repr
 from mergekit_arm.errors import ArmConfigError, ArmError
@@ -25,10 +33,22 @@ from mergekit_arm.errors import ArmConfigError, ArmError
 Pairing = Literal["subspace", "energy"]
 MissingStatistics = Literal["error", "plain"]
 
+FLOAT32_SMALLEST = 2.0 ** -149  # the smallest positive float32 (subnormal); half of it rounds to 0
+
+
+def nonzero_in_float32(value: float) -> float:
+    """``value`` unless it rounds to 0 in float32, the dtype of the step: a rate below
+    ``2^-150`` would leave every weight unchanged without a word."""
+    if 0 < value <= FLOAT32_SMALLEST / 2:
+        raise ValueError(f"is 0 in float32 (the step's dtype; the smallest rate is {FLOAT32_SMALLEST:.1e})")
+    return value
+
+
 LearningRate = Annotated[
     float,
     Field(gt=0, allow_inf_nan=False,
           description="eta in W_new = W_cur + eta d_A; required, finite and > 0"),
+    AfterValidator(nonzero_in_float32),
 ]
 
 

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,7 +28,7 @@ from mergekit_arm._yaml import load_yaml_file, short_repr
 from mergekit_arm.calibration.options import _DEVICE as DEVICE_PATTERN
 from mergekit_arm.calibration.options import CalibrationSettings
 from mergekit_arm.errors import ArmConfigError
-from mergekit_arm.merge_methods.arm_parameters import ARMParameters
+from mergekit_arm.merge_methods.arm_parameters import ARMParameters, nonzero_in_float32
 from mergekit_arm.stream.recipe_config import (
     START_AVERAGE,
     BlockSearchConfig,
@@ -108,9 +109,11 @@ class ScheduleConfig(_Section):
 
     @field_validator("learning_rate", "final_learning_rate")
     @classmethod
-    def _finite_rate(cls, value: float) -> float:
+    def _finite_rate(cls, value: float, info: ValidationInfo) -> float:
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
+        if info.field_name == "learning_rate":
+            nonzero_in_float32(value)
         if value > MAX_LEARNING_RATE:
             raise ValueError(
                 f"must be at most {MAX_LEARNING_RATE:.0e}: a larger rate moves any weight that "
