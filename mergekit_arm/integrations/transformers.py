@@ -25,28 +25,37 @@ Training is not disturbed: the stream reads the saved files only (never ``model`
 runs on the CPU unless the config sets ``device:``, and the torch (CPU and CUDA), NumPy
 and ``random`` RNG states are restored around every call. Only the main process
 (``state.is_world_process_zero``) streams; the other ranks return at once.
+
+The config and its origin check are :mod:`~mergekit_arm.integrations.callback_config`;
+the open stream between saves is :mod:`~mergekit_arm.integrations.callback_session`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import random
 import shutil
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from mergekit_arm._yaml import short_repr
-from mergekit_arm.errors import ArmConfigError, ArmError
-from mergekit_arm.heldout import quiet_transformers
+from mergekit_arm.errors import ArmError
+from mergekit_arm.integrations.callback_config import (
+    ORIGIN_PROBES,
+    callback_config,
+    check_starts_at_origin,
+)
+from mergekit_arm.integrations.callback_session import (  # noqa: F401 (console_shows: re-exported)
+    OPEN_STREAMS,
+    StreamSession,
+    announce,
+    console_shows,
+    logger,
+    training_rng_preserved,
+)
 from mergekit_arm.integrations.early_stop import (
     agree_across_ranks,
     check_stop_config,
@@ -55,8 +64,8 @@ from mergekit_arm.integrations.early_stop import (
     saved_compute,
 )
 from mergekit_arm.models import safetensors_shapes
-from mergekit_arm.stream.config import StreamConfig, parse_config
-from mergekit_arm.stream.driver import config_data, open_stream
+from mergekit_arm.stream.config import StreamConfig
+from mergekit_arm.stream.driver import config_data
 from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.runner import StreamRunner
 from mergekit_arm.stream.watch import (
@@ -66,37 +75,8 @@ from mergekit_arm.stream.watch import (
     is_complete,
 )
 
-logger = logging.getLogger("mergekit_arm.stream.callback")
-
 DEFAULT_OUT = "arm-stream"  # under the Trainer's output_dir
 ADAPTER_FOLDS = "adapters"  # under OUT/.arm-stream: a PEFT run's checkpoints, folded
-OPEN_STREAMS: dict[Path, StreamSession] = {}  # this process's open streams, by OUT
-
-
-def console_shows(log: logging.Logger, level: int = logging.INFO) -> bool:
-    """Whether a record of ``level`` on ``log`` reaches a console handler the user set up
-    (a stream handler other than a file's, on ``log`` or an ancestor it propagates to)."""
-    if not log.isEnabledFor(level):
-        return False
-    current: logging.Logger | None = log
-    while current is not None:
-        for handler in current.handlers:
-            if (isinstance(handler, logging.StreamHandler)
-                    and not isinstance(handler, logging.FileHandler) and handler.level <= level):
-                return True
-        current = current.parent if current.propagate else None
-    return False
-
-
-def announce(message: str, *args: Any) -> None:
-    """One line per save: logged at INFO (``OUT/arm-stream.log``, the user's logging), and
-    printed above the Trainer's progress bar when no console handler would show it, as the
-    Trainer prints its own logs. Called on the main process only."""
-    logger.info(message, *args)
-    if not console_shows(logger):
-        from tqdm.auto import tqdm
-
-        tqdm.write(message % args)
 
 
 def is_adapter_checkpoint(folder: Path) -> bool:
@@ -118,147 +98,6 @@ def adapter_complete(folder: Path) -> bool:
             except Exception:  # noqa: BLE001 - a half-written file
                 return False
     return True
-
-
-def callback_config(
-    data: Any, source: str, output_dir: Path | None, model: Any = None
-) -> StreamConfig:
-    """The resolved stream config of a callback: mode ``watch`` on ``output_dir``.
-
-    Defaults that differ from ``arm-stream``: ``mode: watch`` (the only mode allowed),
-    ``device: cpu`` (off the training device unless asked), and ``origin`` taken from
-    the trained model's ``name_or_path`` when that is a local model folder.
-    ``output_dir`` None: validate only (the folder is not known yet).
-    """
-    if not isinstance(data, dict):
-        return parse_config(data, source)  # raises the config's own "must be a mapping"
-    data = dict(data)
-    mode = data.setdefault("mode", "watch")
-    if mode != "watch":
-        raise ArmConfigError(
-            f"ARMCallback config {source}: `mode` is {short_repr(mode)}, but the callback takes its "
-            "checkpoints from the Trainer's saves (mode watch); leave `mode` out, or run "
-            "arm-stream for a fixed list of models"
-        )
-    section = data.get("watch") or {}
-    if output_dir is not None and isinstance(section, dict):
-        given = section.get("dir")
-        if given is not None and Path(given).expanduser().resolve() != output_dir:
-            raise ArmConfigError(
-                f"ARMCallback config {source}: `watch.dir` is {given}, but the Trainer saves "
-                f"to {output_dir}; leave `watch.dir` out"
-            )
-        data["watch"] = {**section, "dir": str(output_dir)}
-    data.setdefault("device", "cpu")
-    if "origin" not in data and model is not None:
-        data["origin"] = _model_origin(model, source)
-    return parse_config(data, source).resolved()
-
-
-def _model_origin(model: Any, source: str) -> str:
-    """The trained model's ``name_or_path`` when it is a local model folder or a Hub id
-    (resolved as every model reference, :mod:`mergekit_arm.model_refs`)."""
-    from mergekit_arm.model_refs import is_reference
-
-    name = str(getattr(getattr(model, "config", None), "name_or_path", "") or "")
-    if name and ((Path(name) / "config.json").is_file() or is_reference(name)):
-        return name
-    raise ArmConfigError(
-        f"ARMCallback config {source}: set `origin:` (the model folder or Hub id training "
-        f"started from); the trained model's name_or_path {name!r} is neither"
-    )
-
-
-ORIGIN_PROBES = 8  # tensors compared between the trained model and `origin`
-
-
-def check_starts_at_origin(model: Any, origin: Path, source: str) -> None:
-    """Refuse a Trainer whose model, before its first step, is not ``origin``: up to
-    :data:`ORIGIN_PROBES` tensors (same name and shape in the model and in origin's
-    safetensors, spread over the model) must hold origin's probe values, compared at the
-    coarser of the two dtypes. The stream's first step measures ``c_1 - origin``: from
-    another model it would add that model's difference to every merge.
-    Nothing is compared when no tensor pairs up (renamed, quantized, ``.bin`` weights)."""
-    from safetensors import safe_open
-
-    from mergekit_arm.statistics import probes_match, weight_probe
-
-    state_dict = getattr(model, "state_dict", None)
-    if state_dict is None:
-        return
-    weights = {name: tensor for name, tensor in state_dict().items()
-               if torch.is_tensor(tensor) and tensor.is_floating_point()}
-    files = sorted(origin.glob("*.safetensors"))
-    pairs: list[tuple[str, Path]] = []
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            pairs += [(name, file) for name in handle.keys()  # noqa: SIM118 - not a dict
-                      if name in weights and tuple(handle.get_slice(name).get_shape())
-                      == tuple(weights[name].shape)]
-    if not pairs:
-        logger.info("ARMCallback: no tensor of %s pairs up with the trained model's; the "
-                    "model training starts from is not compared with it", origin)
-        return
-    chosen = [pairs[round(i * (len(pairs) - 1) / max(1, ORIGIN_PROBES - 1))]
-              for i in range(min(ORIGIN_PROBES, len(pairs)))]
-    for name, file in dict(chosen).items():
-        with safe_open(str(file), framework="pt") as handle:
-            stored = handle.get_tensor(name)
-        if not probes_match(weight_probe(stored), weights[name], stored.dtype):
-            raise ArmConfigError(
-                f"ARMCallback config {source}: the Trainer's model is not `origin` "
-                f"{origin}: tensor {name} differs before the first training step. The "
-                "stream measures each checkpoint against origin, so set `origin:` to the "
-                "folder the model was loaded from (or save the model with save_pretrained "
-                "before training and point `origin:` there)")
-
-
-@contextmanager
-def training_rng_preserved() -> Iterator[None]:
-    """Restore the torch CPU and CUDA, NumPy and ``random`` RNG states on exit."""
-    python_state, numpy_state, cpu_state = random.getstate(), np.random.get_state(), \
-        torch.get_rng_state()
-    cuda_state = (torch.cuda.get_rng_state_all() if torch.cuda.is_available()
-                  and torch.cuda.is_initialized() else None)
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-        torch.set_rng_state(cpu_state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state_all(cuda_state)
-
-
-class StreamSession:
-    """One open stream (runner, lock, log) and the stream's own torch RNG between turns."""
-
-    def __init__(self, config: StreamConfig, out: Path, restart: bool, progress: bool) -> None:
-        self.out = out
-        self.stack = ExitStack()
-        self.runner: StreamRunner = self.stack.enter_context(
-            open_stream(config, out, restart=restart, progress=progress))
-        self.rng: torch.Tensor | None = None  # None: seeded from the config on the first turn
-        OPEN_STREAMS[out] = self
-
-    @contextmanager
-    def turn(self) -> Iterator[StreamRunner]:
-        """The stream's turn: training's RNG states put aside, the stream's in place."""
-        with training_rng_preserved(), quiet_transformers():
-            if self.rng is None:
-                torch.manual_seed(self.runner.config.seed)  # as run_stream
-            else:
-                torch.set_rng_state(self.rng)
-            try:
-                yield self.runner
-            finally:
-                self.rng = torch.get_rng_state()
-
-    def close(self) -> None:
-        """Release the lock and the log file."""
-        if OPEN_STREAMS.get(self.out) is self:
-            del OPEN_STREAMS[self.out]
-        self.stack.close()
 
 
 class ARMCallback(TrainerCallback):
