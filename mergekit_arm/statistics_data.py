@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mergekit_arm.rotation import supported_rank
+from mergekit_arm.subspace_selection import supported_rank
 
 FORMAT = "mergekit-arm-activations"
 FORMAT_VERSION = "1"
