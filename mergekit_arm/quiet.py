@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from mergekit_arm._stack import find_on_stack
 
 #: transformers' deprecation that MergeKit 0.1.5 triggers on every merge with ``dtype`` or
 #: ``out_dtype`` (``merge._model_out_config`` sets ``config.torch_dtype``) and when it folds
@@ -19,12 +20,7 @@ _MERGEKIT_DIR = f"{os.sep}mergekit{os.sep}"
 
 def _called_from_mergekit() -> bool:
     """Whether MergeKit's own code (not the user's, not ours) is on the calling stack."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        if _MERGEKIT_DIR in frame.f_code.co_filename:
-            return True
-        frame = frame.f_back
-    return False
+    return bool(find_on_stack(lambda frame: _MERGEKIT_DIR in frame.f_code.co_filename or None))
 
 
 class MergeKitDtypeFilter(logging.Filter):

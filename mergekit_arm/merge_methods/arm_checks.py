@@ -12,7 +12,6 @@ its result against the narrower of that and its own return dtype.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import threading
@@ -22,6 +21,7 @@ from functools import lru_cache
 import torch
 from safetensors import SafetensorError
 
+from mergekit_arm._stack import find_on_stack
 from mergekit_arm.errors import ArmError, NonFiniteError
 from mergekit_arm.models import safetensors_shapes
 
@@ -90,12 +90,8 @@ def running_merge_config() -> object | None:
     from mergekit import merge
 
     code = merge.run_merge.__code__
-    frame = inspect.currentframe()
-    while frame is not None:
-        if frame.f_code is code:
-            return frame.f_locals.get("merge_config")
-        frame = frame.f_back
-    return None
+    return find_on_stack(
+        lambda frame: frame.f_locals.get("merge_config") if frame.f_code is code else None)
 
 
 # -- input shapes ----------------------------------------------------------------------------

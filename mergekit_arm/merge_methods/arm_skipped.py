@@ -17,12 +17,12 @@ name, convertible from some input's checkpoint) once per planned merge and refus
 
 from __future__ import annotations
 
-import inspect
 import threading
 import weakref
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from mergekit_arm._stack import find_on_stack
 from mergekit_arm.errors import ModelLoadError
 
 _CHECKED_LOCK = threading.Lock()
@@ -33,16 +33,8 @@ def _running_planner() -> Any | None:
     """The ``MergePlanner`` planning on this thread's stack, if any."""
     from mergekit.plan import MergePlanner
 
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, MergePlanner):
-                return owner
-            frame = frame.f_back
-        return None
-    finally:
-        del frame
+    return find_on_stack(lambda frame: frame.f_locals.get("self")
+                         if isinstance(frame.f_locals.get("self"), MergePlanner) else None)
 
 
 def skipped_weights(planner: Any, models: Sequence[Hashable], limit: int = 3) -> list[str]:

@@ -21,11 +21,12 @@ source name is the output name: state dicts carry no remapping.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Hashable, Mapping
 from typing import Any
 
 from mergekit.merge_methods.base import TensorGroup
+
+from mergekit_arm._stack import find_on_stack
 
 
 def _running_task() -> Any | None:
@@ -33,16 +34,9 @@ def _running_task() -> Any | None:
     from mergekit.merge_methods.task_adapter import ExecuteMergeMethodTask
 
     code = ExecuteMergeMethodTask.execute.__code__
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            if frame.f_code is code:
-                task = frame.f_locals.get("self")
-                return task if isinstance(task, ExecuteMergeMethodTask) else None
-            frame = frame.f_back
-        return None
-    finally:
-        del frame
+    task = find_on_stack(lambda frame: frame.f_locals.get("self", False)
+                         if frame.f_code is code else None)
+    return task if isinstance(task, ExecuteMergeMethodTask) else None
 
 
 def _weight_infos(inputs: Any) -> Mapping[Hashable, Any] | None:
