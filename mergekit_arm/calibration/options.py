@@ -61,9 +61,15 @@ class CalibrationOptions(CalibrationSettings):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N")
-        return value
+        return known_device(value)
+
+
+def known_device(value: str) -> str:
+    """``value`` when it is a device calibration takes (auto, cpu, cuda, cuda:N), else a
+    ValueError naming it (the validator of every config's ``device``)."""
+    if not _DEVICE.match(value):
+        raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N")
+    return value
 
 
 def _click_type(annotation: Any):

@@ -24,8 +24,7 @@ from pydantic import (
 )
 
 from mergekit_arm._yaml import load_yaml_file, short_repr
-from mergekit_arm.calibration.options import _DEVICE as DEVICE_PATTERN
-from mergekit_arm.calibration.options import CalibrationSettings
+from mergekit_arm.calibration.options import CalibrationSettings, known_device
 from mergekit_arm.errors import ArmConfigError
 from mergekit_arm.merge_methods.arm_parameters import ARMParameters
 from mergekit_arm.stream.config_sections import (  # noqa: F401 (re-exported: their old home)
@@ -98,9 +97,7 @@ class StreamConfig(_Section):
     @classmethod
     def _known_device(cls, value: str) -> str:
         """The forms calibration takes (``cpu:0`` passed here, then failed in calibration)."""
-        if not DEVICE_PATTERN.match(value):
-            raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N")
-        return value
+        return known_device(value)
 
     @model_validator(mode="before")
     @classmethod
