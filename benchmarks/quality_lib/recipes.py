@@ -17,6 +17,8 @@ average, ``model_stock`` and that stream.
 loss on the second task's problems of the odd half (the primary set) among the candidates
 whose loss on its gsm problems (the guard) is at most that of sft-30%, the latest
 checkpoint (``max_regression: 0``, ``against`` the checkpoint a user would otherwise ship).
+``choose-guarded-stock`` is the same choice with the guard against ``model-stock`` (the
+strongest gsm baseline of the quick preset), to see whether a stronger reference protects.
 
 Selection: every choice is made on the validation split; the per-block searches score on
 its even-indexed half (the *selection* set) and keep/report steps on the odd half (the
@@ -39,10 +41,13 @@ from .train import load_state
 BASELINE_EXTRAS = ("greedy-soup", "ema")
 CHOOSE_STANDARD = "choose-standard"
 CHOOSE_GUARDED = "choose-guarded"
+CHOOSE_GUARDED_STOCK = "choose-guarded-stock"
 GUARD = Guard("gsm", 0.0, against="sft-30%")  # choose-guarded's guard
+GUARD_STOCK = Guard("gsm", 0.0, against="model-stock")  # choose-guarded-stock's guard
+GUARDED = ((CHOOSE_GUARDED, GUARD), (CHOOSE_GUARDED_STOCK, GUARD_STOCK))
 RECIPES = ("stream-average", "stream-toward-line-search", "stream-average-blocks",
            "stream-from-average", "stream-from-average-blocks", CHOOSE_STANDARD,
-           CHOOSE_GUARDED, "early-stop")  # early-stop: early_stop.py
+           CHOOSE_GUARDED, CHOOSE_GUARDED_STOCK, "early-stop")  # early-stop: early_stop.py
 # what a new recipe must beat: the best of these per split and seed (issue 11's goal)
 BASELINES = ("sft-10%", "sft-20%", "sft-30%", "avg-early", "model-stock", "greedy-soup",
              "expo-20%", "expo-30%", "ema")
@@ -161,7 +166,9 @@ def run_choose_standard(run: Run) -> None:
             run.test(CHOOSE_STANDARD, menu[picked], selected)
         run.diagnostics[CHOOSE_STANDARD] = tuned.trajectory
     with run.stage(CHOOSE_GUARDED):
-        run_choose_guarded(run, menu)
+        losses = {name: _task_and_gsm_losses(run, state) for name, state in menu.items()}
+        for name, guard in GUARDED:
+            run_choose_guarded(run, menu, losses, name, guard)
 
 
 def _task_and_gsm_losses(run: Run, state) -> tuple[float, float]:
@@ -172,25 +179,27 @@ def _task_and_gsm_losses(run: Run, state) -> tuple[float, float]:
             run.evaluator.loss([e for e in odd if e.task == GSM]))
 
 
-def run_choose_guarded(run: Run, menu: dict) -> None:
-    """``choose-guarded`` (see the module docstring) over ``menu``, choose-standard's
-    candidates (after choose-standard's row: a tuned stream it picked is tested there)."""
-    losses = {name: _task_and_gsm_losses(run, state) for name, state in menu.items()}
-    primary = {name: task for name, (task, _) in losses.items()}
-    guard = {name: gsm for name, (_, gsm) in losses.items()}
-    choice = guarded_choice(primary, {GUARD.name: guard}, [GUARD])
+def run_choose_guarded(run: Run, menu: dict, losses: dict[str, tuple[float, float]],
+                       name: str = CHOOSE_GUARDED, guard_spec: Guard = GUARD) -> None:
+    """``choose-guarded`` or ``choose-guarded-stock`` (see the module docstring) over
+    ``menu``, choose-standard's candidates, with ``losses`` = their (task, gsm) losses on
+    the odd half (after choose-standard's row: a tuned stream it picked is tested there)."""
+    primary = {cand: task for cand, (task, _) in losses.items()}
+    guard = {cand: gsm for cand, (_, gsm) in losses.items()}
+    choice = guarded_choice(primary, {guard_spec.name: guard}, [guard_spec])
     picked = choice.chosen or choice.closest
     selected = {"picked": picked, "primary: task2 losses (odd half)": primary,
-                "guard: gsm losses (odd half)": guard, "guard": GUARD.describe(
-                    choice.references[GUARD.name]), "limit": choice.limits[GUARD.name],
+                "guard: gsm losses (odd half)": guard, "guard": guard_spec.describe(
+                    choice.references[guard_spec.name]),
+                "limit": choice.limits[guard_spec.name],
                 "excluded": choice.excluded, "none within the guard": choice.chosen is None}
-    source = picked if picked in run.results else (
-        CHOOSE_STANDARD if run.results[CHOOSE_STANDARD]["selected"].get("picked") == picked
-        else None)
+    source = picked if picked in run.results else next(
+        (row for row in (CHOOSE_STANDARD, CHOOSE_GUARDED) if row in run.results
+         and run.results[row]["selected"].get("picked") == picked), None)
     if source is not None:
-        run.copy_result(CHOOSE_GUARDED, source, selected)
+        run.copy_result(name, source, selected)
     else:
-        run.test(CHOOSE_GUARDED, menu[picked], selected)
+        run.test(name, menu[picked], selected)
 
 
 def _block_selected(res: merges.StreamRun) -> dict:
@@ -200,6 +209,7 @@ def _block_selected(res: merges.StreamRun) -> dict:
             "selection": "even half of the validation split"}
 
 
-__all__ = ["BASELINES", "BASELINE_EXTRAS", "CHOOSE_GUARDED", "CHOOSE_STANDARD", "GUARD",
+__all__ = ["BASELINES", "BASELINE_EXTRAS", "CHOOSE_GUARDED", "CHOOSE_GUARDED_STOCK",
+           "CHOOSE_STANDARD", "GUARD", "GUARD_STOCK",
            "RECIPES", "run_baseline_extras", "run_choose_guarded", "run_choose_standard",
            "run_recipes"]
