@@ -151,11 +151,16 @@ class StreamConfig(_Section):
                 )
             if self.steps is not None:
                 raise ValueError("mode watch: use `watch.max_steps` instead of `steps`")
-            if self.schedule.decay_kind != "constant" and self.watch.max_steps is None:
+            if (self.schedule.decay_kind not in ("constant", "average")  # eta_k = lr / k
+                    and self.watch.max_steps is None):
                 raise ValueError(
                     f"a {self.schedule.decay_kind} decay needs a known number of steps: "
                     "set `watch.max_steps`"
                 )
+        if self.mode != "watch" and "legs" in self.watch.model_fields_set:
+            raise ValueError(
+                f"`watch.legs` chooses the legs of mode watch, but mode is {self.mode}: remove "
+                "it (mode toward already moves toward each listed checkpoint)")
         self._check_weights()
         if self.start == START_AVERAGE and self.mode != "fixed":
             raise ValueError("`start: average` (the average of the fixed set) needs mode fixed")
@@ -206,6 +211,11 @@ class StreamConfig(_Section):
         if self.mode == "fixed":
             return self.checkpoints[-1].model
         return self.origin
+
+    def toward_legs(self) -> bool:
+        """Whether step k moves the current model toward the k-th checkpoint (``source=None``):
+        mode toward, or mode watch with ``watch.legs: toward``."""
+        return self.mode == "toward" or (self.mode == "watch" and self.watch.legs == "toward")
 
     def total_steps(self) -> int | None:
         """Number of steps (None: watch mode without ``max_steps``, until idle)."""

@@ -26,6 +26,7 @@ ScheduleKind = Literal["constant", "linear", "cosine", "average", "line_search"]
 DecayKind = Literal["constant", "linear", "cosine", "average"]
 OutDtype = Literal["float32", "bfloat16", "float16"]
 Select = Literal["best", "last"]
+WatchLegs = Literal["previous", "toward"]
 
 DEFAULT_CANDIDATES = (0.25, 0.5, 1.0, 2.0)
 MAX_LEARNING_RATE = 1e45
@@ -150,3 +151,7 @@ class WatchConfig(_Section):
         1800.0, gt=0, description="stop after this long without a new complete checkpoint"
     )
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
+    legs: WatchLegs = Field(
+        "previous", description="previous: step k goes c_{k-1} -> c_k (origin -> c_1 first); "
+        "toward: step k moves the current model toward c_k, W + eta_k R(c_k - W) (with "
+        "schedule kind average: the running mean of the saves)")

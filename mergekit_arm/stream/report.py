@@ -219,6 +219,10 @@ def model_card(
         "(step t: W <- W + eta_t R(c_t - W); eta_t = 1/t is the running average, a constant "
         "eta an EMA)",
     }[config.mode]
+    if config.mode == "watch" and config.toward_legs():
+        mode_text = ("checkpoints of a training run as they appeared, each step moving the "
+                     "current model toward the new one (watch.legs: toward; step t: "
+                     "W <- W + eta_t R(c_t - W); eta_t = 1/t is the running average)")
     stopped = ""
     if status == "stopped":
         stopped = f"**The stream stopped early:** {stop_reason}\n\n"

@@ -90,7 +90,7 @@ class StreamRunner:
     # -- callbacks of the loop ----------------------------------------------------------
     def _statistics(self, step: int, current: Any) -> Path | None:
         assert self.current is not None
-        if self.config.mode == "toward" and self.config.arm.off_subspace == 1.0:
+        if self.config.toward_legs() and self.config.arm.off_subspace == 1.0:
             return None  # R = I: a toward step needs no subspace (docs/streaming.md)
         what = (f"the start model {self.config.start_path()}" if step == 1
                 else f"the result of step {step - 1}")

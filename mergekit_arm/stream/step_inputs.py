@@ -3,7 +3,9 @@ checkpoint (``checkpoints`` / ``toward`` / ``watch``), each loaded, checked agai
 origin and given its cached statistics when it is a ``from``; and the start model.
 
 At most ``from``, the targets and the current model are held at once; in ``checkpoints``
-and ``watch`` mode the target of step ``k`` is the ``from`` of step ``k + 1``.
+and ``watch`` mode the target of step ``k`` is the ``from`` of step ``k + 1``. Toward legs
+(mode ``toward``, or ``watch`` with ``watch.legs: toward``) have no ``from``: the target
+is loaded without statistics and dropped after its step.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class StepInputs:
                 module = self.loader.load_checked(Path(entry.model), label)
                 self.store.use_given(label, module)
                 fixed.append((Path(entry.model), label, module, entry.weight))
-        origin_stats = None if cfg.mode == "toward" else self.store.cached(
+        origin_stats = None if cfg.toward_legs() else self.store.cached(
             origin_module, str(cfg.origin), f"the origin {cfg.origin}")
         self.origin = InputModel(Path(cfg.origin), "origin", origin_module, origin_stats)
         # Targets only contribute W_to to the displacement: the kernel reads the statistics
@@ -76,7 +78,7 @@ class StepInputs:
             assert w.dir is not None
             self.watcher = CheckpointWatcher(Path(w.dir), w.pattern, w.settle_seconds,
                                              w.poll_seconds, w.idle_timeout)
-        if cfg.mode in ("checkpoints", "watch") and self.state.consumed:
+        if cfg.mode in ("checkpoints", "watch") and not cfg.toward_legs() and self.state.consumed:
             last = Path(self.state.consumed[-1])
             if not last.exists():
                 raise ArmError(
@@ -154,6 +156,8 @@ class StepInputs:
             if found is None:
                 return None
             path, weight, label = found, 1.0, f"checkpoint {found.name}"
+            if cfg.toward_legs():  # watch.legs: toward
+                return None, [(self.load_input(path, label, statistics=False), weight)]
         source = self.previous or self.origin
         assert source is not None
         return source, [(self.load_input(path, label), weight)]
@@ -166,7 +170,7 @@ class StepInputs:
     def committed(self) -> None:
         """After an accepted step: in checkpoints/watch mode its target is the next
         ``from`` (and the origin is freed); the step's inputs are dropped."""
-        if self.config.mode in ("checkpoints", "watch"):
+        if self.config.mode in ("checkpoints", "watch") and not self.config.toward_legs():
             assert self.of_step is not None
             self.previous = self.of_step[1][0][0]
             self.release_origin()
