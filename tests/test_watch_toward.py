@@ -125,8 +125,8 @@ def test_resumed_toward_watch_continues_the_average(tmp_path, monkeypatch, plain
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"mode": "checkpoints"}, r"`watch.legs` chooses the legs of mode watch, but mode is "
-                              r"checkpoints"),
+    ({"mode": "checkpoints"}, r"`watch.legs: toward` chooses the legs of mode watch, but "
+                              r"mode is checkpoints"),
     ({"watch": {"legs": "back"}}, r"`watch.legs`: Input should be 'previous' or 'toward'"),
     ({"schedule": {"kind": "cosine", "learning_rate": 1.0}},
      r"a cosine decay needs a known number of steps: set `watch.max_steps`"),
@@ -173,3 +173,15 @@ def test_callback_stops_training_on_the_running_average(tmp_path, tiny_llama, ma
              for k in range(1, kept + 1)]
     mean = {name: (sum(s[name].double() for s in saves) / kept).float() for name in saves[0]}
     assert_state_dicts_close(final, mean, rtol=1e-5, atol=1e-6)
+
+
+def test_example_config_is_the_running_average_with_a_stop():
+    from mergekit_arm._yaml import load_yaml_file
+    from mergekit_arm.integrations.early_stop import check_stop_config
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "arm-callback-average.yml"
+    data = load_yaml_file(path, "stream config")
+    check_stop_config(data, str(path))  # sets patience: stop_training=True accepts it
+    parsed = parse_config({**data, "mode": "watch"}, str(path))
+    assert parsed.toward_legs() and parsed.schedule.kind == "average"
+    assert parsed.select_rule() == "best" and parsed.patience is not None

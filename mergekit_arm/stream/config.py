@@ -157,10 +157,10 @@ class StreamConfig(_Section):
                     f"a {self.schedule.decay_kind} decay needs a known number of steps: "
                     "set `watch.max_steps`"
                 )
-        if self.mode != "watch" and "legs" in self.watch.model_fields_set:
+        if self.mode != "watch" and self.watch.legs == "toward":
             raise ValueError(
-                f"`watch.legs` chooses the legs of mode watch, but mode is {self.mode}: remove "
-                "it (mode toward already moves toward each listed checkpoint)")
+                f"`watch.legs: toward` chooses the legs of mode watch, but mode is {self.mode}: "
+                "remove it (mode toward moves toward each listed checkpoint)")
         self._check_weights()
         if self.start == START_AVERAGE and self.mode != "fixed":
             raise ValueError("`start: average` (the average of the fixed set) needs mode fixed")
