@@ -26,6 +26,12 @@ them as ``training_stop`` on its last step::
 
 (measured: stopped at step 300 of 600, the held-out loss having risen for 2 saves after
 checkpoint-260; docs/streaming.md).
+
+``--config PATH`` picks the stream config; ``examples/arm-callback-average.yml`` keeps the
+running average of the saves (``watch.legs: toward``, ``schedule: {kind: average}``) and
+stops training when the average stops improving::
+
+    python examples/train_with_arm_callback.py --stop-training --config examples/arm-callback-average.yml
 """
 
 from __future__ import annotations
@@ -93,7 +99,9 @@ class SaveMemory:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="examples/arm-callback.yml")
+    parser.add_argument("--config", default="examples/arm-callback.yml",
+                        help="the stream config (examples/arm-callback-average.yml: the "
+                             "running average of the saves)")
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps")
     parser.add_argument("--save-steps", type=int, default=10, help="steps between checkpoints")
     parser.add_argument("--lora", action="store_true", help="train a PEFT LoRA adapter")
@@ -103,6 +111,8 @@ def main() -> None:
                         help="with --stop-training, when the config sets no `patience`: saves "
                              "without a lower held-out loss before training stops")
     args = parser.parse_args()
+    if Path(args.config).expanduser().is_file():  # relative to where it was run from
+        args.config = str(Path(args.config).expanduser().resolve())
     os.chdir(REPO)  # the config's paths are relative to the repository root
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     hf_logging.disable_progress_bar()  # the Trainer's per-save bars
