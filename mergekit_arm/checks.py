@@ -23,14 +23,15 @@ from mergekit_arm.model_files import (
     INDEX_FILES,
     MERGE_CARD,
     SINGLE_FILES,
-    TOKENIZER_FILES,
     TRAINER_STATE,
     FolderKind,
     folder_kind,
     has_tokenizer,
     is_known_non_weight,
+    is_tokenizer_file,
     is_training_file,
     merge_sources,
+    tokenizer_files,
 )
 from mergekit_arm.statistics import FORMAT as STATISTICS_FORMAT
 
@@ -235,7 +236,7 @@ def _check_completeness(folder: Path, report: VerifyReport, tokenizer: bool,
 
 
 def _check_tokenizer(folder: Path, report: VerifyReport) -> None:
-    present = [name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    present = [path.name for path in tokenizer_files(folder)]
     if not present:
         return
     broken = len(report.problems)
@@ -280,7 +281,7 @@ def verify_output(folder: str | os.PathLike, finite: bool = True, tokenizer: boo
     if not config.is_file() and report.kind != "adapter":  # an adapter has adapter_config.json
         report.bad(config, "is missing: the merge did not finish; re-run it")
     for path in sorted(folder.glob("*.json")):
-        if path.name not in TOKENIZER_FILES and path.name not in INDEX_FILES:
+        if not is_tokenizer_file(path.name) and path.name not in INDEX_FILES:
             report.files.append(path.name)
             _load_json(path, report)
     for path in sorted(folder.iterdir()):

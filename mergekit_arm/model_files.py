@@ -33,6 +33,10 @@ CONFIG_FILES = ("config.json", "generation_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
                    "vocab.txt", "spiece.model", "chat_template.jinja", "chat_template.json")
+# the names of TOKENIZER_FILES plus their variants (tokenizer_*.json, vocab.bpe, *.tiktoken)
+_TOKENIZER = re.compile(r"^(tokenizer[._].+|vocab\..+|chat_template\..+|.+\.tiktoken"
+                        r"|special_tokens_map\.json|added_tokens\.json|merges\.txt"
+                        r"|spiece\.model)$")
 CARD_FILES = ("README.md", "mergekit_config.yml", "trajectory.png", "trajectory.jsonl")
 MERGE_CARD = ("README.md", "mergekit_config.yml")  # MergeKit writes both, before the tokenizer
 TRAINER_STATE = "trainer_state.json"  # written last by transformers' Trainer._save_checkpoint
@@ -56,9 +60,21 @@ def is_known_non_weight(name: str) -> bool:
     return is_training_file(name) or name in ADAPTER_FILES
 
 
+def is_tokenizer_file(name: str) -> bool:
+    """Whether ``name`` is a tokenizer file (:data:`TOKENIZER_FILES` or a variant)."""
+    return bool(_TOKENIZER.match(name))
+
+
+def tokenizer_files(folder: Path) -> list[Path]:
+    """The tokenizer files in ``folder``, sorted by name (the one definition of "the
+    tokenizer" for arm-verify, ``OUT/model`` copies and folded adapters)."""
+    return sorted(path for path in folder.iterdir()
+                  if path.is_file() and is_tokenizer_file(path.name)) if folder.is_dir() else []
+
+
 def has_tokenizer(folder: Path) -> bool:
     """Whether any tokenizer file is in ``folder``."""
-    return any((folder / name).is_file() for name in TOKENIZER_FILES)
+    return bool(tokenizer_files(folder))
 
 
 def _index_metadata(folder: Path) -> dict:
@@ -136,12 +152,14 @@ def model_files(folder: str | Path) -> list[Path]:
     tokenizer files, the card (and the files it shows) and custom code; no training state,
     adapter, log or hidden file, no sub-folder."""
     folder = Path(folder)
-    wanted = {*weight_file_names(folder), *CONFIG_FILES, *TOKENIZER_FILES, *CARD_FILES}
+    wanted = {*weight_file_names(folder), *CONFIG_FILES, *CARD_FILES}
     return [path for path in sorted(folder.iterdir())
-            if path.is_file() and (path.name in wanted or _CUSTOM_CODE.match(path.name))]
+            if path.is_file() and (path.name in wanted or is_tokenizer_file(path.name)
+                                   or _CUSTOM_CODE.match(path.name))]
 
 
 __all__ = ["ADAPTER_FILES", "CARD_FILES", "CONFIG_FILES", "INDEX_FILES", "MERGE_CARD",
            "SINGLE_FILES", "TOKENIZER_FILES", "TRAINER_STATE", "FolderKind", "folder_kind",
-           "has_full_weights", "has_tokenizer", "is_known_non_weight", "is_training_file",
-           "merge_sources", "model_files", "weight_file_names"]
+           "has_full_weights", "has_tokenizer", "is_known_non_weight", "is_tokenizer_file",
+           "is_training_file", "merge_sources", "model_files", "tokenizer_files",
+           "weight_file_names"]

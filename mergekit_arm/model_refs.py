@@ -36,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mergekit_arm.errors import ModelLoadError
+from mergekit_arm.model_files import has_tokenizer, tokenizer_files
 
 #: Files of a Hub model MergeKit downloads (``ModelReference.local_path``), and ours.
 HUB_PATTERNS = ("tokenizer.model", "*.json", "*.txt")
@@ -214,23 +215,13 @@ def adapter_hint(folder: Path) -> str | None:
             f"`{base}+{folder}` (MergeKit's syntax), and it is folded into the base")
 
 
-#: Tokenizer files copied into a folded adapter's folder (MergeKit's merge saves weights only).
-TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*",
-                   "merges.txt", "chat_template*", "*.tiktoken", "spiece.model")
-
-
-def has_tokenizer(folder: Path) -> bool:
-    """Whether ``folder`` holds tokenizer files (a Trainer's adapter checkpoint does)."""
-    return any(folder.glob("tokenizer*"))
-
-
 def copy_tokenizer(source: Path, target: Path) -> None:
-    """Copy the tokenizer files of ``source`` into ``target`` (the adapter's own, when it
-    has them, else the base's)."""
-    for pattern in TOKENIZER_FILES:
-        for file in source.glob(pattern):
-            if file.is_file() and not (target / file.name).exists():
-                shutil.copyfile(file, target / file.name)
+    """Copy the tokenizer files of ``source`` (:func:`~mergekit_arm.model_files.tokenizer_files`)
+    into ``target`` (the adapter's own, when it has them, else the base's): MergeKit's merge
+    of an adapter saves the weights only."""
+    for file in tokenizer_files(source):
+        if not (target / file.name).exists():
+            shutil.copyfile(file, target / file.name)
 
 
 def _files_key(folder: Path) -> list[tuple[str, int, int]]:

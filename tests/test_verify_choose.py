@@ -411,3 +411,42 @@ def test_a_merge_of_weights_summing_to_zero_is_refused_and_removed(tmp_path, tin
         run_choose(config, out, progress=False)
     assert not (out / "candidates" / "zero" / "model").exists()
     assert not (out / "leaderboard.json").exists()
+
+
+TOKENIZER_NAMES = [  # (file name, is it a tokenizer file)
+    ("tokenizer.json", True), ("tokenizer_config.json", True), ("tokenizer.model", True),
+    ("special_tokens_map.json", True), ("added_tokens.json", True), ("vocab.json", True),
+    ("vocab.txt", True), ("vocab.bpe", True), ("merges.txt", True), ("spiece.model", True),
+    ("chat_template.jinja", True), ("qwen.tiktoken", True),
+    ("tokenization_custom.py", False), ("config.json", False), ("model.safetensors", False),
+    ("training_args.bin", False), ("README.md", False), ("tokenizer", False),
+]
+
+
+@pytest.mark.parametrize("name,expected", TOKENIZER_NAMES)
+def test_one_definition_of_the_tokenizer_files(tmp_path, name, expected):
+    """arm-verify, OUT/model and a folded adapter's tokenizer copy read one definition
+    (model_files.tokenizer_files): the name is a tokenizer file for all three or for none."""
+    from mergekit_arm.model_files import (
+        TOKENIZER_FILES,
+        has_tokenizer,
+        is_tokenizer_file,
+        model_files,
+        tokenizer_files,
+    )
+    from mergekit_arm.model_refs import copy_tokenizer
+
+    assert all(is_tokenizer_file(known) for known in TOKENIZER_FILES)
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    target.mkdir()
+    (source / name).write_text("{}")
+    (source / "config.json").write_text("{}")
+    assert is_tokenizer_file(name) is expected
+    assert has_tokenizer(source) is expected
+    assert [p.name for p in tokenizer_files(source)] == ([name] if expected else [])
+    copy_tokenizer(source, target)
+    assert (target / name).exists() is expected
+    other_model_files = {"config.json", "model.safetensors", "README.md", "tokenization_custom.py"}
+    assert (name in [p.name for p in model_files(source)]) is (expected
+                                                                 or name in other_model_files)

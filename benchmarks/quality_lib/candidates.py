@@ -19,7 +19,8 @@ ARM candidates, all through ``merge_method: arm`` in MergeKit:
 * ablations: the fixed stream with ``off_subspace: 0``, and (``--diagnostics``) the two
   streams with the rotation off (iterated ExPO);
 * the averaging recipes and the greedy-soup / ema baselines: ``recipes.py``;
-* ``early-stop``: SFT stopped by its stream's patience (``early_stop.py``).
+* ``early-stop`` / ``early-stop-average``: SFT stopped by its stream's patience, keeping
+  the best merge / the best running average of the saves (``early_stop.py``).
 
 ``--diagnostics`` (``Preset.diagnostics``) adds the rows three seeds of the full preset
 showed to be ties of another row (the arm-single variants, within 0.005 gsm OOD loss of

@@ -47,7 +47,8 @@ GUARD_STOCK = Guard("gsm", 0.0, against="model-stock")  # choose-guarded-stock's
 GUARDED = ((CHOOSE_GUARDED, GUARD), (CHOOSE_GUARDED_STOCK, GUARD_STOCK))
 RECIPES = ("stream-average", "stream-toward-line-search", "stream-average-blocks",
            "stream-from-average", "stream-from-average-blocks", CHOOSE_STANDARD,
-           CHOOSE_GUARDED, CHOOSE_GUARDED_STOCK, "early-stop")  # early-stop: early_stop.py
+           CHOOSE_GUARDED, CHOOSE_GUARDED_STOCK, "early-stop",
+           "early-stop-average")  # the early-stop rows: early_stop.py
 # what a new recipe must beat: the best of these per split and seed (issue 11's goal)
 BASELINES = ("sft-10%", "sft-20%", "sft-30%", "avg-early", "model-stock", "greedy-soup",
              "expo-20%", "expo-30%", "ema")

@@ -106,7 +106,7 @@ VAL_PICK_ALL = "val-pick (all early)"
 # never in a pick: converged SFT is what the user does not have; ablations are diagnostics;
 # choose-standard is itself a pick (arm-choose's)
 NOT_PICKABLE = ("sft-100%", "choose-standard", "choose-guarded", "choose-guarded-stock",
-                "early-stop")
+                "early-stop", "early-stop-average")
 
 
 def validation_picks(per_seed: list[dict], candidates: tuple[str, ...],
