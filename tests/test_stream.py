@@ -3,6 +3,7 @@ watch mode, per-step YAML replay and the non-finite stop. Tiny models, CPU."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -590,6 +591,33 @@ def test_step_one_replays_in_checkpoints_mode_without_save_every(tmp_path, confi
 
 
 # -- resume --------------------------------------------------------------------------------
+
+
+def test_a_stream_saved_before_a_new_key_resumes(tmp_path, config_for):
+    """A state.json written by an earlier version lacks keys added since (here
+    ``watch.legs``): it resumes when it reads back equal (the new key at its default); a
+    changed value is still refused."""
+    from mergekit_arm.errors import ArmConfigError
+    from mergekit_arm.stream.state import config_hash
+
+    config = config_for(steps=1)
+    out = tmp_path / "out"
+    run_stream(config, out, progress=False)
+    state_file = out / ".arm-stream" / "state.json"
+    state = json.loads(state_file.read_text())
+    full = copy.deepcopy(state["config"])
+    del state["config"]["watch"]["legs"]
+    state["config_hash"] = config_hash(state["config"])
+    state_file.write_text(json.dumps(state))
+    run_stream(config, out, progress=False)  # resumes: nothing to do, no refusal
+    assert json.loads(state_file.read_text())["config"] == full
+
+    state = json.loads(state_file.read_text())
+    state["config"]["schedule"]["learning_rate"] = 0.123
+    state["config_hash"] = config_hash(state["config"])
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ArmConfigError, match=r"schedule\.learning_rate: 0\.123"):
+        run_stream(config, out, progress=False)
 
 
 @pytest.mark.slow

@@ -305,6 +305,30 @@ def _section_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def with_added_defaults(saved: Any, model: type[BaseModel] | None = None) -> Any:
+    """A resolved config dump saved by an earlier version, with every key added since set
+    to its default (JSON form): the keys of ``model`` (default :class:`StreamConfig`)
+    missing from ``saved``, recursively through its sections and lists of sections."""
+    from pydantic_core import PydanticUndefined, to_jsonable_python
+
+    model = model or StreamConfig
+    if not isinstance(saved, dict):
+        return saved
+    filled = dict(saved)
+    for name, field in model.model_fields.items():
+        section = _section_model(field.annotation)
+        if name not in filled:
+            if field.default is not PydanticUndefined:
+                filled[name] = to_jsonable_python(field.default)
+            elif field.default_factory is not None:
+                filled[name] = to_jsonable_python(field.default_factory())
+        elif section is not None and isinstance(filled[name], list):
+            filled[name] = [with_added_defaults(item, section) for item in filled[name]]
+        elif section is not None:
+            filled[name] = with_added_defaults(filled[name], section)
+    return filled
+
+
 def _allowed_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
     """Keys accepted by the section of ``root`` that holds the key at ``loc``."""
     model: type[BaseModel] | None = root
@@ -377,6 +401,7 @@ def load_config(path: str | os.PathLike) -> StreamConfig:
 
 
 __all__ = [
+    "with_added_defaults",
     "MAX_LEARNING_RATE",
     "MAX_SEED",
     "ARMParameters",

@@ -24,7 +24,12 @@ from typing_extensions import Unpack
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.heldout import quiet_transformers
 from mergekit_arm.paths import PathRole, check_outputs_apart, output_write_errors
-from mergekit_arm.stream.config import StreamConfig, parse_config, read_config_file
+from mergekit_arm.stream.config import (
+    StreamConfig,
+    parse_config,
+    read_config_file,
+    with_added_defaults,
+)
 from mergekit_arm.stream.inputs import check_paths, input_paths, reference_inputs
 from mergekit_arm.stream.result import StreamResult
 from mergekit_arm.stream.runner import StreamRunner
@@ -128,7 +133,9 @@ def _locked_stream(resolved: StreamConfig, layout: OutLayout, restart: bool,
     try:
         with _log_to_file(layout.root / LOG_FILE):
             remove_partial_writes(layout)
-            state, resumed = open_state(layout, resolved.model_dump(mode="json"), restart)
+            state, resumed = open_state(
+                layout, resolved.model_dump(mode="json"), restart,
+                normalize=with_added_defaults)
             if not resumed:
                 save_state(layout, state)
             logger.info("%s stream in %s (%d step(s) done)",

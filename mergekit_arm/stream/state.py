@@ -19,7 +19,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +33,8 @@ from mergekit_arm._io import remove_stale_temporaries, write_text_atomic
 from mergekit_arm._yaml import short_repr
 from mergekit_arm.errors import ArmConfigError, ArmError
 from mergekit_arm.stream.watch import weight_files
+
+logger = logging.getLogger("mergekit_arm.stream")
 
 STATE_FORMAT_VERSION = 1
 INTERNAL = ".arm-stream"
@@ -252,11 +256,16 @@ def remove_partial_writes(layout: OutLayout) -> list[Path]:
     return removed
 
 
-def open_state(layout: OutLayout, config: dict[str, Any], restart: bool) -> tuple[StreamState, bool]:
+def open_state(layout: OutLayout, config: dict[str, Any], restart: bool,
+               normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+               ) -> tuple[StreamState, bool]:
     """The state to continue from, and whether it is a resumed one.
 
     A saved state of a different config is refused (naming the changed keys) unless
-    ``restart``, which clears the previous run's outputs.
+    ``restart``, which clears the previous run's outputs. ``normalize`` completes a saved
+    config with the keys added since it was written, at their defaults
+    (:func:`~mergekit_arm.stream.config.with_added_defaults`): a stream saved by an earlier
+    version resumes when that equals ``config``; the state then records ``config``.
     """
     digest = config_hash(config)
     fresh = StreamState(config=config, config_hash=digest)
@@ -271,6 +280,12 @@ def open_state(layout: OutLayout, config: dict[str, Any], restart: bool) -> tupl
             f"{layout.state_file} has state format {saved.format_version}, this version writes "
             f"{STATE_FORMAT_VERSION}; re-run with --restart to start over"
         )
+    if saved.config_hash != digest and _reads_back_as(saved.config, digest, normalize):
+        logger.info("%s was written by an earlier mergekit-arm version; keys added since "
+                    "take their defaults: %s", layout.state_file,
+                    "; ".join(config_diff(saved.config, config)) or "none")
+        saved.config, saved.config_hash = config, digest
+        write_text_atomic(layout.state_file, saved.model_dump_json(indent=1))
     if saved.config_hash != digest:
         changes = config_diff(saved.config, config)
         listed = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
@@ -282,6 +297,17 @@ def open_state(layout: OutLayout, config: dict[str, Any], restart: bool) -> tupl
     if saved.status == "running":
         check_fingerprints(saved)
     return saved, True
+
+
+def _reads_back_as(saved: dict[str, Any], digest: str,
+                   normalize: Callable[[dict[str, Any]], dict[str, Any]] | None) -> bool:
+    """Whether the saved config, re-read by ``normalize``, hashes to ``digest``."""
+    if normalize is None:
+        return False
+    try:
+        return config_hash(normalize(saved)) == digest
+    except (ValueError, TypeError, ArmError):  # not readable by this version: a real change
+        return False
 
 
 __all__ = [
