@@ -134,17 +134,26 @@ def merge_sources(folder: Path) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def weight_file_names(folder: Path) -> list[str]:
-    """The weight files the index names (and the index), or the single weight file."""
+def read_weight_index(folder: Path) -> tuple[str | None, list[str] | None]:
+    """``(index file name, the weight files it names)`` of a sharded folder (names None
+    when the index cannot be read: being written, or broken); ``(None, [the single weight
+    file])`` otherwise (``[]`` when there is none). The one reader of the index, for the
+    files a copy needs and for the watcher's "complete yet?"."""
     for name in INDEX_FILES:
         index = folder / name
         if index.is_file():
             try:
                 weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            except (OSError, ValueError, KeyError, TypeError):
-                return [name]
-            return [name, *sorted(set(map(str, weight_map.values())))]
-    return [name for name in SINGLE_FILES if (folder / name).is_file()][:1]
+                return name, sorted(set(map(str, weight_map.values())))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return name, None
+    return None, [name for name in SINGLE_FILES if (folder / name).is_file()][:1]
+
+
+def weight_file_names(folder: Path) -> list[str]:
+    """The weight files the index names (and the index), or the single weight file."""
+    index, names = read_weight_index(folder)
+    return [index, *(names or [])] if index is not None else list(names or [])
 
 
 def model_files(folder: str | Path) -> list[Path]:
@@ -161,5 +170,6 @@ def model_files(folder: str | Path) -> list[Path]:
 __all__ = ["ADAPTER_FILES", "CARD_FILES", "CONFIG_FILES", "INDEX_FILES", "MERGE_CARD",
            "SINGLE_FILES", "TOKENIZER_FILES", "TRAINER_STATE", "FolderKind", "folder_kind",
            "has_full_weights", "has_tokenizer", "is_known_non_weight", "is_tokenizer_file",
-           "is_training_file", "merge_sources", "model_files", "tokenizer_files",
+           "is_training_file", "merge_sources", "model_files", "read_weight_index",
+           "tokenizer_files",
            "weight_file_names"]

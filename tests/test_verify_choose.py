@@ -450,3 +450,29 @@ def test_one_definition_of_the_tokenizer_files(tmp_path, name, expected):
     other_model_files = {"config.json", "model.safetensors", "README.md", "tokenization_custom.py"}
     assert (name in [p.name for p in model_files(source)]) is (expected
                                                                  or name in other_model_files)
+
+
+@pytest.mark.parametrize("files,names,copy,complete", [
+    ({"model.safetensors": ""}, (None, ["model.safetensors"]), ["model.safetensors"], True),
+    ({}, (None, []), [], None),
+    ({"model.safetensors.index.json": '{"weight_map": {"a": "m-1.safetensors", '
+      '"b": "m-2.safetensors", "c": "m-1.safetensors"}}'},
+     ("model.safetensors.index.json", ["m-1.safetensors", "m-2.safetensors"]),
+     ["model.safetensors.index.json", "m-1.safetensors", "m-2.safetensors"], True),
+    ({"model.safetensors.index.json": '{"weight_m'},  # being written
+     ("model.safetensors.index.json", None), ["model.safetensors.index.json"], None),
+])
+def test_one_reader_of_the_weight_index(tmp_path, files, names, copy, complete):
+    """model_files (what a copy needs) and the watcher (is it complete yet?) read the
+    index through one function; a half-written index is "not yet" for the watcher."""
+    from mergekit_arm.model_files import read_weight_index, weight_file_names
+    from mergekit_arm.stream.watch import weight_files
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert read_weight_index(tmp_path) == names
+    assert weight_file_names(tmp_path) == copy
+    found = weight_files(tmp_path)
+    assert (found is not None) is bool(complete)
+    if found is not None:
+        assert [p.name for p in found] == [n for n in copy if not n.endswith(".json")]

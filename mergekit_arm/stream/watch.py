@@ -40,11 +40,10 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from mergekit_arm.model_files import TRAINER_STATE, read_weight_index
+
 logger = logging.getLogger(__name__)
 
-INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
-TRAINER_MARKER = "trainer_state.json"  # written last by transformers' Trainer._save_checkpoint
 CHECKSUM_FILES = ("SHA256SUMS", "checksums.sha256")
 Snapshot = tuple[tuple[str, int, int], ...]
 
@@ -56,19 +55,10 @@ def checkpoint_number(path: str | Path) -> int | None:
 
 
 def weight_files(folder: Path) -> list[Path] | None:
-    """The weight files the folder's index (or single weight file) names; None if unknown yet."""
-    for index_name in INDEX_FILES:
-        index = folder / index_name
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            except (OSError, ValueError, KeyError, TypeError):
-                return None  # index still being written
-            return [folder / name for name in sorted(set(weight_map.values()))]
-    for single in SINGLE_FILES:
-        if (folder / single).is_file():
-            return [folder / single]
-    return None
+    """The weight files the folder's index (or single weight file) names; None if unknown
+    yet (no weight file, or an index still being written)."""
+    _, names = read_weight_index(folder)
+    return [folder / name for name in names] if names else None
 
 
 def _safetensors_readable(path: Path) -> bool:
@@ -113,7 +103,7 @@ def snapshot(folder: Path) -> Snapshot:
 def has_trainer_marker(folder: Path) -> bool:
     """Whether the Trainer's ``trainer_state.json`` (written last) is there and parses."""
     try:
-        return isinstance(json.loads((folder / TRAINER_MARKER).read_text(encoding="utf-8")), dict)
+        return isinstance(json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8")), dict)
     except (OSError, ValueError):
         return False
 
