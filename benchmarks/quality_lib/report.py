@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mergekit_arm._io import write_text_atomic
 
+from .report_early_stop import early_stop_lines, early_stop_summary
 from .report_stats import (
     METRICS,
     RECIPE_METRICS,
@@ -229,6 +230,8 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
             payload["seeds"], tuple(payload["recipes"]), tuple(payload["baselines"]))
         payload["validation_picks"] = pick_summary(
             payload["seeds"], tuple(payload["candidates"]), tuple(payload["baselines"]))
+        payload["early_stop"] = early_stop_summary(payload["seeds"],
+                                                   tuple(payload["baselines"]))
     json_path = out / f"quality-{preset_name}.json"
     md_path = out / f"quality-{preset_name}.md"
     seeds = payload["seeds"]
@@ -268,7 +271,7 @@ def write(out: Path, preset_name: str, payload: dict) -> tuple[Path, Path]:
              "task; counts in the Data section) that every hyperparameter was chosen on.", "",
              *main_table(payload)]
     lines += ([""] + _recipe_lines(payload, task2) + _pick_lines(payload, task2)
-              + _verdict_lines(payload, task2))
+              + early_stop_lines(payload, task2) + _verdict_lines(payload, task2))
     if n > 1:
         lines += ["## Per-seed results", "",
                   "The same table for each seed alone (a run of one seed, e.g. the default "
