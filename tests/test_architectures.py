@@ -266,12 +266,7 @@ def arm_config(world: World, cur_stats: Path, from_stats: Path, **parameters) ->
 
 # -- the tests ---------------------------------------------------------------------------
 
-NEOX_REASON = ("transformers 5 loads GPT-NeoX's embed_out as lm_head: calibration keys the head "
-               "lm_head.weight, MergeKit hands embed_out.weight (the merge refuses it as having "
-               "no statistics; --check refuses the model's own file)")
-
-
-@pytest.mark.parametrize("name", _rows({"gpt-neox": NEOX_REASON}))
+@pytest.mark.parametrize("name", _rows())
 def test_calibration_modes_agree_with_measured_inputs(worlds, name):
     """Both calibration modes give the same statistics, and those are the eigenpairs of
     each linear map's input measured here; layouts the layer-sequential pass does not
@@ -296,7 +291,7 @@ def test_calibration_modes_agree_with_measured_inputs(worlds, name):
         assert_statistics_match(whole, measured, name)
 
 
-@pytest.mark.parametrize("name", _rows({"gpt-neox": NEOX_REASON}))
+@pytest.mark.parametrize("name", _rows())
 def test_merge_matches_float64_reference(worlds, name):
     """``mergekit-yaml`` with ``merge_method: arm`` equals the float64 reference on every
     tensor (1e-4 relative), and every linear map was really rotated (it differs from the
@@ -356,23 +351,54 @@ def test_tied_stream_steps_replay_exactly(worlds, name, calibration_jsonl):
         assert not differ, f"{name}: {step_yml.name} replayed differs in {differ}"
 
 
-def test_gpt_neox_is_refused_as_not_supported(worlds, tmp_path):
-    """GPT-NeoX (the expected-failure row) is refused by the merge, and the refusal does not
-    tell the user to run arm-calibrate on a model whose own fresh file it holds (it said
-    "Run arm-calibrate on the model(s)"): it names the renamed head and the README; so
-    does ``arm-calibrate --check`` of that file (it said only that lm_head.weight is not in
-    the safetensors files)."""
-    world = worlds("gpt-neox")
-    cur = _calibrate(world, "sibling", "all-at-once", worlds.texts)
-    origin = _calibrate(world, "origin", "all-at-once", worlds.texts)
-    with pytest.raises(AssertionError) as refused:
-        mergekit_yaml(arm_config(world, cur, origin), tmp_path / "merge.yml", tmp_path / "out")
-    message = str(refused.value)
-    assert "no activation statistics for the linear weight embed_out.weight" in message, message
-    assert "computed from this very model" in message and "not supported yet" in message, message
-    assert "Run arm-calibrate on the model(s)" not in message, message
+def _without_checkpoint_names(path: Path, out: Path, drop: str) -> Path:
+    """A copy of statistics file ``path`` as an older mergekit-arm wrote it: the alias
+    ``drop`` (a checkpoint name) and its probe left out."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys() if k != f"{drop}::probe"}  # noqa: SIM118
+    aliases = json.loads(metadata["aliases"])
+    del aliases[drop]
+    metadata["aliases"] = json.dumps(aliases, sort_keys=True)
+    save_file(tensors, out, metadata=metadata)
+    return out
+
+
+def test_gpt_neox_head_is_recorded_under_its_checkpoint_name(worlds, tmp_path):
+    """GPT-NeoX stores its head as ``embed_out.weight`` (what MergeKit hands the merge);
+    transformers 5 loads it as ``lm_head.weight`` (what calibration measures). The file
+    records the checkpoint name as an alias of the head's entry, with its own probe, so
+    the merge and ``--check`` find it (the table rows above check the merged values). A
+    file without that alias (an older mergekit-arm) is refused by both, telling the user to
+    calibrate again rather than that the file is another model's."""
+    import json
+
+    from safetensors import safe_open
+
     from mergekit_arm.calibration import check_statistics
     from mergekit_arm.errors import StatisticsError
 
-    with pytest.raises(StatisticsError, match="renames at run time .*not support"):
-        check_statistics(cur, world.sibling)  # --check: the same cause, not a bare read error
+    world = worlds("gpt-neox")
+    cur = _calibrate(world, "sibling", "all-at-once", worlds.texts)
+    origin = _calibrate(world, "origin", "all-at-once", worlds.texts)
+    with safe_open(str(cur), "pt") as f:
+        assert json.loads(f.metadata()["aliases"])["embed_out.weight"] == "lm_head.weight"
+        assert torch.equal(f.get_tensor("embed_out.weight::probe"),
+                           f.get_tensor("lm_head.weight::probe"))
+    old_cur = _without_checkpoint_names(cur, tmp_path / "old-cur.safetensors", "embed_out.weight")
+    old_origin = _without_checkpoint_names(origin, tmp_path / "old-origin.safetensors",
+                                           "embed_out.weight")
+    with pytest.raises(AssertionError) as refused:
+        mergekit_yaml(arm_config(world, old_cur, old_origin), tmp_path / "merge.yml",
+                      tmp_path / "out")
+    message = str(refused.value)
+    assert "no activation statistics for the linear weight embed_out.weight" in message, message
+    assert "computed from this very model" in message and "older mergekit-arm" in message, message
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+    with pytest.raises(StatisticsError, match="embed_out.weight, the checkpoint name of "
+                                              "lm_head.weight.*older mergekit-arm"):
+        check_statistics(old_cur, world.sibling)

@@ -26,7 +26,7 @@ from mergekit_arm.calibration.data import (
 from mergekit_arm.calibration.full_pass import collect_statistics_all_at_once
 from mergekit_arm.calibration.layer_pass import collect_statistics_layerwise
 from mergekit_arm.calibration.layout import model_fingerprint
-from mergekit_arm.calibration.lazy import load_lazy_causal_lm
+from mergekit_arm.calibration.lazy import LazyCheckpoint, load_lazy_causal_lm
 from mergekit_arm.calibration.limits import (
     check_token_ids,
     effective_max_length,
@@ -36,6 +36,7 @@ from mergekit_arm.calibration.limits import (
 )
 from mergekit_arm.calibration.mode import choose_mode, folder_config_and_bytes, resolve_mode
 from mergekit_arm.calibration.options import CalibrationMode, CalibrationOptions
+from mergekit_arm.calibration.renames import add_checkpoint_names, renamed_weights
 from mergekit_arm.errors import CalibrationError, ModelLoadError
 from mergekit_arm.statistics import StatisticsContent, write_statistics
 
@@ -146,6 +147,17 @@ def check_out_replaceable(out: str | os.PathLike) -> None:
             "written.")
 
 
+def _stored_names(folder: Path | None) -> list[str] | None:
+    """The tensor names of ``folder``'s safetensors files; None for an in-memory model or a
+    folder without them (then :func:`renamed_weights` takes transformers' saved names)."""
+    if folder is None:
+        return None
+    try:
+        return list(LazyCheckpoint(folder).weight_map)
+    except ModelLoadError:
+        return None
+
+
 def calibrate(
     model: str | os.PathLike | torch.nn.Module,
     out: str | os.PathLike,
@@ -209,6 +221,8 @@ def calibrate(
     content, timings = collect_statistics(
         model, token_lists, pad_id, options.rank, options.batch_size, progress, mode, compute
     )
+    # a weight the checkpoint stores under another name (GPT-NeoX embed_out = lm_head)
+    add_checkpoint_names(content, renamed_weights(model, _stored_names(folder)))
     num_tokens = sum(len(ids) for ids in token_lists)
     content.metadata.update(
         {

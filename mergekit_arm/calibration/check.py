@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from mergekit_arm.calibration.lazy import LazyCheckpoint
+from mergekit_arm.calibration.renames import renamed_weights
 from mergekit_arm.errors import ModelLoadError, StatisticsError
 from mergekit_arm.models import check_model_folder, load_model_config, not_a_causal_lm
 from mergekit_arm.statistics import ActivationStatistics, load_statistics
@@ -24,6 +25,12 @@ _EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.wei
 def model_weight_shapes(folder, trust_remote_code: bool = False) -> tuple[dict[str, tuple[int, ...]], bool]:
     """``({name: shape}, tied)`` of every parameter of the causal LM in ``folder``, as
     transformers names it (built on the meta device: nothing is read), tied ones included."""
+    model, tied = _meta_model(folder, trust_remote_code)
+    return {name: tuple(p.shape) for name, p in model.named_parameters(remove_duplicate=False)}, tied
+
+
+def _meta_model(folder, trust_remote_code: bool = False):
+    """``(model, tied)``: the causal LM of ``folder`` on the meta device (nothing read)."""
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
@@ -38,8 +45,7 @@ def model_weight_shapes(folder, trust_remote_code: bool = False) -> tuple[dict[s
                 or getattr(config, "tie_word_embeddings", False))
     if tied:
         model.tie_weights()
-    shapes = {name: tuple(p.shape) for name, p in model.named_parameters(remove_duplicate=False)}
-    return shapes, tied
+    return model, tied
 
 
 def check_statistics(
@@ -58,8 +64,17 @@ def check_statistics(
     folder = check_model_folder(model)
     stats = load_statistics(path)  # refuses aliases to entries the file does not hold
     stats.validate_all()
-    shapes, tied = model_weight_shapes(folder, trust_remote_code)
+    model, tied = _meta_model(folder, trust_remote_code)
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters(remove_duplicate=False)}
     weights = LazyCheckpoint(folder)
+    # checkpoint names transformers renames (GPT-NeoX embed_out.weight is lm_head.weight):
+    # needed where MergeKit can only hand the weight under its checkpoint name
+    checkpoint_of: dict[str, str] = {}
+    for checkpoint, runtime in renamed_weights(model, weights.weight_map).items():
+        checkpoint_of[runtime] = checkpoint
+        target = weight_input(checkpoint, shapes[runtime])
+        if target is None or all(e in stats for e in target.entries) or not weights.can_read(runtime):
+            shapes[checkpoint] = shapes[runtime]
     embedding = next((n for n in weights.weight_map if n.endswith(_EMBEDDING_SUFFIXES)), None)
     label = str(folder)
     tied_entries = getattr(stats, "tied_weights", None) or {}
@@ -75,8 +90,8 @@ def check_statistics(
         if lacking:
             uncovered.append(lacking[0])
             continue
-        stored = name
-        if not weights.can_read(name) and tied and name.endswith("lm_head.weight") and embedding:
+        stored = name if weights.can_read(name) else checkpoint_of.get(name, name)
+        if not weights.can_read(stored) and tied and name.endswith("lm_head.weight") and embedding:
             stored = embedding  # tied: lm_head is the input embedding
         try:
             tensor = weights.get(stored)
@@ -84,12 +99,21 @@ def check_statistics(
             raise StatisticsError(
                 f"cannot check {path} against {label}: {name} cannot be read from its "
                 f"safetensors files ({error}); if the file was computed from this model, "
-                "its checkpoint stores the weight under a name transformers renames at run "
-                "time (GPT-NeoX: embed_out is lm_head), which mergekit-arm does not support "
-                "yet (README, Supported architectures)"
+                "its checkpoint stores the weight in a layout transformers converts at run "
+                "time in a way mergekit-arm cannot follow (not a plain renaming), which is "
+                "not supported yet (README, Supported architectures)"
             ) from error
         for entry, matrix in target.matrices(tensor):
             stats.check_weight(entry, matrix, label)
+    renamed = [e for e in uncovered if e in checkpoint_of.values()]
+    if renamed:
+        runtime = next(r for r, c in checkpoint_of.items() if c == renamed[0])
+        raise StatisticsError(
+            f"statistics file {stats.path} has no entry for {renamed[0]}, the checkpoint name "
+            f"of {runtime} in {label} (transformers renames it at run time), which MergeKit "
+            "hands the merge: an older mergekit-arm wrote the file without checkpoint names; "
+            f"run `arm-calibrate {label} <file>` again"
+        )
     if uncovered:
         raise StatisticsError(
             f"statistics file {stats.path} has no entries for {len(uncovered)} weights of {label} "

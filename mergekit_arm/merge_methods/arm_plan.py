@@ -202,10 +202,11 @@ def _missing_entry_advice(stats: ActivationStatistics, roles: ArmRoles) -> str:
     if model is None:
         return "Run arm-calibrate on the model(s) and set `activations`"
     return (f"The file was computed from this very model ({model}), so either an older "
-            "mergekit-arm wrote it (run arm-calibrate again), or the architecture stores "
-            "this weight under a name transformers renames at run time, which calibration "
-            "measures (GPT-NeoX: embed_out is lm_head); such architectures are not "
-            "supported yet (README, Supported architectures)")
+            "mergekit-arm wrote it (run arm-calibrate again: it records a weight transformers "
+            "renames at run time under its checkpoint name too, e.g. GPT-NeoX's embed_out), "
+            "or the architecture stores this weight in a layout transformers converts at run "
+            "time in a way calibration cannot follow, which is not supported yet (README, "
+            "Supported architectures)")
 
 
 def statistics_plan(group: TensorGroup, roles: ArmRoles, activations: PerInput[str | None],
