@@ -32,7 +32,12 @@ def renamed_weights(model: torch.nn.Module, stored: Iterable[str] | None = None)
     name that is itself a parameter name is never an alias."""
     try:
         from transformers.conversion_mapping import get_model_conversion_mapping
-        from transformers.core_model_loading import WeightRenaming, apply_renamings
+        from transformers.core_model_loading import (
+            WeightConverter,
+            WeightRenaming,
+            apply_renamings,
+            rename_source_key,
+        )
     except ImportError:  # a transformers without conversion mappings renames nothing
         return {}
     if not hasattr(model, "named_modules") or not hasattr(model, "config"):
@@ -45,9 +50,15 @@ def renamed_weights(model: torch.nn.Module, stored: Iterable[str] | None = None)
     if not renamings:
         return {}
     params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
-    if stored is None:
-        reverse = [t.reverse_transform() for t in renamings[::-1]]
-        stored = {apply_renamings(name, reverse) for name in params}
+    if stored is None:  # as save_pretrained reverts them; a converted tensor is no renaming
+        reverse = [t.reverse_transform() for t in transforms[::-1]]
+        back = [t for t in reverse if isinstance(t, WeightRenaming)]
+        converters = [t for t in reverse if isinstance(t, WeightConverter)]
+        stored = set()
+        for name in params:
+            saved, converted = rename_source_key(name, back, converters, reverse=True)
+            if converted is None:
+                stored.add(saved)
     found = {}
     for name in sorted(stored):
         if name in params:
