@@ -18,6 +18,11 @@ the *source* model (under MergeKit ``slices:`` the output name may differ):
 * a tied input embedding (the file's ``tied_weights``): the head's entry, since the
   matrix is the head's weight.
 
+A weight the checkpoint stores under another name than transformers 5 loads it as (GPT-NeoX
+``embed_out.weight`` is ``lm_head.weight``) needs nothing here: calibration records the
+checkpoint name as an alias of the runtime entry (``calibration/renames.py``), so either
+name is its own entry.
+
 The MoE router (``mlp.gate.weight``, ``(E, hidden)``, not an ``nn.Linear`` in
 transformers 5) is a 2-D linear map of the MoE block input and has its own entry.
 """
