@@ -10,7 +10,6 @@ from pathlib import Path
 
 from mergekit_arm._io import write_text_atomic
 
-from .report_early_stop import early_stop_lines, early_stop_summary
 from .report_stats import (
     METRICS,
     RECIPE_METRICS,
@@ -19,6 +18,8 @@ from .report_stats import (
     VAL_PICK_BASELINES,
     VERDICT_METRICS,
     aggregate,
+    early_stop_summary,
+    mean_std,
     pick_summary,
     recipe_verdicts,
     verdicts,
@@ -148,6 +149,43 @@ def _stream_tables(name: str, traj) -> list[str]:
                          f"{'' if rate is None else f'{rate:.4g}'} | {rec['val']:.4f} | "
                          f"{_angles(dg.get('angles_source_to_cur'))} | {cos_txt} |")
     return lines
+
+
+def early_stop_lines(payload: dict, task2: str) -> list[str]:
+    """The section's Markdown (empty when no seed has these rows)."""
+    summary = payload.get("early_stop")
+    if not summary or not (summary["stops"] or summary["vs"]):
+        return []
+    keys = [(k, label.format(task2=task2)) for k, label in RECIPE_METRICS]
+    lines = ["## Early stop and guarded choice", "",
+             "`early-stop`: the SFT run stopped by `ARMCallback(stop_training=True)`'s "
+             "patience, keeping the best merge of the saves (watch legs, ARM line search); "
+             "`early-stop-average`: the same with `watch.legs: toward` and `schedule: "
+             "{kind: average}`, keeping the best running mean of the saves "
+             "(`early_stop.py`). `fraction saved` = 1 - steps trained / steps asked.", ""]
+    if summary["stops"]:
+        lines += ["| row | seed | stopped at | fraction of SFT steps saved | kept |",
+                  "|---|---|---|---|---|"]
+        for row, per_seed in summary["stops"].items():
+            for s in per_seed:
+                lines.append(f"| {row} | {s['seed']} | {s['stop save'] or 'never stopped'} | "
+                             f"{s['fraction saved']:.2f} | {s['kept']} |")
+            mean, std = mean_std([s["fraction saved"] for s in per_seed])
+            lines.append(f"| {row} | mean | | {mean:.2f} ± {std:.2f} | |")
+        lines.append("")
+    picks = {row: names for row, names in summary.get("picks", {}).items() if names}
+    if picks:
+        lines += ["Picks per seed: " + "; ".join(
+            f"{row}: {', '.join(names)}" for row, names in picks.items()), ""]
+    lines += ["Paired over seeds (row − reference; mean ± sample std; **wins**/**loses** "
+              "as above):", "",
+              "| row | vs | " + " | ".join(label for _, label in keys) + " |",
+              "|---|---|" + "---|" * len(keys)]
+    for row, by_ref in summary["vs"].items():
+        for ref, by_key in by_ref.items():
+            lines.append(f"| {row} | {ref} | " + " | ".join(
+                _diff_cell(by_key.get(key), key) for key, _ in keys) + " |")
+    return lines + [""]
 
 
 def _verdict_lines(payload: dict, task2: str) -> list[str]:

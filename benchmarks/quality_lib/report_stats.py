@@ -158,3 +158,37 @@ def verdicts(per_seed: list[dict], candidates: tuple[str, ...]) -> dict:
                 if res is not None:
                     out.setdefault(cand, {}).setdefault(ref, {})[key] = res
     return out
+
+
+EARLY_STOP_ROWS = ("early-stop", "early-stop-average")
+GUARDED_ROWS = ("choose-guarded", "choose-guarded-stock")
+EARLY_STOP_REFERENCES = ("sft-100%", BEST_BASELINE, "choose-standard")
+
+
+def early_stop_summary(per_seed: list[dict], baselines: tuple[str, ...]) -> dict:
+    """The numbers of the report's "Early stop and guarded choice" section: per early-stop
+    row and seed ``stop save``, ``fraction saved``, ``kept``; per row (early-stop and
+    guarded) and reference, the paired differences of every split; the picks per seed."""
+    seeds = with_best_baseline(per_seed, baselines)
+    stops: dict = {}
+    for row in EARLY_STOP_ROWS:
+        for s in per_seed:
+            selected = s["results"].get(row, {}).get("selected")
+            if selected:
+                stops.setdefault(row, []).append(
+                    {"seed": s["seed"], "stop save": selected.get("stop save"),
+                     "fraction saved": selected.get("fraction saved"),
+                     "kept": selected.get("kept")})
+    vs: dict = {}
+    for row in (*EARLY_STOP_ROWS, *GUARDED_ROWS):
+        for ref in EARLY_STOP_REFERENCES:
+            if row == ref:
+                continue
+            for key, _ in RECIPE_METRICS:
+                res = compare(seeds, row, ref, key)
+                if res is not None:
+                    vs.setdefault(row, {}).setdefault(ref, {})[key] = res
+    picks = {row: [s["results"][row]["selected"].get("picked") for s in per_seed
+                   if s["results"].get(row, {}).get("selected")]
+             for row in ("choose-standard", *GUARDED_ROWS)}
+    return {"stops": stops, "vs": vs, "picks": picks}
