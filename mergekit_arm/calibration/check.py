@@ -26,7 +26,11 @@ def model_weight_shapes(folder, trust_remote_code: bool = False) -> tuple[dict[s
     """``({name: shape}, tied)`` of every parameter of the causal LM in ``folder``, as
     transformers names it (built on the meta device: nothing is read), tied ones included."""
     model, tied = _meta_model(folder, trust_remote_code)
-    return {name: tuple(p.shape) for name, p in model.named_parameters(remove_duplicate=False)}, tied
+    return _parameter_shapes(model), tied
+
+
+def _parameter_shapes(model) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in model.named_parameters(remove_duplicate=False)}
 
 
 def _meta_model(folder, trust_remote_code: bool = False):
@@ -65,7 +69,7 @@ def check_statistics(
     stats = load_statistics(path)  # refuses aliases to entries the file does not hold
     stats.validate_all()
     model, tied = _meta_model(folder, trust_remote_code)
-    shapes = {name: tuple(p.shape) for name, p in model.named_parameters(remove_duplicate=False)}
+    shapes = _parameter_shapes(model)
     weights = LazyCheckpoint(folder)
     # checkpoint names transformers renames (GPT-NeoX embed_out.weight is lm_head.weight):
     # needed where MergeKit can only hand the weight under its checkpoint name
